@@ -1,0 +1,228 @@
+//! Client authentication: HTTP Basic against configured clients (argon2 hashes), or passthrough to
+//! the backend. Verified credentials are remembered briefly by their SHA-256, never in clear.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use argon2::{Argon2, PasswordHash, PasswordVerifier};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use http::HeaderValue;
+use moka::future::Cache;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+use crate::backends::{CallContext, Credentials};
+use crate::config::Settings;
+use crate::domain::IpamError;
+use crate::service::{Caller, Ipam};
+
+/// Why a request was not let in. Messages are safe to return to the caller.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("authentication required (HTTP Basic)")]
+    Missing,
+    #[error("malformed Authorization header: {0}")]
+    Malformed(&'static str),
+    #[error("invalid username or password")]
+    Invalid,
+    #[error("cannot verify credentials: {0}")]
+    Unavailable(String),
+}
+
+struct Client {
+    hash: SecretString,
+    backend: String,
+}
+
+pub struct Authenticator {
+    clients: HashMap<String, Client>,
+    passthrough: Option<String>,
+    verified: Cache<[u8; 32], Caller>,
+}
+
+/// A valid argon2 hash of nothing anyone can send, verified for unknown users so that the answer
+/// takes as long as for a known one.
+const DECOY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$ZGVjb3lzYWx0ZGVjb3k$3m7rK0A8oD8a0m5jrKj5l9H3Qy6g8s0m1yq3o0kXo3Y";
+
+impl Authenticator {
+    pub fn new(settings: &Settings) -> Self {
+        Authenticator {
+            clients: settings
+                .clients
+                .iter()
+                .map(|c| {
+                    (
+                        c.name.clone(),
+                        Client {
+                            hash: c.password_hash.clone(),
+                            backend: c.backend.clone(),
+                        },
+                    )
+                })
+                .collect(),
+            passthrough: settings
+                .config
+                .passthrough
+                .as_ref()
+                .map(|p| p.backend.clone()),
+            verified: Cache::builder()
+                .name("verified_credentials")
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(settings.config.cache.auth_ttl_secs))
+                .build(),
+        }
+    }
+
+    pub async fn authenticate(
+        &self,
+        header: Option<&HeaderValue>,
+        ipam: &Ipam,
+    ) -> Result<Caller, AuthError> {
+        let (user, password) = parse_basic(header)?;
+        let key = cache_key(&user, &password);
+        if let Some(caller) = self.verified.get(&key).await {
+            metrics::counter!("ipamgw_cache_requests_total", "cache" => "auth", "result" => "hit")
+                .increment(1);
+            return Ok(caller);
+        }
+        metrics::counter!("ipamgw_cache_requests_total", "cache" => "auth", "result" => "miss")
+            .increment(1);
+        let caller = if let Some(client) = self.clients.get(&user) {
+            if !verify(client.hash.clone(), password).await {
+                return Err(AuthError::Invalid);
+            }
+            Caller {
+                name: user,
+                backend: client.backend.clone(),
+                cx: CallContext::default(),
+            }
+        } else if let Some(backend_name) = &self.passthrough {
+            let backend = ipam
+                .backend(backend_name)
+                .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+            let cx = CallContext {
+                credentials: Some(Credentials {
+                    username: user.clone(),
+                    password,
+                }),
+            };
+            match backend.check(&cx).await {
+                Ok(_) => Caller {
+                    name: user,
+                    backend: backend_name.clone(),
+                    cx,
+                },
+                Err(IpamError::Unauthorized(_)) => return Err(AuthError::Invalid),
+                Err(e) => return Err(AuthError::Unavailable(e.to_string())),
+            }
+        } else {
+            // Same work as for a known user, so timing does not reveal which names exist.
+            let _ = verify(SecretString::from(DECOY_HASH), password).await;
+            return Err(AuthError::Invalid);
+        };
+        self.verified.insert(key, caller.clone()).await;
+        Ok(caller)
+    }
+}
+
+fn parse_basic(header: Option<&HeaderValue>) -> Result<(String, SecretString), AuthError> {
+    let header = header.ok_or(AuthError::Missing)?;
+    let text = header
+        .to_str()
+        .map_err(|_| AuthError::Malformed("not ASCII"))?;
+    let (scheme, rest) = text
+        .split_once(' ')
+        .ok_or(AuthError::Malformed("expected 'Basic <base64>'"))?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(AuthError::Malformed("only the Basic scheme is supported"));
+    }
+    let decoded = STANDARD
+        .decode(rest.trim())
+        .map_err(|_| AuthError::Malformed("credentials are not base64"))?;
+    let decoded = String::from_utf8(decoded)
+        .map_err(|_| AuthError::Malformed("credentials are not UTF-8"))?;
+    let (user, password) = decoded
+        .split_once(':')
+        .ok_or(AuthError::Malformed("expected user:password"))?;
+    if user.is_empty() {
+        return Err(AuthError::Malformed("empty user name"));
+    }
+    Ok((user.to_owned(), SecretString::from(password.to_owned())))
+}
+
+fn cache_key(user: &str, password: &SecretString) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(user.as_bytes());
+    h.update([0u8]);
+    h.update(password.expose_secret().as_bytes());
+    h.finalize().into()
+}
+
+async fn verify(hash: SecretString, password: SecretString) -> bool {
+    tokio::task::spawn_blocking(move || {
+        PasswordHash::new(hash.expose_secret())
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.expose_secret().as_bytes(), &parsed)
+                    .is_ok()
+            })
+            .unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// An argon2id PHC string for `password`, with a fresh random salt.
+pub fn hash_password(password: &SecretString) -> Result<String, String> {
+    use argon2::PasswordHasher;
+    use argon2::password_hash::SaltString;
+    // 16 random bytes (uuid v4 draws them from the OS generator).
+    let salt =
+        SaltString::encode_b64(uuid::Uuid::new_v4().as_bytes()).map_err(|e| e.to_string())?;
+    Argon2::default()
+        .hash_password(password.expose_secret().as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Shared handle used by the server.
+pub type SharedAuth = Arc<Authenticator>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn basic(s: &str) -> HeaderValue {
+        HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(s))).expect("header")
+    }
+
+    #[test]
+    fn basic_headers_are_parsed_strictly() {
+        let (u, p) = parse_basic(Some(&basic("demo:pa:ss"))).expect("ok");
+        assert_eq!(u, "demo");
+        assert_eq!(p.expose_secret(), "pa:ss", "only the first colon splits");
+        assert_eq!(parse_basic(None).expect_err("none"), AuthError::Missing);
+        assert!(matches!(
+            parse_basic(Some(&HeaderValue::from_static("Bearer x"))),
+            Err(AuthError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_basic(Some(&HeaderValue::from_static("Basic !!!"))),
+            Err(AuthError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_basic(Some(&basic("nocolon"))),
+            Err(AuthError::Malformed(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn hashes_verify_and_the_decoy_is_a_valid_hash() {
+        let h = hash_password(&SecretString::from("pw")).expect("hash");
+        assert!(verify(SecretString::from(h.clone()), SecretString::from("pw")).await);
+        assert!(!verify(SecretString::from(h), SecretString::from("nope")).await);
+        assert!(PasswordHash::new(DECOY_HASH).is_ok());
+    }
+}

@@ -1,0 +1,111 @@
+//! The `Backend` trait and the registry that builds backends from config.
+//!
+//! A backend is a translator: domain operations in, IPAM calls out. It holds no gateway policy
+//! (caching, locking, idempotency, rollback live in `service`). A backend that lacks a capability
+//! returns [`IpamError::Unsupported`]; it never panics and never silently does nothing.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use async_trait::async_trait;
+use secrecy::SecretString;
+
+use crate::domain::{
+    AllocateIn, AllocationInfo, BackendStatus, BlockInfo, CarveRequest, IpamResult, Lookup,
+    NetworkInfo, RecordChanges,
+};
+
+pub mod embedded;
+
+/// Credentials a caller handed over for passthrough auth. Never logged: `Debug` shows the user only.
+#[derive(Clone)]
+pub struct Credentials {
+    pub username: String,
+    pub password: SecretString,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"[REDACTED]")
+            .finish()
+    }
+}
+
+/// Per-call context: who is calling, as far as the backend needs to know.
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    /// Set when the gateway runs in passthrough mode: the backend authenticates as this user.
+    pub credentials: Option<Credentials>,
+}
+
+#[async_trait]
+pub trait Backend: Send + Sync + fmt::Debug {
+    /// The configured name of this backend instance.
+    fn name(&self) -> &str;
+
+    /// `embedded`, `phpipam`, `infoblox`.
+    fn kind(&self) -> &'static str;
+
+    /// Whether callers' own credentials can be handed to this backend (passthrough auth).
+    fn supports_passthrough(&self) -> bool {
+        false
+    }
+
+    /// Credentials and reachability.
+    async fn check(&self, cx: &CallContext) -> IpamResult<BackendStatus>;
+
+    /// Every network this backend exposes.
+    async fn networks(&self, cx: &CallContext) -> IpamResult<Vec<NetworkInfo>>;
+
+    /// Every block (container for on-demand networks) this backend exposes.
+    async fn blocks(&self, cx: &CallContext) -> IpamResult<Vec<BlockInfo>>;
+
+    /// Takes one address in one network: the next free one, or `req.address`. Must be atomic on the
+    /// backend side (two gateways may call at once). Errors: `Exhausted`, `Conflict` (a specific
+    /// address is taken), `NotFound` (no such network), `InvalidInput` (address outside the network).
+    async fn allocate(&self, cx: &CallContext, req: &AllocateIn) -> IpamResult<AllocationInfo>;
+
+    /// Allocations held by an owner, or holding an address.
+    async fn find(&self, cx: &CallContext, lookup: &Lookup) -> IpamResult<Vec<AllocationInfo>>;
+
+    /// Gives an address back. Releasing an address that is already free succeeds.
+    async fn release(&self, cx: &CallContext, network: &str, address: IpAddr) -> IpamResult<()>;
+
+    /// Changes the record kept with an address (MAC, hostname, description).
+    async fn update(
+        &self,
+        cx: &CallContext,
+        network: &str,
+        address: IpAddr,
+        changes: &RecordChanges,
+    ) -> IpamResult<AllocationInfo>;
+
+    /// Carves a new network from a block.
+    async fn allocate_network(
+        &self,
+        cx: &CallContext,
+        req: &CarveRequest,
+    ) -> IpamResult<NetworkInfo>;
+
+    /// Deletes a network that was carved from a block. Deleting one that is already gone succeeds.
+    async fn release_network(&self, cx: &CallContext, network: &str) -> IpamResult<()>;
+}
+
+/// Builds a backend from its validated settings: the one place that knows every kind.
+pub fn build(
+    settings: &crate::config::BackendSettings,
+) -> crate::domain::IpamResult<std::sync::Arc<dyn Backend>> {
+    use crate::config::BackendSettings;
+    match settings {
+        BackendSettings::Embedded {
+            name,
+            path,
+            networks,
+            blocks,
+        } => Ok(std::sync::Arc::new(embedded::EmbeddedBackend::open(
+            name, path, networks, blocks,
+        )?)),
+    }
+}

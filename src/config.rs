@@ -1,0 +1,932 @@
+//! Typed, layered, validated settings.
+//!
+//! Layers, lowest first: the embedded default (`config/ipam-gateway.toml`) or the file given with
+//! `--config`, then `IPAMGW_…` environment variables (`IPAMGW_SERVER__LISTEN=0.0.0.0:8443`). Every
+//! validation error names the key and the reason. Secrets are literal text, `env:NAME` or
+//! `file:/path`, held as [`SecretString`] from the moment they are read.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use ipnet::IpNet;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::domain::{BlockInfo, NetworkInfo, Tag};
+
+/// The default configuration, compiled in: `ipam-gateway serve` with no `--config` runs on it.
+pub const DEFAULT_CONFIG: &str = include_str!("../config/ipam-gateway.toml");
+
+/// A configuration problem, always naming the key.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("config key `{key}`: {why}")]
+pub struct ConfigError {
+    pub key: String,
+    pub why: String,
+}
+
+impl ConfigError {
+    pub fn new(key: impl Into<String>, why: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.into(),
+            why: why.into(),
+        }
+    }
+}
+
+/// Where a secret lives: inline, in an environment variable, or in a file.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(SecretString);
+
+impl Secret {
+    /// Reads the secret. `key` is the config key, used in errors.
+    pub fn resolve(&self, key: &str) -> Result<SecretString, ConfigError> {
+        let spec = self.0.expose_secret();
+        if let Some(name) = spec.strip_prefix("env:") {
+            return match std::env::var(name) {
+                Ok(v) if !v.is_empty() => Ok(SecretString::from(v)),
+                Ok(_) => Err(ConfigError::new(
+                    key,
+                    format!("environment variable {name} is empty"),
+                )),
+                Err(_) => Err(ConfigError::new(
+                    key,
+                    format!("environment variable {name} is not set"),
+                )),
+            };
+        }
+        if let Some(path) = spec.strip_prefix("file:") {
+            return match std::fs::read_to_string(path) {
+                Ok(v) if !v.trim().is_empty() => Ok(SecretString::from(v.trim_end().to_owned())),
+                Ok(_) => Err(ConfigError::new(
+                    key,
+                    format!("secret file {path} is empty"),
+                )),
+                Err(e) => Err(ConfigError::new(
+                    key,
+                    format!("cannot read secret file {path}: {e}"),
+                )),
+            };
+        }
+        if spec.is_empty() {
+            return Err(ConfigError::new(key, "must not be empty"));
+        }
+        Ok(self.0.clone())
+    }
+
+    /// What `print-config` and `Debug` show: references as written, literals redacted.
+    fn display_form(&self) -> String {
+        let spec = self.0.expose_secret();
+        if spec.starts_with("env:") || spec.starts_with("file:") {
+            spec.to_owned()
+        } else {
+            "[REDACTED]".to_owned()
+        }
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(SecretString::from(s))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({})", self.display_form())
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.display_form())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub cache: CacheConfig,
+    #[serde(default)]
+    pub clients: BTreeMap<String, ClientConfig>,
+    #[serde(default)]
+    pub passthrough: Option<PassthroughConfig>,
+    #[serde(default)]
+    pub backends: BTreeMap<String, BackendConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Where generated TLS material and embedded data files live (relative paths are relative to
+    /// the working directory).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
+    #[serde(default = "default_body_limit")]
+    pub body_limit_bytes: usize,
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_secs: u64,
+    /// How long `/readyz` waits for each backend's check.
+    #[serde(default = "default_readyz_timeout")]
+    pub readyz_timeout_secs: u64,
+    #[serde(default)]
+    pub tls: TlsConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            state_dir: default_state_dir(),
+            request_timeout_secs: default_request_timeout(),
+            body_limit_bytes: default_body_limit(),
+            shutdown_grace_secs: default_shutdown_grace(),
+            readyz_timeout_secs: default_readyz_timeout(),
+            tls: TlsConfig::default(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8443".into()
+}
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+fn default_request_timeout() -> u64 {
+    30
+}
+fn default_body_limit() -> usize {
+    1024 * 1024
+}
+fn default_shutdown_grace() -> u64 {
+    10
+}
+fn default_readyz_timeout() -> u64 {
+    5
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsMode {
+    /// Generate a self-signed certificate on first start and keep it in `state_dir/tls/`.
+    SelfSigned,
+    /// Use `cert_file` and `key_file`.
+    Files,
+    /// Plain HTTP. Only for a gateway behind a TLS-terminating proxy, or tests.
+    Off,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    #[serde(default = "default_tls_mode")]
+    pub mode: TlsMode,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Extra DNS names / IPs for the self-signed certificate (localhost, 127.0.0.1 and ::1 are
+    /// always included).
+    #[serde(default)]
+    pub hostnames: Vec<String>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            mode: default_tls_mode(),
+            cert_file: None,
+            key_file: None,
+            hostnames: Vec::new(),
+        }
+    }
+}
+
+fn default_tls_mode() -> TlsMode {
+    TlsMode::SelfSigned
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default = "default_metrics_listen")]
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            listen: default_metrics_listen(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_metrics_listen() -> String {
+    "127.0.0.1:9464".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `RUST_LOG` overrides this.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    #[serde(default = "default_log_format")]
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: default_log_level(),
+            format: default_log_format(),
+        }
+    }
+}
+
+fn default_log_level() -> String {
+    "info".into()
+}
+fn default_log_format() -> LogFormat {
+    LogFormat::Text
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// How long a network listing is served from memory.
+    #[serde(default = "default_networks_ttl")]
+    pub networks_ttl_secs: u64,
+    /// How long a verified client credential is remembered (by hash), sparing argon2 work.
+    #[serde(default = "default_auth_ttl")]
+    pub auth_ttl_secs: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            networks_ttl_secs: default_networks_ttl(),
+            auth_ttl_secs: default_auth_ttl(),
+        }
+    }
+}
+
+fn default_networks_ttl() -> u64 {
+    60
+}
+fn default_auth_ttl() -> u64 {
+    300
+}
+
+/// A gateway client: HTTP Basic user, bound to one backend.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// argon2 PHC string, from `ipam-gateway hash-password`.
+    pub password_hash: Secret,
+    pub backend: String,
+}
+
+/// Passthrough: Basic credentials that do not name a configured client are handed to this backend,
+/// which verifies them itself (phpIPAM user, Infoblox user).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassthroughConfig {
+    pub backend: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BackendConfig {
+    Embedded(EmbeddedConfig),
+}
+
+impl BackendConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BackendConfig::Embedded(_) => "embedded",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddedConfig {
+    /// The redb data file; relative paths are inside `server.state_dir`.
+    #[serde(default = "default_embedded_path")]
+    pub path: PathBuf,
+    #[serde(default)]
+    pub networks: Vec<NetworkConfig>,
+    #[serde(default)]
+    pub blocks: Vec<BlockConfig>,
+}
+
+fn default_embedded_path() -> PathBuf {
+    PathBuf::from("embedded.redb")
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    pub name: String,
+    pub cidr: String,
+    pub description: Option<String>,
+    pub gateway: Option<String>,
+    #[serde(default)]
+    pub dns_servers: Vec<String>,
+    pub domain: Option<String>,
+    #[serde(default)]
+    pub search_domains: Vec<String>,
+    #[serde(default = "default_space")]
+    pub address_space: String,
+    pub vlan: Option<u16>,
+    /// First and last address to hand out (default: every usable host).
+    pub range_start: Option<String>,
+    pub range_end: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockConfig {
+    pub name: String,
+    pub cidr: String,
+    pub description: Option<String>,
+    #[serde(default = "default_space")]
+    pub address_space: String,
+    #[serde(default)]
+    pub dns_servers: Vec<String>,
+    pub domain: Option<String>,
+    #[serde(default)]
+    pub search_domains: Vec<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+fn default_space() -> String {
+    "default".into()
+}
+
+/// Settings after validation: addresses parsed, secrets resolved, references checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config: Config,
+    pub listen: SocketAddr,
+    pub metrics_listen: Option<SocketAddr>,
+    pub clients: Vec<ClientSettings>,
+    pub backends: Vec<BackendSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub name: String,
+    pub password_hash: SecretString,
+    pub backend: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum BackendSettings {
+    Embedded {
+        name: String,
+        path: PathBuf,
+        networks: Vec<NetworkInfo>,
+        blocks: Vec<BlockInfo>,
+    },
+}
+
+impl BackendSettings {
+    pub fn name(&self) -> &str {
+        match self {
+            BackendSettings::Embedded { name, .. } => name,
+        }
+    }
+}
+
+impl Settings {
+    /// Loads the file at `path` (or the embedded default), applies `IPAMGW_…` overrides, validates.
+    pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p).map_err(|e| {
+                ConfigError::new("--config", format!("cannot read {}: {e}", p.display()))
+            })?,
+            None => DEFAULT_CONFIG.to_owned(),
+        };
+        Self::from_figment(Figment::new().merge(Toml::string(&text)).merge(env_layer()))
+    }
+
+    /// Parses and validates TOML text without environment overrides (tests, benches).
+    pub fn from_toml(text: &str) -> Result<Settings, ConfigError> {
+        Self::from_figment(Figment::new().merge(Toml::string(text)))
+    }
+
+    fn from_figment(figment: Figment) -> Result<Settings, ConfigError> {
+        let config: Config = figment.extract().map_err(figment_error)?;
+        config.validate()
+    }
+}
+
+fn env_layer() -> Env {
+    Env::prefixed("IPAMGW_").split("__")
+}
+
+fn figment_error(e: figment::Error) -> ConfigError {
+    // Report the first error: it is the one the user has to fix first.
+    let first = e.into_iter().next();
+    match first {
+        Some(err) => {
+            let key = if err.path.is_empty() {
+                "(top level)".to_owned()
+            } else {
+                err.path.join(".")
+            };
+            ConfigError::new(key, err.kind.to_string())
+        }
+        None => ConfigError::new("(top level)", "unreadable configuration"),
+    }
+}
+
+fn parse_addr(key: &str, text: &str) -> Result<IpAddr, ConfigError> {
+    text.trim()
+        .parse()
+        .map_err(|_| ConfigError::new(key, format!("'{text}' is not an IP address")))
+}
+
+fn parse_cidr(key: &str, text: &str) -> Result<IpNet, ConfigError> {
+    let net: IpNet = text.trim().parse().map_err(|_| {
+        ConfigError::new(
+            key,
+            format!("'{text}' is not a CIDR (expected e.g. 10.0.0.0/24 or 2001:db8::/64)"),
+        )
+    })?;
+    if net != net.trunc() {
+        return Err(ConfigError::new(
+            key,
+            format!("'{text}' has host bits set; did you mean {}?", net.trunc()),
+        ));
+    }
+    Ok(net)
+}
+
+fn parse_socket(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+    text.trim().parse().map_err(|_| {
+        ConfigError::new(
+            key,
+            format!("'{text}' is not an address:port (e.g. 127.0.0.1:8443)"),
+        )
+    })
+}
+
+fn check_name(key: &str, name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            key,
+            format!("'{name}' must be 1-64 characters of a-z, 0-9, '-' or '_'"),
+        ))
+    }
+}
+
+fn tags(map: &BTreeMap<String, String>) -> Vec<Tag> {
+    map.iter()
+        .map(|(k, v)| Tag {
+            key: k.clone(),
+            value: v.clone(),
+        })
+        .collect()
+}
+
+/// First and last assignable host of a network: IPv4 skips the network and broadcast addresses
+/// (except /31 and /32), IPv6 skips the subnet-router anycast address (except /127 and /128).
+pub fn usable_range(net: &IpNet) -> (IpAddr, IpAddr) {
+    match net {
+        IpNet::V4(n) => {
+            let (lo, hi) = (u32::from(n.network()), u32::from(n.broadcast()));
+            if n.prefix_len() >= 31 {
+                (
+                    IpAddr::from(lo.to_be_bytes()),
+                    IpAddr::from(hi.to_be_bytes()),
+                )
+            } else {
+                (
+                    IpAddr::from((lo + 1).to_be_bytes()),
+                    IpAddr::from((hi - 1).to_be_bytes()),
+                )
+            }
+        }
+        IpNet::V6(n) => {
+            let (lo, hi) = (u128::from(n.network()), u128::from(n.broadcast()));
+            if n.prefix_len() >= 127 {
+                (
+                    IpAddr::from(lo.to_be_bytes()),
+                    IpAddr::from(hi.to_be_bytes()),
+                )
+            } else {
+                (
+                    IpAddr::from((lo + 1).to_be_bytes()),
+                    IpAddr::from(hi.to_be_bytes()),
+                )
+            }
+        }
+    }
+}
+
+impl Config {
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        let listen = parse_socket("server.listen", &self.server.listen)?;
+        let metrics_listen = if self.metrics.enabled {
+            Some(parse_socket("metrics.listen", &self.metrics.listen)?)
+        } else {
+            None
+        };
+        if self.server.request_timeout_secs == 0 {
+            return Err(ConfigError::new(
+                "server.request_timeout_secs",
+                "must be at least 1",
+            ));
+        }
+        if self.server.body_limit_bytes < 1024 {
+            return Err(ConfigError::new(
+                "server.body_limit_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if self.server.tls.mode == TlsMode::Files {
+            if self.server.tls.cert_file.is_none() {
+                return Err(ConfigError::new(
+                    "server.tls.cert_file",
+                    "required when server.tls.mode = \"files\"",
+                ));
+            }
+            if self.server.tls.key_file.is_none() {
+                return Err(ConfigError::new(
+                    "server.tls.key_file",
+                    "required when server.tls.mode = \"files\"",
+                ));
+            }
+        }
+        if self.backends.is_empty() {
+            return Err(ConfigError::new(
+                "backends",
+                "at least one backend is required",
+            ));
+        }
+
+        let mut backends = Vec::new();
+        for (name, backend) in &self.backends {
+            check_name(&format!("backends.{name}"), name)?;
+            backends.push(self.validate_backend(name, backend)?);
+        }
+
+        let mut clients = Vec::new();
+        for (name, client) in &self.clients {
+            let key = format!("clients.{name}");
+            if name.is_empty() || name.contains(':') {
+                return Err(ConfigError::new(
+                    key,
+                    "client names must be non-empty and contain no ':'",
+                ));
+            }
+            if !self.backends.contains_key(&client.backend) {
+                return Err(ConfigError::new(
+                    format!("{key}.backend"),
+                    format!("no backend named '{}'", client.backend),
+                ));
+            }
+            let hash_key = format!("{key}.password_hash");
+            let hash = client.password_hash.resolve(&hash_key)?;
+            if argon2::PasswordHash::new(hash.expose_secret()).is_err() {
+                return Err(ConfigError::new(
+                    hash_key,
+                    "not an argon2 hash (make one with `ipam-gateway hash-password`)",
+                ));
+            }
+            clients.push(ClientSettings {
+                name: name.clone(),
+                password_hash: hash,
+                backend: client.backend.clone(),
+            });
+        }
+        if let Some(p) = &self.passthrough
+            && !self.backends.contains_key(&p.backend)
+        {
+            return Err(ConfigError::new(
+                "passthrough.backend",
+                format!("no backend named '{}'", p.backend),
+            ));
+        }
+        if clients.is_empty() && self.passthrough.is_none() {
+            return Err(ConfigError::new(
+                "clients",
+                "no client can log in: configure at least one client or passthrough",
+            ));
+        }
+
+        Ok(Settings {
+            listen,
+            metrics_listen,
+            clients,
+            backends,
+            config: self,
+        })
+    }
+
+    fn validate_backend(
+        &self,
+        name: &str,
+        backend: &BackendConfig,
+    ) -> Result<BackendSettings, ConfigError> {
+        match backend {
+            BackendConfig::Embedded(e) => {
+                let mut networks: Vec<NetworkInfo> = Vec::new();
+                for (i, n) in e.networks.iter().enumerate() {
+                    let key = format!("backends.{name}.networks[{i}]");
+                    let net = validate_network(&key, n)?;
+                    if let Some(other) = networks.iter().find(|o| {
+                        o.address_space == net.address_space
+                            && (o.cidr.contains(&net.cidr) || net.cidr.contains(&o.cidr))
+                    }) {
+                        return Err(ConfigError::new(
+                            format!("{key}.cidr"),
+                            format!(
+                                "{} overlaps network '{}' ({}) in address space '{}'",
+                                net.cidr, other.name, other.cidr, net.address_space
+                            ),
+                        ));
+                    }
+                    networks.push(net);
+                }
+                let mut blocks: Vec<BlockInfo> = Vec::new();
+                for (i, b) in e.blocks.iter().enumerate() {
+                    let key = format!("backends.{name}.blocks[{i}]");
+                    let block = validate_block(&key, b)?;
+                    if let Some(n) = networks.iter().find(|n| {
+                        n.address_space == block.address_space
+                            && (n.cidr.contains(&block.cidr) || block.cidr.contains(&n.cidr))
+                    }) {
+                        return Err(ConfigError::new(
+                            format!("{key}.cidr"),
+                            format!(
+                                "{} overlaps network '{}' ({}); blocks must be free space",
+                                block.cidr, n.name, n.cidr
+                            ),
+                        ));
+                    }
+                    if blocks.iter().any(|o| o.backend_id == block.backend_id) {
+                        return Err(ConfigError::new(
+                            format!("{key}.name"),
+                            format!("duplicate block name '{}'", block.name),
+                        ));
+                    }
+                    blocks.push(block);
+                }
+                let path = if e.path.is_absolute() {
+                    e.path.clone()
+                } else {
+                    self.server.state_dir.join(&e.path)
+                };
+                Ok(BackendSettings::Embedded {
+                    name: name.to_owned(),
+                    path,
+                    networks,
+                    blocks,
+                })
+            }
+        }
+    }
+}
+
+fn validate_network(key: &str, n: &NetworkConfig) -> Result<NetworkInfo, ConfigError> {
+    if n.name.trim().is_empty() {
+        return Err(ConfigError::new(format!("{key}.name"), "must not be empty"));
+    }
+    let cidr = parse_cidr(&format!("{key}.cidr"), &n.cidr)?;
+    let in_net = |field: &str, text: &str| -> Result<IpAddr, ConfigError> {
+        let k = format!("{key}.{field}");
+        let a = parse_addr(&k, text)?;
+        if !cidr.contains(&a) {
+            return Err(ConfigError::new(k, format!("{a} is outside {cidr}")));
+        }
+        Ok(a)
+    };
+    let gateway = n
+        .gateway
+        .as_deref()
+        .map(|g| in_net("gateway", g))
+        .transpose()?;
+    let (mut start, mut end) = usable_range(&cidr);
+    if let Some(s) = &n.range_start {
+        start = in_net("range_start", s)?;
+    }
+    if let Some(e) = &n.range_end {
+        end = in_net("range_end", e)?;
+    }
+    if start > end {
+        return Err(ConfigError::new(
+            format!("{key}.range_start"),
+            format!("{start} is after range_end {end}"),
+        ));
+    }
+    let dns_servers = n
+        .dns_servers
+        .iter()
+        .enumerate()
+        .map(|(i, d)| parse_addr(&format!("{key}.dns_servers[{i}]"), d))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(NetworkInfo {
+        backend_id: format!("{}/{}", n.address_space, cidr),
+        name: n.name.trim().to_owned(),
+        description: n.description.clone(),
+        cidr,
+        range_start: start,
+        range_end: end,
+        gateway,
+        dns_servers,
+        dns_domain: n.domain.clone(),
+        dns_search_domains: n.search_domains.clone(),
+        address_space: n.address_space.clone(),
+        vlan: n.vlan,
+        tags: tags(&n.tags),
+        free: None,
+        block: None,
+        owner: None,
+    })
+}
+
+fn validate_block(key: &str, b: &BlockConfig) -> Result<BlockInfo, ConfigError> {
+    if b.name.trim().is_empty() {
+        return Err(ConfigError::new(format!("{key}.name"), "must not be empty"));
+    }
+    let cidr = parse_cidr(&format!("{key}.cidr"), &b.cidr)?;
+    let dns_servers = b
+        .dns_servers
+        .iter()
+        .enumerate()
+        .map(|(i, d)| parse_addr(&format!("{key}.dns_servers[{i}]"), d))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(BlockInfo {
+        backend_id: format!("block:{}", b.name.trim()),
+        name: b.name.trim().to_owned(),
+        description: b.description.clone(),
+        cidr,
+        address_space: b.address_space.clone(),
+        gateway: None,
+        dns_servers,
+        dns_domain: b.domain.clone(),
+        dns_search_domains: b.search_domains.clone(),
+        tags: tags(&b.tags),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [clients.demo]
+        password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$0eDVEQ9XbOhdVpTvmUsnZdk1lBQ9hm0ONgDhkK6fwrY"
+        backend = "local"
+        [backends.local]
+        kind = "embedded"
+        [[backends.local.networks]]
+        name = "n1"
+        cidr = "10.0.0.0/24"
+        gateway = "10.0.0.1"
+    "#;
+
+    fn err(text: &str) -> ConfigError {
+        Settings::from_toml(text).expect_err("config should be rejected")
+    }
+
+    #[test]
+    fn the_embedded_default_is_valid() {
+        let s = Settings::from_toml(DEFAULT_CONFIG).expect("default config");
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8443");
+        assert_eq!(
+            s.metrics_listen.map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:9464")
+        );
+        assert!(s.clients.iter().any(|c| c.name == "demo"));
+    }
+
+    #[test]
+    fn minimal_config_validates() {
+        let s = Settings::from_toml(MINIMAL).expect("minimal");
+        let BackendSettings::Embedded { networks, .. } = &s.backends[0];
+        assert_eq!(networks[0].range_start.to_string(), "10.0.0.1");
+        assert_eq!(networks[0].range_end.to_string(), "10.0.0.254");
+    }
+
+    #[test]
+    fn bad_cidr_names_the_key() {
+        let e = err(&MINIMAL.replace("10.0.0.0/24", "10.0.0.0/33"));
+        assert_eq!(e.key, "backends.local.networks[0].cidr");
+        let e = err(&MINIMAL.replace("10.0.0.0/24", "10.0.0.5/24"));
+        assert!(e.why.contains("host bits"), "{e}");
+    }
+
+    #[test]
+    fn gateway_outside_the_network_is_rejected() {
+        let e = err(&MINIMAL.replace("10.0.0.1\"", "10.9.0.1\""));
+        assert_eq!(e.key, "backends.local.networks[0].gateway");
+    }
+
+    #[test]
+    fn unknown_backend_kind_names_the_key() {
+        let e = err(&MINIMAL.replace("kind = \"embedded\"", "kind = \"netbox\""));
+        assert!(e.key.contains("backends.local"), "{e}");
+        assert!(e.to_string().contains("netbox"), "{e}");
+    }
+
+    #[test]
+    fn missing_secret_env_var_names_the_key() {
+        let text = MINIMAL
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with("password_hash") {
+                    "password_hash = \"env:IPAMGW_TEST_NO_SUCH_VAR\""
+                } else {
+                    l
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let e = err(&text);
+        assert_eq!(e.key, "clients.demo.password_hash");
+        assert!(e.why.contains("IPAMGW_TEST_NO_SUCH_VAR is not set"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_and_dangling_references_are_rejected() {
+        let e = err(&format!("{MINIMAL}\n[server]\nlisten_port = 1\n"));
+        assert!(e.to_string().contains("listen_port"), "{e}");
+        let e = err(&MINIMAL.replace("backend = \"local\"", "backend = \"nope\""));
+        assert_eq!(e.key, "clients.demo.backend");
+    }
+
+    #[test]
+    fn overlapping_networks_are_rejected() {
+        let text = format!(
+            "{MINIMAL}\n[[backends.local.networks]]\nname = \"n2\"\ncidr = \"10.0.0.128/25\"\n"
+        );
+        let e = err(&text);
+        assert_eq!(e.key, "backends.local.networks[1].cidr");
+    }
+
+    #[test]
+    fn secrets_are_redacted_when_printed() {
+        let s = Settings::from_toml(MINIMAL).expect("minimal");
+        let printed = toml_like(&s.config);
+        assert!(!printed.contains("argon2id"), "{printed}");
+        assert!(!format!("{s:?}").contains("argon2id"));
+    }
+
+    fn toml_like(c: &Config) -> String {
+        serde_json::to_string(c).expect("serialise")
+    }
+
+    #[test]
+    fn secrets_resolve_from_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("pw");
+        std::fs::write(&p, "s3cret\n").expect("write");
+        let s = Secret::from(format!("file:{}", p.display()).as_str());
+        assert_eq!(s.resolve("k").expect("resolve").expose_secret(), "s3cret");
+        let missing = Secret::from("file:/nonexistent/pw");
+        assert_eq!(missing.resolve("k").expect_err("missing").key, "k");
+    }
+}

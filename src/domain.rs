@@ -1,0 +1,516 @@
+//! The backend-neutral model: networks, blocks, owners, allocations and the errors every layer speaks.
+//!
+//! Contracts translate vendor shapes into these types; backends translate these types into IPAM calls.
+//! Neither side sees the other's wire format.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// Address family of a network or a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    #[serde(rename = "ipv4")]
+    V4,
+    #[serde(rename = "ipv6")]
+    V6,
+}
+
+impl Family {
+    pub fn of(net: &IpNet) -> Self {
+        match net {
+            IpNet::V4(_) => Family::V4,
+            IpNet::V6(_) => Family::V6,
+        }
+    }
+
+    pub fn of_addr(addr: &IpAddr) -> Self {
+        match addr {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+
+    /// Lenient parse: `4`, `v4`, `ipv4`, `IPv4` (and the same for 6).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "4" | "v4" | "ipv4" | "inet" => Some(Family::V4),
+            "6" | "v6" | "ipv6" | "inet6" => Some(Family::V6),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Family::V4 => "ipv4",
+            Family::V6 => "ipv6",
+        })
+    }
+}
+
+/// Gateway-wide network id: opaque to callers, stable across runs and replicas, and routable
+/// (it says which configured backend holds the network and under which backend-local id).
+///
+/// Form: `<backend>.<base64url(backend id)>`. Backend names never contain a dot (config validation).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NetworkId(String);
+
+impl NetworkId {
+    pub fn new(backend: &str, backend_id: &str) -> Self {
+        NetworkId(format!("{backend}.{}", URL_SAFE_NO_PAD.encode(backend_id)))
+    }
+
+    /// Splits an id into (backend name, backend-local id). `None` when the text is not one of ours.
+    pub fn decode(text: &str) -> Option<(String, String)> {
+        let (backend, encoded) = text.split_once('.')?;
+        if backend.is_empty() || encoded.is_empty() {
+            return None;
+        }
+        let raw = URL_SAFE_NO_PAD.decode(encoded).ok()?;
+        let local = String::from_utf8(raw).ok()?;
+        Some((backend.to_owned(), local))
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::decode(text).map(|_| NetworkId(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn backend(&self) -> &str {
+        self.0.split_once('.').map(|(b, _)| b).unwrap_or_default()
+    }
+
+    pub fn backend_id(&self) -> String {
+        Self::decode(&self.0).map(|(_, id)| id).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for NetworkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A key/value label on a network (phpIPAM custom field, Infoblox extensible attribute, config tag).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+/// A network (subnet) as the backend describes it, in backend-local terms. The service wraps it
+/// with the gateway-wide id (see [`Network`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkInfo {
+    /// Backend-local id (phpIPAM subnet id, Infoblox `_ref`, embedded `space/cidr`).
+    pub backend_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// Network address and prefix (host bits cleared).
+    pub cidr: IpNet,
+    /// First and last address callers may be given.
+    pub range_start: IpAddr,
+    pub range_end: IpAddr,
+    pub gateway: Option<IpAddr>,
+    pub dns_servers: Vec<IpAddr>,
+    pub dns_domain: Option<String>,
+    pub dns_search_domains: Vec<String>,
+    pub address_space: String,
+    pub vlan: Option<u16>,
+    pub tags: Vec<Tag>,
+    /// Free addresses, when the backend knows (saturates at u64::MAX for large IPv6 networks).
+    pub free: Option<u64>,
+    /// Set for on-demand networks: the block it was carved from.
+    pub block: Option<String>,
+    /// Set for on-demand networks: who asked for it (makes carving idempotent).
+    pub owner: Option<Owner>,
+}
+
+/// A network with its gateway-wide id.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Network {
+    pub id: NetworkId,
+    #[serde(flatten)]
+    pub info: NetworkInfo,
+}
+
+impl Network {
+    pub fn family(&self) -> Family {
+        Family::of(&self.info.cidr)
+    }
+}
+
+/// A container from which on-demand networks are carved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockInfo {
+    pub backend_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub cidr: IpNet,
+    pub address_space: String,
+    pub gateway: Option<IpAddr>,
+    pub dns_servers: Vec<IpAddr>,
+    pub dns_domain: Option<String>,
+    pub dns_search_domains: Vec<String>,
+    pub tags: Vec<Tag>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Block {
+    pub id: NetworkId,
+    #[serde(flatten)]
+    pub info: BlockInfo,
+}
+
+/// Who an allocation belongs to. Stored in the backend next to the address, so any replica finds it
+/// again after a restart: this is what makes retries idempotent.
+///
+/// Contracts namespace their owners (`vra:<resource id>/nic<k>`, `avi:<vsvip uuid>`); the native API
+/// takes owner text as given, so operators can look any owner up.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Owner(String);
+
+pub const OWNER_MAX_LEN: usize = 255;
+
+impl Owner {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        if t.is_empty() {
+            return Err("must not be empty".into());
+        }
+        if t.len() > OWNER_MAX_LEN {
+            return Err(format!("must be at most {OWNER_MAX_LEN} bytes"));
+        }
+        if t.chars().any(char::is_control) {
+            return Err("must not contain control characters".into());
+        }
+        Ok(Owner(t.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Owner {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Owner::parse(&value)
+    }
+}
+
+impl From<Owner> for String {
+    fn from(o: Owner) -> String {
+        o.0
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A MAC address, normalised to lower-case colon form.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Mac(String);
+
+impl Mac {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let hex: String = text
+            .trim()
+            .chars()
+            .filter(|c| !matches!(c, ':' | '-' | '.'))
+            .collect();
+        if hex.len() != 12 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(format!(
+                "'{text}' is not a MAC address (expected six hex octets, e.g. 00:50:56:aa:bb:cc)"
+            ));
+        }
+        let lower = hex.to_ascii_lowercase();
+        let octets: Vec<&str> = (0..6).map(|i| &lower[i * 2..i * 2 + 2]).collect();
+        Ok(Mac(octets.join(":")))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Mac {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Mac::parse(&value)
+    }
+}
+
+impl From<Mac> for String {
+    fn from(m: Mac) -> String {
+        m.0
+    }
+}
+
+/// What a backend records with an address.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordDetails {
+    pub hostname: Option<String>,
+    pub description: Option<String>,
+    pub mac: Option<Mac>,
+}
+
+/// One address to take in one network (the service loops over candidates and handles locks).
+#[derive(Debug, Clone)]
+pub struct AllocateIn {
+    pub network: String,
+    pub owner: Owner,
+    /// A specific address, or `None` for the next free one.
+    pub address: Option<IpAddr>,
+    pub details: RecordDetails,
+}
+
+/// An address held by an owner, in backend-local terms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationInfo {
+    /// Backend-local network id.
+    pub network: String,
+    pub address: IpAddr,
+    pub owner: Option<Owner>,
+    #[serde(flatten)]
+    pub details: RecordDetails,
+    /// Backend reference for release/update (phpIPAM address id, Infoblox `_ref`); `None` when the
+    /// address itself is the reference.
+    pub reference: Option<String>,
+}
+
+/// An allocation with gateway-wide ids, as the service hands it to contracts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Allocation {
+    pub id: AllocationId,
+    pub network_id: NetworkId,
+    pub address: IpAddr,
+    pub owner: Option<Owner>,
+    pub hostname: Option<String>,
+    pub description: Option<String>,
+    pub mac: Option<Mac>,
+    #[serde(skip)]
+    pub reference: Option<String>,
+}
+
+/// Opaque, path-safe allocation id: `<network id>~<address>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AllocationId(String);
+
+impl AllocationId {
+    pub fn new(network: &NetworkId, address: IpAddr) -> Self {
+        AllocationId(format!("{network}~{address}"))
+    }
+
+    pub fn decode(text: &str) -> Option<(NetworkId, IpAddr)> {
+        let (net, addr) = text.rsplit_once('~')?;
+        Some((NetworkId::parse(net)?, addr.parse().ok()?))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AllocationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How to look allocations up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Owner(Owner),
+    /// An address, optionally narrowed to one backend-local network.
+    Address {
+        address: IpAddr,
+        network: Option<String>,
+    },
+}
+
+/// Changes to an allocation's record. `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordChanges {
+    pub hostname: Option<String>,
+    pub description: Option<String>,
+    pub mac: Option<Mac>,
+}
+
+/// A request to carve a network from a block.
+#[derive(Debug, Clone)]
+pub struct CarveRequest {
+    pub block: String,
+    pub prefix_len: u8,
+    pub owner: Owner,
+    pub name: Option<String>,
+    /// A specific subnet inside the block, or `None` for the first free one.
+    pub subnet: Option<IpNet>,
+}
+
+/// Filters for network listings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkFilter {
+    pub family: Option<Family>,
+    pub address_space: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl NetworkFilter {
+    pub fn matches(&self, n: &NetworkInfo) -> bool {
+        if let Some(f) = self.family
+            && Family::of(&n.cidr) != f
+        {
+            return false;
+        }
+        if let Some(space) = &self.address_space
+            && &n.address_space != space
+        {
+            return false;
+        }
+        self.tags
+            .iter()
+            .all(|(k, v)| n.tags.iter().any(|t| &t.key == k && &t.value == v))
+    }
+}
+
+/// Reachability report from a backend.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackendStatus {
+    pub backend: String,
+    pub kind: &'static str,
+    pub detail: String,
+    pub networks: usize,
+    pub blocks: usize,
+}
+
+/// Every failure the core can report. Contracts map these to their own envelopes.
+///
+/// Messages never contain secrets: backends build them from status codes and upstream error text,
+/// never from request headers or credentials.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum IpamError {
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("no free address: {0}")]
+    Exhausted(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("invalid {field}: {why}")]
+    InvalidInput { field: String, why: String },
+    #[error("not supported: {0}")]
+    Unsupported(String),
+    #[error("backend {backend} answered {status}: {detail}")]
+    Upstream {
+        backend: String,
+        status: u16,
+        detail: String,
+    },
+    #[error("backend {backend} did not answer within {seconds}s")]
+    Timeout { backend: String, seconds: u64 },
+    #[error("backend {backend} is unavailable: {detail}")]
+    Unavailable { backend: String, detail: String },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl IpamError {
+    pub fn invalid(field: impl Into<String>, why: impl Into<String>) -> Self {
+        IpamError::InvalidInput {
+            field: field.into(),
+            why: why.into(),
+        }
+    }
+
+    /// Short, stable code for envelopes and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            IpamError::Unauthorized(_) => "unauthorized",
+            IpamError::NotFound(_) => "not_found",
+            IpamError::Exhausted(_) => "exhausted",
+            IpamError::Conflict(_) => "conflict",
+            IpamError::InvalidInput { .. } => "invalid_input",
+            IpamError::Unsupported(_) => "unsupported",
+            IpamError::Upstream { .. } => "upstream",
+            IpamError::Timeout { .. } => "timeout",
+            IpamError::Unavailable { .. } => "unavailable",
+            IpamError::Internal(_) => "internal",
+        }
+    }
+}
+
+pub type IpamResult<T> = Result<T, IpamError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_ids_round_trip_and_carry_the_backend() {
+        let id = NetworkId::new("local", "default/2001:db8::/64");
+        assert_eq!(id.backend(), "local");
+        assert_eq!(id.backend_id(), "default/2001:db8::/64");
+        assert!(!id.as_str().contains('/'), "ids are path-safe: {id}");
+        assert_eq!(NetworkId::parse(id.as_str()), Some(id.clone()));
+        assert_eq!(NetworkId::parse("garbage"), None);
+        assert_eq!(NetworkId::parse("local.%%%"), None);
+    }
+
+    #[test]
+    fn allocation_ids_round_trip() {
+        let net = NetworkId::new("local", "default/10.0.0.0/24");
+        let addr: IpAddr = "10.0.0.7".parse().expect("addr");
+        let id = AllocationId::new(&net, addr);
+        assert_eq!(AllocationId::decode(id.as_str()), Some((net, addr)));
+        assert_eq!(AllocationId::decode("nope"), None);
+    }
+
+    #[test]
+    fn macs_are_normalised_and_bad_ones_explained() {
+        assert_eq!(
+            Mac::parse("00-50-56-AA-BB-CC").expect("mac").as_str(),
+            "00:50:56:aa:bb:cc"
+        );
+        assert_eq!(
+            Mac::parse("0050.56aa.bbcc").expect("mac").as_str(),
+            "00:50:56:aa:bb:cc"
+        );
+        let err = Mac::parse("00:50:56").expect_err("short");
+        assert!(err.contains("not a MAC address"), "{err}");
+    }
+
+    #[test]
+    fn owners_reject_empty_long_and_control_text() {
+        assert!(Owner::parse("  ").is_err());
+        assert!(Owner::parse(&"x".repeat(300)).is_err());
+        assert!(Owner::parse("a\nb").is_err());
+        assert_eq!(Owner::parse(" vm-1 ").expect("owner").as_str(), "vm-1");
+    }
+
+    #[test]
+    fn family_parses_leniently() {
+        assert_eq!(Family::parse("IPv4"), Some(Family::V4));
+        assert_eq!(Family::parse("6"), Some(Family::V6));
+        assert_eq!(Family::parse("ipx"), None);
+    }
+}

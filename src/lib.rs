@@ -1,0 +1,181 @@
+//! ipam-gateway: one service in front of phpIPAM, Infoblox or an embedded store, speaking the vRA 8
+//! IPAM contract and the Avi custom IPAM contract.
+//!
+//! [`Application`] is the composition root, used by `main` and by the tests alike.
+
+pub mod api;
+pub mod auth;
+pub mod backends;
+pub mod config;
+pub mod domain;
+pub mod server;
+pub mod service;
+pub mod telemetry;
+pub mod tls;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum_server::tls_rustls::RustlsConfig;
+use tokio::sync::watch;
+
+use crate::auth::Authenticator;
+use crate::config::Settings;
+use crate::server::AppState;
+use crate::service::Ipam;
+
+/// A built gateway: listeners bound, backends open, ready to serve.
+pub struct Application {
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    router: axum::Router,
+    tls: Option<RustlsConfig>,
+    fingerprint: Option<String>,
+    ipam: Arc<Ipam>,
+    shutdown: ShutdownHandle,
+}
+
+/// Stops a running [`Application`]: in-flight requests get `grace` to finish.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    server: axum_server::Handle<SocketAddr>,
+    metrics: watch::Sender<bool>,
+    grace: Duration,
+}
+
+impl ShutdownHandle {
+    pub fn shutdown(&self) {
+        self.server.graceful_shutdown(Some(self.grace));
+        let _ = self.metrics.send(true);
+    }
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let cfg = &settings.config;
+        let mut backends = Vec::new();
+        for b in &settings.backends {
+            let backend = backends::build(b)
+                .with_context(|| format!("cannot start backend `{}`", b.name()))?;
+            backends.push(backend);
+        }
+        let ipam = Arc::new(Ipam::new(
+            backends,
+            Duration::from_secs(cfg.cache.networks_ttl_secs),
+        ));
+        let state = AppState {
+            ipam: ipam.clone(),
+            auth: Arc::new(Authenticator::new(&settings)),
+            backend_timeout: Duration::from_secs(cfg.server.readyz_timeout_secs),
+        };
+        let router = server::router(
+            state,
+            Duration::from_secs(cfg.server.request_timeout_secs),
+            cfg.server.body_limit_bytes,
+        );
+
+        let material =
+            tls::load_or_create(&cfg.server.tls, &cfg.server.state_dir).context("server.tls")?;
+        let (tls, fingerprint) = match material {
+            Some(m) => {
+                let rustls = RustlsConfig::from_pem(m.cert_pem, m.key_pem)
+                    .await
+                    .with_context(|| format!("server.tls: cannot use {}", m.cert_path.display()))?;
+                (Some(rustls), Some(m.fingerprint))
+            }
+            None => (None, None),
+        };
+
+        let listener = TcpListener::bind(settings.listen)
+            .with_context(|| format!("server.listen: cannot bind {}", settings.listen))?;
+        let metrics_listener = match settings.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .with_context(|| format!("metrics.listen: cannot bind {addr}"))?,
+            ),
+            None => None,
+        };
+        let (metrics_tx, _) = watch::channel(false);
+        Ok(Application {
+            listener,
+            metrics_listener,
+            router,
+            tls,
+            fingerprint,
+            ipam,
+            shutdown: ShutdownHandle {
+                server: axum_server::Handle::new(),
+                metrics: metrics_tx,
+                grace: Duration::from_secs(cfg.server.shutdown_grace_secs),
+            },
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
+    /// `https://…` or `http://…` for the main listener.
+    pub fn base_url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr())
+    }
+
+    /// SHA-256 fingerprint of the served certificate, when TLS is on.
+    pub fn fingerprint(&self) -> Option<&str> {
+        self.fingerprint.as_deref()
+    }
+
+    pub fn ipam(&self) -> Arc<Ipam> {
+        self.ipam.clone()
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// Serves until [`ShutdownHandle::shutdown`] is called.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        if let (Some(listener), Some(handle)) = (self.metrics_listener, telemetry::metrics_handle())
+        {
+            listener.set_nonblocking(true)?;
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            let mut stop = self.shutdown.metrics.subscribe();
+            let app = server::metrics_router(handle);
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await;
+            });
+        }
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        match self.tls {
+            Some(tls) => {
+                axum_server::from_tcp_rustls(self.listener, tls)?
+                    .handle(self.shutdown.server.clone())
+                    .serve(service)
+                    .await
+            }
+            None => {
+                axum_server::from_tcp(self.listener)?
+                    .handle(self.shutdown.server.clone())
+                    .serve(service)
+                    .await
+            }
+        }
+    }
+}
