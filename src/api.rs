@@ -89,7 +89,7 @@ type ApiResult<T> = Result<T, ApiError>;
 
 /// Parses a JSON body, naming the offending field on error (`networks[1]`, `owner`, …).
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, IpamError> {
-    if body.is_empty() {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(IpamError::invalid("body", "a JSON object is required"));
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
@@ -97,6 +97,7 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, IpamError> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let msg = inner.to_string();
+        let whole_body = path == "." || path == "?" || inner.is_syntax() || inner.is_eof();
         // serde reports a missing field at its parent; name the field itself.
         let field = match msg
             .strip_prefix("missing field `")
@@ -104,7 +105,7 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, IpamError> {
         {
             Some((name, _)) if path == "." => name.to_owned(),
             Some((name, _)) => format!("{path}.{name}"),
-            None if path == "." => "body".to_owned(),
+            None if whole_body => "body".to_owned(),
             None => path,
         };
         let why = msg

@@ -1,0 +1,171 @@
+//! Test harness: builds the real [`Application`] on loopback port 0 with a temp state dir.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::LazyLock;
+
+use ipam_gateway::config::Settings;
+use ipam_gateway::{Application, ShutdownHandle};
+use serde_json::Value;
+
+/// Password of the `demo` client in [`BASE_CONFIG`] (and in the embedded default config).
+pub const DEMO_PASSWORD: &str = "demo-secret";
+
+/// The embedded default config with its demo client, networks and block.
+pub static BASE_CONFIG: LazyLock<String> =
+    LazyLock::new(|| ipam_gateway::config::DEFAULT_CONFIG.to_owned());
+
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    if std::env::var("TEST_LOG").is_ok() {
+        ipam_gateway::telemetry::init_logging(&Default::default());
+    }
+});
+
+pub struct TestApp {
+    pub base_url: String,
+    pub metrics_url: Option<String>,
+    /// Trusts exactly the app's certificate (or plain HTTP).
+    pub client: reqwest::Client,
+    pub state_dir: tempfile::TempDir,
+    pub fingerprint: Option<String>,
+    pub cert_pem: Option<Vec<u8>>,
+    pub ipam: std::sync::Arc<ipam_gateway::service::Ipam>,
+    shutdown: ShutdownHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+pub struct AppOptions {
+    /// Full TOML text; defaults to [`BASE_CONFIG`].
+    pub config: String,
+    pub tls: bool,
+    pub metrics: bool,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        AppOptions {
+            config: BASE_CONFIG.clone(),
+            tls: false,
+            metrics: false,
+        }
+    }
+}
+
+/// Plain-HTTP gateway on the default config (fast; TLS has its own tests).
+pub async fn spawn_app() -> TestApp {
+    spawn_with(AppOptions::default()).await
+}
+
+/// Rewrites the `[server]`, `[server.tls]` and `[metrics]` settings for isolation and builds the app.
+pub async fn spawn_with(opts: AppOptions) -> TestApp {
+    LazyLock::force(&TRACING);
+    let state_dir = tempfile::tempdir().expect("temp state dir");
+    let mut config = Settings::from_toml(&opts.config)
+        .expect("test config is valid")
+        .config;
+    config.server.listen = "127.0.0.1:0".into();
+    config.server.state_dir = state_dir.path().to_owned();
+    config.server.tls.mode = if opts.tls {
+        ipam_gateway::config::TlsMode::SelfSigned
+    } else {
+        ipam_gateway::config::TlsMode::Off
+    };
+    config.metrics.enabled = opts.metrics;
+    config.metrics.listen = "127.0.0.1:0".into();
+    let settings = config.validate().expect("test config is valid");
+    let app = Application::build(settings).await.expect("app builds");
+    let base_url = app.base_url();
+    let metrics_url = app.metrics_addr().map(|a| format!("http://{a}/metrics"));
+    let fingerprint = app.fingerprint().map(str::to_owned);
+    let cert_pem = opts
+        .tls
+        .then(|| std::fs::read(state_dir.path().join("tls/cert.pem")).expect("generated cert"));
+    let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
+    if let Some(pem) = &cert_pem {
+        let cert = reqwest::Certificate::from_pem(pem).expect("pem");
+        builder = builder.tls_certs_only([cert]);
+    }
+    let client = builder.build().expect("client");
+    let shutdown = app.shutdown_handle();
+    let ipam = app.ipam();
+    let task = tokio::spawn(app.run_until_stopped());
+    TestApp {
+        base_url,
+        metrics_url,
+        client,
+        state_dir,
+        fingerprint,
+        cert_pem,
+        ipam,
+        shutdown,
+        task,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url, path)
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .get(self.url(path))
+            .basic_auth("demo", Some(DEMO_PASSWORD))
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> reqwest::RequestBuilder {
+        self.client
+            .post(self.url(path))
+            .basic_auth("demo", Some(DEMO_PASSWORD))
+            .json(body)
+    }
+
+    pub fn patch(&self, path: &str, body: &Value) -> reqwest::RequestBuilder {
+        self.client
+            .patch(self.url(path))
+            .basic_auth("demo", Some(DEMO_PASSWORD))
+            .json(body)
+    }
+
+    pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .delete(self.url(path))
+            .basic_auth("demo", Some(DEMO_PASSWORD))
+    }
+
+    /// The seeded networks, by name → id.
+    pub async fn network_id(&self, name: &str) -> String {
+        let body: Value = self
+            .get("/api/v1/networks")
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("json");
+        body["networks"]
+            .as_array()
+            .expect("networks")
+            .iter()
+            .find(|n| n["name"] == name)
+            .unwrap_or_else(|| panic!("no network named {name}"))["id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
+    }
+
+    pub fn data_path(&self) -> PathBuf {
+        self.state_dir.path().join("local.redb")
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.shutdown();
+        let _ = self.task.await;
+    }
+}
+
+/// Path of the built `ipam-gateway` binary (for tests that run it as a process).
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ipam-gateway"))
+}
