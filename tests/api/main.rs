@@ -1,0 +1,8 @@
+//! Integration tests: one binary, one module per feature.
+
+mod support;
+
+mod allocations;
+mod auth;
+mod health;
+mod networks;
