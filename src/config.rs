@@ -455,7 +455,8 @@ impl Settings {
 }
 
 fn env_layer() -> Env {
-    Env::prefixed("IPAMGW_").split("__")
+    // IPAMGW_CONFIG names the file (see `main`); it is not a key.
+    Env::prefixed("IPAMGW_").ignore(&["config"]).split("__")
 }
 
 fn figment_error(e: figment::Error) -> ConfigError {

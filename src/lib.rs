@@ -61,6 +61,16 @@ impl Application {
                 .with_context(|| format!("cannot start backend `{}`", b.name()))?;
             backends.push(backend);
         }
+        if let Some(p) = &cfg.passthrough
+            && let Some(b) = backends.iter().find(|b| b.name() == p.backend)
+            && !b.supports_passthrough()
+        {
+            anyhow::bail!(
+                "config key `passthrough.backend`: backend `{}` ({}) cannot verify callers' credentials",
+                b.name(),
+                b.kind()
+            );
+        }
         let ipam = Arc::new(Ipam::new(
             backends,
             Duration::from_secs(cfg.cache.networks_ttl_secs),

@@ -6,3 +6,4 @@ mod allocations;
 mod auth;
 mod health;
 mod networks;
+mod process;

@@ -1,0 +1,411 @@
+//! The gateway as an operator runs it: the real binary, its exit codes, its output, kill -9.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use ipam_gateway::backends::embedded::EmbeddedBackend;
+use ipam_gateway::backends::{Backend, CallContext};
+use ipam_gateway::config::{BackendSettings, Settings};
+use ipam_gateway::domain::{Lookup, Owner};
+use serde_json::{Value, json};
+
+use crate::support::{DEMO_PASSWORD, binary};
+
+/// A gateway process on the embedded default config, in its own working directory, on free ports.
+struct Gateway {
+    child: Child,
+    base_url: String,
+    stderr: mpsc::Receiver<String>,
+    client: reqwest::Client,
+}
+
+fn start(dir: &Path, extra_env: &[(&str, &str)]) -> Gateway {
+    let mut cmd = Command::new(binary());
+    cmd.arg("serve")
+        .current_dir(dir)
+        .env("IPAMGW_SERVER__LISTEN", "127.0.0.1:0")
+        .env("IPAMGW_METRICS__LISTEN", "127.0.0.1:0")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn gateway");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut stderr = child.stderr.take().expect("stderr");
+    let (etx, erx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut all = String::new();
+        let _ = stderr.read_to_string(&mut all);
+        let _ = etx.send(all);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the gateway prints its address on start");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("https://"))
+        .unwrap_or_else(|| panic!("no https URL in {line:?}"))
+        .to_owned();
+    assert!(line.contains("certificate SHA-256 "), "{line}");
+    let pem = std::fs::read(dir.join("data/tls/cert.pem")).expect("generated certificate");
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("pem")])
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    Gateway {
+        child,
+        base_url: url,
+        stderr: erx,
+        client,
+    }
+}
+
+impl Gateway {
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url, path)
+    }
+
+    /// SIGTERM, then the exit status and everything written to stderr.
+    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        drop(self.client);
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let status = self.child.wait().expect("wait");
+        let logs = self
+            .stderr
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_default();
+        (status, logs)
+    }
+}
+
+fn run(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(binary());
+    cmd.args(args).current_dir(dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+// Multi-threaded: `terminate` blocks its thread, and the client's connections must still be
+// driven so they can answer the server's graceful-shutdown GOAWAY.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_start_serves_https_lists_allocates_and_stops_cleanly() {
+    let dir = tempfile::tempdir().expect("dir");
+    let gw = start(dir.path(), &[]);
+    let r = gw
+        .client
+        .get(gw.url("/api/v1/networks"))
+        .basic_auth("demo", Some(DEMO_PASSWORD))
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(r.status(), 200);
+    let nets: Value = r.json().await.expect("json");
+    let id = nets["networks"][0]["id"].as_str().expect("id").to_owned();
+    let r = gw
+        .client
+        .post(gw.url("/api/v1/allocations"))
+        .basic_auth("demo", Some(DEMO_PASSWORD))
+        .json(&json!({"owner": "first", "networks": [id]}))
+        .send()
+        .await
+        .expect("allocate");
+    assert_eq!(r.status(), 201);
+    let r = gw
+        .client
+        .get(gw.url("/api/v1/networks"))
+        .send()
+        .await
+        .expect("no creds");
+    assert_eq!(r.status(), 401);
+    let (status, _) = gw.terminate();
+    assert!(status.success(), "SIGTERM → graceful exit 0, got {status}");
+}
+
+#[tokio::test]
+async fn acknowledged_allocations_survive_kill_9() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut gw = start(dir.path(), &[]);
+    let nets: Value = gw
+        .client
+        .get(gw.url("/api/v1/networks?family=ipv4&tag=tier%3Dservers"))
+        .basic_auth("demo", Some(DEMO_PASSWORD))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    let id = nets["networks"][0]["id"].as_str().expect("id").to_owned();
+    // Fire requests concurrently and kill the process while some are still in flight.
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let client = gw.client.clone();
+        let url = gw.url("/api/v1/allocations");
+        let id = id.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = client
+                .post(url)
+                .basic_auth("demo", Some(DEMO_PASSWORD))
+                .json(&json!({"owner": format!("k9-{i}"), "networks": [id]}))
+                .send()
+                .await
+                .ok()?;
+            if r.status() != 201 {
+                return None;
+            }
+            let body: Value = r.json().await.ok()?;
+            Some((format!("k9-{i}"), body["address"].as_str()?.to_owned()))
+        }));
+        if i == 40 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            gw.child.kill().expect("SIGKILL");
+        }
+    }
+    let mut acknowledged = Vec::new();
+    for t in tasks {
+        if let Some(pair) = t.await.expect("task") {
+            acknowledged.push(pair);
+        }
+    }
+    let _ = gw.child.wait();
+    assert!(!acknowledged.is_empty(), "some allocations were acknowledged before the kill");
+
+    let settings = Settings::from_toml(ipam_gateway::config::DEFAULT_CONFIG).expect("config");
+    let BackendSettings::Embedded {
+        networks, blocks, ..
+    } = &settings.backends[0];
+    let store = EmbeddedBackend::open(
+        "local",
+        &dir.path().join("data/local.redb"),
+        networks,
+        blocks,
+    )
+    .expect("the data file opens after kill -9");
+    for (owner, address) in &acknowledged {
+        let found = store
+            .find(
+                &CallContext::default(),
+                &Lookup::Owner(Owner::parse(owner).expect("owner")),
+            )
+            .await
+            .expect("find");
+        assert_eq!(found.len(), 1, "{owner} lost");
+        assert_eq!(&found[0].address.to_string(), address);
+    }
+}
+
+#[test]
+fn invalid_configs_exit_non_zero_naming_the_key() {
+    let dir = tempfile::tempdir().expect("dir");
+    let base = ipam_gateway::config::DEFAULT_CONFIG;
+    let cases = [
+        (
+            base.replace("cidr = \"10.30.0.0/26\"", "cidr = \"10.30.0.0/33\""),
+            "backends.local.networks[1].cidr",
+        ),
+        (
+            base.replace("kind = \"embedded\"", "kind = \"netbox\""),
+            "backends.local",
+        ),
+        (
+            {
+                let start = base.find("password_hash = \"").expect("hash");
+                let end = base[start..].find('\n').expect("eol") + start;
+                format!(
+                    "{}password_hash = \"env:IPAMGW_TEST_UNSET_SECRET\"{}",
+                    &base[..start],
+                    &base[end..]
+                )
+            },
+            "clients.demo.password_hash",
+        ),
+        (
+            base.replace("listen = \"127.0.0.1:8443\"", "listen = \"localhost\""),
+            "server.listen",
+        ),
+    ];
+    for (i, (text, key)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("bad-{i}.toml"));
+        std::fs::write(&path, text).expect("write");
+        for cmd in ["serve", "check", "print-config"] {
+            let (code, _, stderr) = run(
+                &[cmd, "--config", path.to_str().expect("utf8")],
+                dir.path(),
+                &[],
+            );
+            assert_eq!(code, 2, "{cmd} {key}: {stderr}");
+            assert!(stderr.contains(&format!("config key `{key}")), "{cmd}: {stderr}");
+            assert!(!stderr.contains("panicked"), "{stderr}");
+        }
+    }
+    let (code, _, stderr) = run(&["serve", "--config", "/nonexistent.toml"], dir.path(), &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("/nonexistent.toml"), "{stderr}");
+}
+
+#[test]
+fn environment_overrides_apply_and_are_validated() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (code, out, _) = run(
+        &["print-config"],
+        dir.path(),
+        &[("IPAMGW_CACHE__NETWORKS_TTL_SECS", "7")],
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("networks_ttl_secs = 7"), "{out}");
+    let (code, _, err) = run(
+        &["print-config"],
+        dir.path(),
+        &[("IPAMGW_CACHE__NETWORKS_TTL_SECS", "soon")],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("cache.networks_ttl_secs"), "{err}");
+}
+
+#[test]
+fn check_reports_the_backend_and_exits_zero() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (code, out, err) = run(&["check"], dir.path(), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("config: ok"), "{out}");
+    assert!(
+        out.contains("backend local (embedded): reachable, authenticated, 4 network(s) exposed, 1 block(s)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_exits_3_when_a_backend_cannot_start() {
+    let dir = tempfile::tempdir().expect("dir");
+    // A data file path under a regular file cannot be created.
+    let blocker = dir.path().join("blocker");
+    std::fs::write(&blocker, "x").expect("write");
+    let path = blocker.join("local.redb");
+    let (code, out, _) = run(
+        &["check"],
+        dir.path(),
+        &[("IPAMGW_BACKENDS__LOCAL__PATH", path.to_str().expect("utf8"))],
+    );
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("backend local: FAILED"), "{out}");
+}
+
+#[test]
+fn hash_password_prints_a_verifiable_argon2_hash() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut child = Command::new(binary())
+        .arg("hash-password")
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"s3cret-from-stdin\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success());
+    let hash = String::from_utf8(out.stdout).expect("utf8");
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(!hash.contains("s3cret-from-stdin"));
+    let (code, _, err) = run(&["hash-password", "--password", ""], dir.path(), &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("must not be empty"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_trace_logs_print_config_or_error_bodies() {
+    let dir = tempfile::tempdir().expect("dir");
+    let hash = ipam_gateway::auth::hash_password(&"ops-Pa55word!".into()).expect("hash");
+    let secret_file = dir.path().join("hash.txt");
+    std::fs::write(&secret_file, &hash).expect("write");
+    let config = format!(
+        "{}\n[clients.ops]\npassword_hash = \"file:{}\"\nbackend = \"local\"\n",
+        ipam_gateway::config::DEFAULT_CONFIG,
+        secret_file.display()
+    );
+    let config_path = dir.path().join("gw.toml");
+    std::fs::write(&config_path, &config).expect("write");
+    let config_arg = config_path.to_str().expect("utf8");
+
+    let mut cmd_env: Vec<(&str, &str)> = vec![("RUST_LOG", "trace"), ("IPAMGW_CONFIG", config_arg)];
+    let gw = start(dir.path(), &cmd_env);
+    let demo_hash_line = ipam_gateway::config::DEFAULT_CONFIG
+        .lines()
+        .find(|l| l.starts_with("password_hash"))
+        .expect("demo hash");
+    let demo_hash = demo_hash_line.split('"').nth(1).expect("quoted");
+
+    for (user, pw) in [("ops", "ops-Pa55word!"), ("demo", DEMO_PASSWORD), ("demo", "wrong-Pa55word!")] {
+        let r = gw
+            .client
+            .get(gw.url("/api/v1/networks"))
+            .basic_auth(user, Some(pw))
+            .send()
+            .await
+            .expect("get");
+        let body = r.text().await.expect("body");
+        for secret in ["ops-Pa55word!", DEMO_PASSWORD, "wrong-Pa55word!", demo_hash, hash.as_str()] {
+            assert!(!body.contains(secret), "error/response body leaks a secret: {body}");
+        }
+        let r = gw
+            .client
+            .post(gw.url("/api/v1/allocations"))
+            .basic_auth(user, Some(pw))
+            .body("{not json")
+            .send()
+            .await
+            .expect("post");
+        let body = r.text().await.expect("body");
+        assert!(!body.contains(pw), "{body}");
+    }
+    let (_, logs) = gw.terminate();
+    assert!(logs.contains("TRACE"), "trace logging was on");
+    assert!(logs.len() > 1000, "logs were captured: {} bytes", logs.len());
+    use base64::Engine as _;
+    for secret in [
+        "ops-Pa55word!".to_owned(),
+        DEMO_PASSWORD.to_owned(),
+        "wrong-Pa55word!".to_owned(),
+        demo_hash.to_owned(),
+        hash.clone(),
+        base64::engine::general_purpose::STANDARD.encode(format!("ops:ops-Pa55word!")),
+        base64::engine::general_purpose::STANDARD.encode(format!("demo:{DEMO_PASSWORD}")),
+    ] {
+        assert!(!logs.contains(&secret), "trace logs leak {secret}");
+    }
+
+    cmd_env.clear();
+    let (code, out, _) = run(&["print-config", "--config", config_arg], dir.path(), &[]);
+    assert_eq!(code, 0);
+    assert!(!out.contains(demo_hash), "{out}");
+    assert!(out.contains("[REDACTED]"), "{out}");
+    assert!(
+        out.contains(&format!("file:{}", secret_file.display())),
+        "references are shown, not their contents: {out}"
+    );
+}
