@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::domain::{
-    Allocation, AllocationId, Family, IpamError, Lookup, Mac, NetworkFilter, NetworkId, Owner,
-    RecordChanges, RecordDetails,
+    Allocation, AllocationId, Family, IpamError, Lookup, Mac, Network, NetworkFilter, NetworkId,
+    Owner, RecordChanges, RecordDetails,
 };
 use crate::server::AppState;
 use crate::service::{AllocationRequest, Caller};
@@ -175,8 +175,15 @@ async fn list_networks(
             }
         }
     }
-    let networks = state.ipam.networks(&caller, &filter).await?;
-    Ok(Json(json!({ "networks": networks })).into_response())
+    // Serialised straight from the cached snapshot: no clone of the networks, no JSON tree.
+    let all = state.ipam.network_snapshot(&caller).await?;
+    let networks: Vec<&Network> = all.iter().filter(|n| filter.matches(&n.info)).collect();
+    Ok(Json(NetworkList { networks }).into_response())
+}
+
+#[derive(Serialize)]
+struct NetworkList<'a> {
+    networks: Vec<&'a Network>,
 }
 
 async fn get_network(

@@ -531,6 +531,16 @@ fn tags(map: &BTreeMap<String, String>) -> Vec<Tag> {
         .collect()
 }
 
+fn bounds(net: &IpNet) -> (u128, u128) {
+    match net {
+        IpNet::V4(n) => (
+            u128::from(u32::from(n.network())),
+            u128::from(u32::from(n.broadcast())),
+        ),
+        IpNet::V6(n) => (u128::from(n.network()), u128::from(n.broadcast())),
+    }
+}
+
 /// First and last assignable host of a network: IPv4 skips the network and broadcast addresses
 /// (except /31 and /32), IPv6 skips the subnet-router anycast address (except /127 and /128).
 pub fn usable_range(net: &IpNet) -> (IpAddr, IpAddr) {
@@ -674,13 +684,25 @@ impl Config {
         match backend {
             BackendConfig::Embedded(e) => {
                 let mut networks: Vec<NetworkInfo> = Vec::new();
+                // (address space, family, first address) → (last address, index): finds an
+                // overlap in O(log n), so large seeded configs validate quickly.
+                let mut seen: BTreeMap<(String, bool, u128), (u128, usize)> = BTreeMap::new();
                 for (i, n) in e.networks.iter().enumerate() {
                     let key = format!("backends.{name}.networks[{i}]");
                     let net = validate_network(&key, n)?;
-                    if let Some(other) = networks.iter().find(|o| {
-                        o.address_space == net.address_space
-                            && (o.cidr.contains(&net.cidr) || net.cidr.contains(&o.cidr))
-                    }) {
+                    let (lo, hi) = bounds(&net.cidr);
+                    let v6 = matches!(net.cidr, IpNet::V6(_));
+                    let space = net.address_space.clone();
+                    let before = seen
+                        .range(..=(space.clone(), v6, lo))
+                        .next_back()
+                        .filter(|((s, f, _), (end, _))| s == &space && *f == v6 && *end >= lo);
+                    let after = seen
+                        .range((space.clone(), v6, lo)..)
+                        .next()
+                        .filter(|((s, f, start), _)| s == &space && *f == v6 && *start <= hi);
+                    if let Some((_, (_, j))) = before.or(after) {
+                        let other: &NetworkInfo = &networks[*j];
                         return Err(ConfigError::new(
                             format!("{key}.cidr"),
                             format!(
@@ -689,6 +711,7 @@ impl Config {
                             ),
                         ));
                     }
+                    seen.insert((space, v6, lo), (hi, networks.len()));
                     networks.push(net);
                 }
                 let mut blocks: Vec<BlockInfo> = Vec::new();
@@ -906,6 +929,15 @@ mod tests {
         );
         let e = err(&text);
         assert_eq!(e.key, "backends.local.networks[1].cidr");
+        // A containing network after a contained one, and the same CIDR in another space.
+        let text = format!(
+            "{MINIMAL}\n[[backends.local.networks]]\nname = \"n2\"\ncidr = \"10.0.0.0/16\"\n"
+        );
+        assert_eq!(err(&text).key, "backends.local.networks[1].cidr");
+        let text = format!(
+            "{MINIMAL}\n[[backends.local.networks]]\nname = \"n2\"\ncidr = \"10.0.0.0/24\"\naddress_space = \"other\"\n"
+        );
+        assert!(Settings::from_toml(&text).is_ok());
     }
 
     #[test]

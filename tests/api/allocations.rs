@@ -5,7 +5,11 @@ use serde_json::{Value, json};
 use crate::support::{AppOptions, TestApp, spawn_app, spawn_with};
 
 async fn allocate(app: &TestApp, body: Value) -> (u16, Value) {
-    let r = app.post("/api/v1/allocations", &body).send().await.expect("post");
+    let r = app
+        .post("/api/v1/allocations", &body)
+        .send()
+        .await
+        .expect("post");
     let status = r.status().as_u16();
     (status, r.json().await.expect("json"))
 }
@@ -20,10 +24,16 @@ async fn allocates_the_next_free_address_and_returns_it_again_for_the_same_owner
     )
     .await;
     assert_eq!(status, 201);
-    assert_eq!(a["address"], "10.20.0.2", "the gateway .1 is never handed out");
+    assert_eq!(
+        a["address"], "10.20.0.2",
+        "the gateway .1 is never handed out"
+    );
     assert_eq!(a["hostname"], "vm-1.lab");
     let (_, again) = allocate(&app, json!({"owner": "vm-1", "networks": [net]})).await;
-    assert_eq!(again["address"], "10.20.0.2", "a retry gets the same address");
+    assert_eq!(
+        again["address"], "10.20.0.2",
+        "a retry gets the same address"
+    );
     let (_, b) = allocate(&app, json!({"owner": "vm-2", "networks": [net]})).await;
     assert_eq!(b["address"], "10.20.0.3");
     app.stop().await;
@@ -42,16 +52,27 @@ async fn candidates_are_tried_in_order_and_exhaustion_is_a_clear_409() {
     let dmz = app.network_id("lab-dmz").await;
     let mut got = Vec::new();
     for i in 0..3 {
-        let (status, a) = allocate(&app, json!({"owner": format!("o{i}"), "networks": [tiny, dmz]})).await;
+        let (status, a) = allocate(
+            &app,
+            json!({"owner": format!("o{i}"), "networks": [tiny, dmz]}),
+        )
+        .await;
         assert_eq!(status, 201);
         got.push(a["address"].as_str().expect("addr").to_owned());
     }
-    assert_eq!(got, ["192.0.2.1", "192.0.2.2", "10.30.0.2"], "tiny first, then the next candidate");
+    assert_eq!(
+        got,
+        ["192.0.2.1", "192.0.2.2", "10.30.0.2"],
+        "tiny first, then the next candidate"
+    );
     let (status, err) = allocate(&app, json!({"owner": "o9", "networks": [tiny]})).await;
     assert_eq!(status, 409);
     assert_eq!(err["error"]["code"], "exhausted");
     let msg = err["error"]["message"].as_str().expect("message");
-    assert!(msg.contains("no free address") && msg.contains("192.0.2.0/30"), "{msg}");
+    assert!(
+        msg.contains("no free address") && msg.contains("192.0.2.0/30"),
+        "{msg}"
+    );
     app.stop().await;
 }
 
@@ -59,16 +80,32 @@ async fn candidates_are_tried_in_order_and_exhaustion_is_a_clear_409() {
 async fn specific_addresses_are_honoured_and_conflicts_explained() {
     let app = spawn_app().await;
     let net = app.network_id("lab-servers").await;
-    let (status, a) = allocate(&app, json!({"owner": "s1", "networks": [net], "address": "10.20.0.77"})).await;
+    let (status, a) = allocate(
+        &app,
+        json!({"owner": "s1", "networks": [net], "address": "10.20.0.77"}),
+    )
+    .await;
     assert_eq!(status, 201);
     assert_eq!(a["address"], "10.20.0.77");
-    let (status, err) = allocate(&app, json!({"owner": "s2", "networks": [net], "address": "10.20.0.77"})).await;
+    let (status, err) = allocate(
+        &app,
+        json!({"owner": "s2", "networks": [net], "address": "10.20.0.77"}),
+    )
+    .await;
     assert_eq!(status, 409);
     assert_eq!(err["error"]["code"], "conflict");
-    let (status, err) = allocate(&app, json!({"owner": "s3", "networks": [net], "address": "10.99.0.1"})).await;
+    let (status, err) = allocate(
+        &app,
+        json!({"owner": "s3", "networks": [net], "address": "10.99.0.1"}),
+    )
+    .await;
     assert_eq!(status, 400);
     assert_eq!(err["error"]["field"], "address");
-    let (status, err) = allocate(&app, json!({"owner": "s1", "networks": [net], "address": "10.20.0.78"})).await;
+    let (status, err) = allocate(
+        &app,
+        json!({"owner": "s1", "networks": [net], "address": "10.20.0.78"}),
+    )
+    .await;
     assert_eq!(status, 409, "s1 already holds .77 here: {err}");
     app.stop().await;
 }
@@ -80,7 +117,11 @@ async fn ipv6_allocation_works_the_same_way() {
     let (status, a) = allocate(&app, json!({"owner": "v6-vm", "networks": [net]})).await;
     assert_eq!(status, 201);
     assert_eq!(a["address"], "2001:db8:20::2");
-    let (status, b) = allocate(&app, json!({"owner": "v6-b", "networks": [net], "address": "2001:db8:20::beef"})).await;
+    let (status, b) = allocate(
+        &app,
+        json!({"owner": "v6-b", "networks": [net], "address": "2001:db8:20::beef"}),
+    )
+    .await;
     assert_eq!(status, 201);
     assert_eq!(b["address"], "2001:db8:20::beef");
     app.stop().await;
@@ -113,7 +154,10 @@ async fn find_update_and_release_by_id_and_owner() {
     assert_eq!(by_addr["allocations"][0]["owner"], "vm-42");
 
     let r = app
-        .patch(&format!("/api/v1/allocations/{id}"), &json!({"mac": "00-50-56-AB-CD-EF", "hostname": "web-42"}))
+        .patch(
+            &format!("/api/v1/allocations/{id}"),
+            &json!({"mac": "00-50-56-AB-CD-EF", "hostname": "web-42"}),
+        )
         .send()
         .await
         .expect("patch");
@@ -130,7 +174,10 @@ async fn find_update_and_release_by_id_and_owner() {
     assert_eq!(got["hostname"], "web-42");
 
     let r = app
-        .patch(&format!("/api/v1/allocations/{id}"), &json!({"mac": "not-a-mac"}))
+        .patch(
+            &format!("/api/v1/allocations/{id}"),
+            &json!({"mac": "not-a-mac"}),
+        )
         .send()
         .await
         .expect("patch");
@@ -139,13 +186,24 @@ async fn find_update_and_release_by_id_and_owner() {
     assert_eq!(err["error"]["field"], "mac");
 
     for _ in 0..2 {
-        let r = app.delete(&format!("/api/v1/allocations/{id}")).send().await.expect("delete");
+        let r = app
+            .delete(&format!("/api/v1/allocations/{id}"))
+            .send()
+            .await
+            .expect("delete");
         assert_eq!(r.status(), 204, "releasing twice succeeds");
     }
-    let r = app.get(&format!("/api/v1/allocations/{id}")).send().await.expect("get");
+    let r = app
+        .get(&format!("/api/v1/allocations/{id}"))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(r.status(), 404);
     let r = app
-        .patch(&format!("/api/v1/allocations/{id}"), &json!({"hostname": "x"}))
+        .patch(
+            &format!("/api/v1/allocations/{id}"),
+            &json!({"hostname": "x"}),
+        )
         .send()
         .await
         .expect("patch");
@@ -184,11 +242,18 @@ async fn batches_are_all_or_nothing() {
         {"owner": "b/2", "networks": [tiny]},
         {"owner": "b/3", "networks": [tiny]},
     ]});
-    let r = app.post("/api/v1/allocations/batch", &body).send().await.expect("batch");
+    let r = app
+        .post("/api/v1/allocations/batch", &body)
+        .send()
+        .await
+        .expect("batch");
     assert_eq!(r.status(), 409);
     let err: Value = r.json().await.expect("json");
     assert_eq!(err["error"]["index"], 3);
-    assert_eq!(err["error"]["code"], "exhausted", "the original error, not a rollback error");
+    assert_eq!(
+        err["error"]["code"], "exhausted",
+        "the original error, not a rollback error"
+    );
     assert_eq!(err["error"]["rollback_failures"], json!([]));
     for owner in ["b/0", "b/1", "b/2"] {
         let found: Value = app
@@ -206,7 +271,11 @@ async fn batches_are_all_or_nothing() {
         {"owner": "b/0", "networks": [lab]},
         {"owner": "b/1", "networks": [tiny]},
     ]});
-    let r = app.post("/api/v1/allocations/batch", &body).send().await.expect("batch");
+    let r = app
+        .post("/api/v1/allocations/batch", &body)
+        .send()
+        .await
+        .expect("batch");
     assert_eq!(r.status(), 201);
     app.stop().await;
 }
@@ -220,11 +289,20 @@ async fn malformed_requests_are_400_naming_the_field() {
         (json!({"owner": "o"}), "networks"),
         (json!({"owner": "o", "networks": []}), "networks"),
         (json!({"owner": "o", "networks": [42]}), "networks[0]"),
-        (json!({"owner": "o", "networks": [net, "bogus"]}), "networks[1]"),
-        (json!({"owner": "o", "networks": [net], "address": "10.20.0.300"}), "address"),
+        (
+            json!({"owner": "o", "networks": [net, "bogus"]}),
+            "networks[1]",
+        ),
+        (
+            json!({"owner": "o", "networks": [net], "address": "10.20.0.300"}),
+            "address",
+        ),
         (json!({"owner": "o", "networks": [net], "mac": "zz"}), "mac"),
         (json!({"owner": "", "networks": [net]}), "owner"),
-        (json!({"owner": "o", "networks": [net], "colour": "red"}), "colour"),
+        (
+            json!({"owner": "o", "networks": [net], "colour": "red"}),
+            "colour",
+        ),
         (json!([1, 2]), "body"),
     ];
     for (body, field) in cases {
@@ -261,7 +339,10 @@ async fn oversized_bodies_are_refused() {
     let app = spawn_app().await;
     let big = "x".repeat(2 * 1024 * 1024);
     let r = app
-        .post("/api/v1/allocations", &json!({"owner": big, "networks": []}))
+        .post(
+            "/api/v1/allocations",
+            &json!({"owner": big, "networks": []}),
+        )
         .send()
         .await
         .expect("post");
@@ -332,6 +413,9 @@ async fn two_hundred_concurrent_allocations_on_a_slash_24_never_duplicate() {
         .json()
         .await
         .expect("json");
-    assert_eq!(listed["free"], 0, "the cache was invalidated by the allocations");
+    assert_eq!(
+        listed["free"], 0,
+        "the cache was invalidated by the allocations"
+    );
     app.stop().await;
 }

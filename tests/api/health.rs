@@ -3,9 +3,19 @@ use crate::support::{AppOptions, DEMO_PASSWORD, spawn_app, spawn_with};
 #[tokio::test]
 async fn healthz_and_readyz_answer_without_credentials() {
     let app = spawn_app().await;
-    let h = app.client.get(app.url("/healthz")).send().await.expect("healthz");
+    let h = app
+        .client
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("healthz");
     assert_eq!(h.status(), 200);
-    let r = app.client.get(app.url("/readyz")).send().await.expect("readyz");
+    let r = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.expect("json");
     assert_eq!(body["ready"], true);
@@ -17,7 +27,12 @@ async fn healthz_and_readyz_answer_without_credentials() {
 #[tokio::test]
 async fn every_response_carries_a_request_id() {
     let app = spawn_app().await;
-    let r = app.client.get(app.url("/healthz")).send().await.expect("healthz");
+    let r = app
+        .client
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("healthz");
     let id = r.headers().get("x-request-id").expect("request id");
     assert_eq!(id.to_str().expect("ascii").len(), 36, "a UUID");
     let r = app
@@ -27,7 +42,11 @@ async fn every_response_carries_a_request_id() {
         .send()
         .await
         .expect("healthz");
-    assert_eq!(r.headers()["x-request-id"], "caller-chosen-id", "kept when given");
+    assert_eq!(
+        r.headers()["x-request-id"],
+        "caller-chosen-id",
+        "kept when given"
+    );
     app.stop().await;
 }
 
@@ -63,13 +82,24 @@ async fn metrics_listener_reports_requests_backend_calls_and_cache() {
         .await
         .expect("text");
     assert!(
-        text.contains("ipamgw_http_requests_total{route=\"/api/v1/networks\",method=\"GET\",status=\"200\"}"),
+        text.contains(
+            "ipamgw_http_requests_total{route=\"/api/v1/networks\",method=\"GET\",status=\"200\"}"
+        ),
         "{text}"
     );
-    assert!(text.contains("ipamgw_http_request_duration_seconds_bucket"), "{text}");
+    assert!(
+        text.contains("ipamgw_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
     assert!(text.contains("ipamgw_backend_call_duration_seconds_bucket{backend=\"local\",op=\"networks\",outcome=\"ok\""), "{text}");
-    assert!(text.contains("ipamgw_cache_requests_total{cache=\"networks\",result=\"hit\"}"), "{text}");
-    assert!(text.contains("ipamgw_cache_requests_total{cache=\"networks\",result=\"miss\"}"), "{text}");
+    assert!(
+        text.contains("ipamgw_cache_requests_total{cache=\"networks\",result=\"hit\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ipamgw_cache_requests_total{cache=\"networks\",result=\"miss\"}"),
+        "{text}"
+    );
     assert!(!text.contains(DEMO_PASSWORD), "no secret in metrics");
     // The metrics port serves metrics only.
     let r = app

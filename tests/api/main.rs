@@ -4,6 +4,7 @@ mod support;
 
 mod allocations;
 mod auth;
+mod edges;
 mod health;
 mod networks;
 mod process;

@@ -41,7 +41,12 @@ async fn lists_the_seeded_networks_with_their_details() {
     assert_eq!(lab["dns_domain"], "lab.example.com");
     assert_eq!(lab["vlan"], 20);
     assert_eq!(lab["free"], 253, "254 hosts minus the gateway");
-    assert!(lab["tags"].as_array().expect("tags").contains(&json!({"key": "env", "value": "lab"})));
+    assert!(
+        lab["tags"]
+            .as_array()
+            .expect("tags")
+            .contains(&json!({"key": "env", "value": "lab"}))
+    );
     app.stop().await;
 }
 
@@ -93,14 +98,22 @@ async fn network_ids_are_stable_across_restarts_and_resolve_one_by_one() {
     assert_eq!(r["cidr"], "10.30.0.0/26");
     app.stop().await;
     let again = spawn_app().await;
-    assert_eq!(again.network_id("lab-dmz").await, id, "same config → same id");
+    assert_eq!(
+        again.network_id("lab-dmz").await,
+        id,
+        "same config → same id"
+    );
     let r = again
         .get("/api/v1/networks/local.bm9wZQ")
         .send()
         .await
         .expect("get");
     assert_eq!(r.status(), 404);
-    let r = again.get("/api/v1/networks/garbage").send().await.expect("get");
+    let r = again
+        .get("/api/v1/networks/garbage")
+        .send()
+        .await
+        .expect("get");
     assert_eq!(r.status(), 400);
     again.stop().await;
 }
@@ -116,16 +129,26 @@ async fn on_demand_networks_are_carved_from_blocks_idempotently_and_released() {
         .json()
         .await
         .expect("json");
-    let block = blocks["blocks"][0]["id"].as_str().expect("block id").to_owned();
+    let block = blocks["blocks"][0]["id"]
+        .as_str()
+        .expect("block id")
+        .to_owned();
     assert_eq!(blocks["blocks"][0]["cidr"], "10.100.0.0/16");
 
     let req = json!({"block": block, "prefix_len": 28, "owner": "vra:deployment-1"});
-    let first = app.post("/api/v1/networks", &req).send().await.expect("carve");
+    let first = app
+        .post("/api/v1/networks", &req)
+        .send()
+        .await
+        .expect("carve");
     assert_eq!(first.status(), 201);
     let first: Value = first.json().await.expect("json");
     assert_eq!(first["cidr"], "10.100.0.0/28");
     assert_eq!(first["gateway"], "10.100.0.1");
-    assert_eq!(first["dns_domain"], "lab.example.com", "inherited from the block");
+    assert_eq!(
+        first["dns_domain"], "lab.example.com",
+        "inherited from the block"
+    );
 
     let retry: Value = app
         .post("/api/v1/networks", &req)
@@ -135,7 +158,10 @@ async fn on_demand_networks_are_carved_from_blocks_idempotently_and_released() {
         .json()
         .await
         .expect("json");
-    assert_eq!(retry["id"], first["id"], "same owner and block → same network");
+    assert_eq!(
+        retry["id"], first["id"],
+        "same owner and block → same network"
+    );
 
     let other: Value = app
         .post(
@@ -153,7 +179,10 @@ async fn on_demand_networks_are_carved_from_blocks_idempotently_and_released() {
     // It is a network like the others: allocate in it, and it shows in the listing.
     let net = first["id"].as_str().expect("id");
     let a = app
-        .post("/api/v1/allocations", &json!({"owner": "vm-x", "networks": [net]}))
+        .post(
+            "/api/v1/allocations",
+            &json!({"owner": "vm-x", "networks": [net]}),
+        )
         .send()
         .await
         .expect("alloc");
@@ -163,28 +192,52 @@ async fn on_demand_networks_are_carved_from_blocks_idempotently_and_released() {
     assert!(names(&app, "").await.len() == 6);
 
     // Held addresses block deletion; released, the network goes (twice is fine).
-    let r = app.delete(&format!("/api/v1/networks/{net}")).send().await.expect("delete");
+    let r = app
+        .delete(&format!("/api/v1/networks/{net}"))
+        .send()
+        .await
+        .expect("delete");
     assert_eq!(r.status(), 409);
     let r = app
-        .delete(&format!("/api/v1/allocations/{}", a["id"].as_str().expect("id")))
+        .delete(&format!(
+            "/api/v1/allocations/{}",
+            a["id"].as_str().expect("id")
+        ))
         .send()
         .await
         .expect("release");
     assert_eq!(r.status(), 204);
     for _ in 0..2 {
-        let r = app.delete(&format!("/api/v1/networks/{net}")).send().await.expect("delete");
+        let r = app
+            .delete(&format!("/api/v1/networks/{net}"))
+            .send()
+            .await
+            .expect("delete");
         assert_eq!(r.status(), 204);
     }
     assert_eq!(names(&app, "").await.len(), 5);
 
     // Bad requests name the field.
     for (body, field) in [
-        (json!({"block": block, "prefix_len": 8, "owner": "o"}), "prefix_len"),
-        (json!({"block": "nope", "prefix_len": 24, "owner": "o"}), "block"),
-        (json!({"block": block, "prefix_len": "x", "owner": "o"}), "prefix_len"),
+        (
+            json!({"block": block, "prefix_len": 8, "owner": "o"}),
+            "prefix_len",
+        ),
+        (
+            json!({"block": "nope", "prefix_len": 24, "owner": "o"}),
+            "block",
+        ),
+        (
+            json!({"block": block, "prefix_len": "x", "owner": "o"}),
+            "prefix_len",
+        ),
         (json!({"block": block, "prefix_len": 24}), "owner"),
     ] {
-        let r = app.post("/api/v1/networks", &body).send().await.expect("carve");
+        let r = app
+            .post("/api/v1/networks", &body)
+            .send()
+            .await
+            .expect("carve");
         assert_eq!(r.status(), 400, "{body}");
         let err: Value = r.json().await.expect("json");
         assert_eq!(err["error"]["field"], field, "{body}");

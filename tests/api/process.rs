@@ -188,7 +188,10 @@ async fn acknowledged_allocations_survive_kill_9() {
         }
     }
     let _ = gw.child.wait();
-    assert!(!acknowledged.is_empty(), "some allocations were acknowledged before the kill");
+    assert!(
+        !acknowledged.is_empty(),
+        "some allocations were acknowledged before the kill"
+    );
 
     let settings = Settings::from_toml(ipam_gateway::config::DEFAULT_CONFIG).expect("config");
     let BackendSettings::Embedded {
@@ -254,7 +257,10 @@ fn invalid_configs_exit_non_zero_naming_the_key() {
                 &[],
             );
             assert_eq!(code, 2, "{cmd} {key}: {stderr}");
-            assert!(stderr.contains(&format!("config key `{key}")), "{cmd}: {stderr}");
+            assert!(
+                stderr.contains(&format!("config key `{key}")),
+                "{cmd}: {stderr}"
+            );
             assert!(!stderr.contains("panicked"), "{stderr}");
         }
     }
@@ -289,7 +295,9 @@ fn check_reports_the_backend_and_exits_zero() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("config: ok"), "{out}");
     assert!(
-        out.contains("backend local (embedded): reachable, authenticated, 4 network(s) exposed, 1 block(s)"),
+        out.contains(
+            "backend local (embedded): reachable, authenticated, 4 network(s) exposed, 1 block(s)"
+        ),
         "{out}"
     );
 }
@@ -360,7 +368,11 @@ async fn no_secret_reaches_trace_logs_print_config_or_error_bodies() {
         .expect("demo hash");
     let demo_hash = demo_hash_line.split('"').nth(1).expect("quoted");
 
-    for (user, pw) in [("ops", "ops-Pa55word!"), ("demo", DEMO_PASSWORD), ("demo", "wrong-Pa55word!")] {
+    for (user, pw) in [
+        ("ops", "ops-Pa55word!"),
+        ("demo", DEMO_PASSWORD),
+        ("demo", "wrong-Pa55word!"),
+    ] {
         let r = gw
             .client
             .get(gw.url("/api/v1/networks"))
@@ -369,8 +381,17 @@ async fn no_secret_reaches_trace_logs_print_config_or_error_bodies() {
             .await
             .expect("get");
         let body = r.text().await.expect("body");
-        for secret in ["ops-Pa55word!", DEMO_PASSWORD, "wrong-Pa55word!", demo_hash, hash.as_str()] {
-            assert!(!body.contains(secret), "error/response body leaks a secret: {body}");
+        for secret in [
+            "ops-Pa55word!",
+            DEMO_PASSWORD,
+            "wrong-Pa55word!",
+            demo_hash,
+            hash.as_str(),
+        ] {
+            assert!(
+                !body.contains(secret),
+                "error/response body leaks a secret: {body}"
+            );
         }
         let r = gw
             .client
@@ -385,7 +406,11 @@ async fn no_secret_reaches_trace_logs_print_config_or_error_bodies() {
     }
     let (_, logs) = gw.terminate();
     assert!(logs.contains("TRACE"), "trace logging was on");
-    assert!(logs.len() > 1000, "logs were captured: {} bytes", logs.len());
+    assert!(
+        logs.len() > 1000,
+        "logs were captured: {} bytes",
+        logs.len()
+    );
     use base64::Engine as _;
     for secret in [
         "ops-Pa55word!".to_owned(),

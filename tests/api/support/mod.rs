@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod fake;
+
 use std::path::PathBuf;
 use std::sync::LazyLock;
 
