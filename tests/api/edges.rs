@@ -257,3 +257,49 @@ async fn passthrough_hands_unknown_users_to_the_backend() {
         503
     );
 }
+
+#[tokio::test]
+async fn a_batch_runs_to_the_end_when_the_caller_hangs_up() {
+    let app = spawn_fake(Duration::from_secs(30), Duration::from_secs(1)).await;
+    assert_eq!(
+        app.get("/api/v1/networks")
+            .send()
+            .await
+            .expect("get")
+            .status(),
+        200
+    );
+    app.backend.set(Mode::Slow(Duration::from_millis(150)));
+    let net = ipam_gateway::domain::NetworkId::new("fake", "fake-net-1");
+    let body = json!({"allocations": [
+        {"owner": "hang-0", "networks": [net]},
+        {"owner": "hang-1", "networks": [net]},
+        {"owner": "hang-2", "networks": [net]},
+    ]});
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .expect("client");
+    let r = impatient
+        .post(app.url("/api/v1/allocations/batch"))
+        .basic_auth("demo", Some(crate::support::DEMO_PASSWORD))
+        .json(&body)
+        .send()
+        .await;
+    assert!(r.is_err(), "the caller gave up before the batch finished");
+    // Each allocation costs two slow backend calls (owner lookup, allocate): ~0.9 s in all.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let held: Vec<String> = app
+        .backend
+        .allocated
+        .lock()
+        .expect("allocated")
+        .iter()
+        .filter_map(|a| a.owner.as_ref().map(|o| o.to_string()))
+        .collect();
+    assert_eq!(
+        held,
+        ["hang-0", "hang-1", "hang-2"],
+        "the whole batch, not a half"
+    );
+}

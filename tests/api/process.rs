@@ -360,7 +360,7 @@ async fn no_secret_reaches_trace_logs_print_config_or_error_bodies() {
     std::fs::write(&config_path, &config).expect("write");
     let config_arg = config_path.to_str().expect("utf8");
 
-    let mut cmd_env: Vec<(&str, &str)> = vec![("RUST_LOG", "trace"), ("IPAMGW_CONFIG", config_arg)];
+    let cmd_env: Vec<(&str, &str)> = vec![("RUST_LOG", "trace"), ("IPAMGW_CONFIG", config_arg)];
     let gw = start(dir.path(), &cmd_env);
     let demo_hash_line = ipam_gateway::config::DEFAULT_CONFIG
         .lines()
@@ -418,13 +418,12 @@ async fn no_secret_reaches_trace_logs_print_config_or_error_bodies() {
         "wrong-Pa55word!".to_owned(),
         demo_hash.to_owned(),
         hash.clone(),
-        base64::engine::general_purpose::STANDARD.encode(format!("ops:ops-Pa55word!")),
+        base64::engine::general_purpose::STANDARD.encode("ops:ops-Pa55word!"),
         base64::engine::general_purpose::STANDARD.encode(format!("demo:{DEMO_PASSWORD}")),
     ] {
         assert!(!logs.contains(&secret), "trace logs leak {secret}");
     }
 
-    cmd_env.clear();
     let (code, out, _) = run(&["print-config", "--config", config_arg], dir.path(), &[]);
     assert_eq!(code, 0);
     assert!(!out.contains(demo_hash), "{out}");
