@@ -321,7 +321,7 @@ async fn create_batch(
         .enumerate()
         .map(|(i, a)| a.into_request(&format!("allocations[{i}].")))
         .collect::<Result<Vec<_>, _>>()?;
-    match state.ipam.allocate_batch_detached(caller, reqs).await {
+    match state.ipam.allocate_batch(&caller, &reqs).await {
         Ok(done) => Ok((StatusCode::CREATED, Json(json!({ "allocations": done }))).into_response()),
         Err(f) => {
             let status = status_of(&f.error);

@@ -31,6 +31,36 @@ enum Command {
     },
     /// Print the effective config (defaults, file and environment merged), secrets redacted.
     PrintConfig,
+    /// Write a consumer package: the vRA IPAM provider zip (or the Avi IPAM script, not yet).
+    Package {
+        #[command(subcommand)]
+        target: PackageTarget,
+    },
+}
+
+#[derive(Subcommand)]
+enum PackageTarget {
+    /// The vRA 8 / Aria Automation IPAM provider package (import it under Infrastructure →
+    /// Integrations → IPAM → Manage IPAM Providers).
+    Vra {
+        /// Provider name (vRA's identity of the provider; no spaces).
+        #[arg(long, default_value = "IpamGateway")]
+        name: String,
+        /// Provider version shown in vRA (default: the gateway's version).
+        #[arg(long)]
+        version: Option<String>,
+        /// Provider description shown in vRA.
+        #[arg(long)]
+        description: Option<String>,
+        /// Timeout of each action's call to the gateway, in seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u32,
+        /// Output file (default: <name>.zip in the current directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The Avi custom IPAM script (not yet available).
+    Avi,
 }
 
 const EXIT_CONFIG: u8 = 2;
@@ -39,9 +69,11 @@ const EXIT_BACKEND: u8 = 3;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Serve);
-    if let Command::HashPassword { password } = command {
-        return hash_password(password);
-    }
+    let command = match command {
+        Command::HashPassword { password } => return hash_password(password),
+        Command::Package { target } => return package(target),
+        other => other,
+    };
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -71,15 +103,78 @@ fn main() -> ExitCode {
             }
         },
         Command::Check => runtime.block_on(check(settings)),
-        Command::Serve | Command::HashPassword { .. } => runtime.block_on(serve(settings)),
+        Command::Serve | Command::HashPassword { .. } | Command::Package { .. } => {
+            runtime.block_on(serve(settings))
+        }
     }
 }
 
 fn toml_string(settings: &Settings) -> Result<String, String> {
     // Through JSON so that the redacting `Serialize` of secrets applies.
-    let value = serde_json::to_value(&settings.config).map_err(|e| e.to_string())?;
+    let mut value = serde_json::to_value(&settings.config).map_err(|e| e.to_string())?;
+    drop_nulls(&mut value);
     let value: toml::Value = serde_json::from_value(value).map_err(|e| e.to_string())?;
     toml::to_string_pretty(&value).map_err(|e| e.to_string())
+}
+
+/// TOML has no null: unset optional keys are left out.
+fn drop_nulls(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(drop_nulls);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
+fn package(target: PackageTarget) -> ExitCode {
+    use ipam_gateway::package::vra::{PackageOptions, build};
+    let PackageTarget::Vra {
+        name,
+        version,
+        description,
+        timeout,
+        out,
+    } = target
+    else {
+        eprintln!(
+            "ipam-gateway: the Avi package is not yet available (only `package vra` is implemented)"
+        );
+        return ExitCode::FAILURE;
+    };
+    let defaults = PackageOptions::default();
+    let opts = PackageOptions {
+        name,
+        version: version.unwrap_or(defaults.version),
+        description: description.unwrap_or(defaults.description),
+        timeout_secs: timeout,
+    };
+    let bytes = match build(&opts) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("ipam-gateway: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let out = out.unwrap_or_else(|| PathBuf::from(format!("{}.zip", opts.name)));
+    if let Err(e) = std::fs::write(&out, &bytes) {
+        eprintln!("ipam-gateway: cannot write {}: {e}", out.display());
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "wrote {} ({} bytes): vRA IPAM provider {} {}, 8 actions ({}_AllocateIP, …)",
+        out.display(),
+        bytes.len(),
+        opts.name,
+        opts.version,
+        opts.name
+    );
+    println!(
+        "import it in vRA: Infrastructure → Integrations → Add Integration → IPAM → Manage IPAM Providers → Import Provider Package"
+    );
+    ExitCode::SUCCESS
 }
 
 fn hash_password(password: Option<String>) -> ExitCode {

@@ -33,7 +33,9 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The whole application router: health (open), native API (authenticated).
 pub fn router(state: AppState, request_timeout: Duration, body_limit: usize) -> Router {
     let protected = crate::api::router()
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
+        .merge(crate::contracts::vra::router())
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_auth))
+        .route_layer(middleware::from_fn(run_to_completion));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -86,6 +88,23 @@ async fn not_found() -> Response {
         Json(json!({"error": {"code": "not_found", "message": "no such endpoint"}})),
     )
         .into_response()
+}
+
+/// Runs an API request on its own task. A caller that hangs up, or the request timeout, then
+/// cannot cancel a change half-way: a batch either completes or rolls back, and a retry finds what
+/// was taken through the owner lookup.
+async fn run_to_completion(req: Request, next: Next) -> Response {
+    match tokio::spawn(next.run(req)).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::error!(error = %e, "request task failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"error": {"code": "internal", "message": "internal error"}})),
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn require_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {

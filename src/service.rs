@@ -316,25 +316,6 @@ impl Ipam {
         Ok(done)
     }
 
-    /// [`Ipam::allocate_batch`] on its own task: it runs to the end (rollback included) even when
-    /// the caller goes away mid-batch, so a dropped connection never leaves half a batch behind.
-    pub async fn allocate_batch_detached(
-        self: &Arc<Self>,
-        caller: Caller,
-        reqs: Vec<AllocationRequest>,
-    ) -> Result<Vec<Allocation>, BatchFailure> {
-        let ipam = self.clone();
-        tokio::spawn(async move { ipam.allocate_batch(&caller, &reqs).await })
-            .await
-            .unwrap_or_else(|e| {
-                Err(BatchFailure {
-                    index: 0,
-                    error: IpamError::Internal(format!("batch task failed: {e}")),
-                    rollback_failures: Vec::new(),
-                })
-            })
-    }
-
     /// Gives allocations back, last first. Returns what could not be released (and logs it).
     pub async fn roll_back(&self, caller: &Caller, done: &[Allocation]) -> Vec<String> {
         let mut failures = Vec::new();

@@ -1,0 +1,4 @@
+//! Consumer contracts: each module speaks one vendor's wire shapes and error envelope, and talks to
+//! the core only in domain terms.
+
+pub mod vra;

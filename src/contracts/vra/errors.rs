@@ -1,0 +1,82 @@
+//! The vRA contract's error envelope.
+//!
+//! vRA itself has no error shape any more: an ABX action reports failure by raising (contract
+//! p.7-8). So the gateway answers a failed operation with a non-2xx status and
+//! `{"error": {"code", "message", "operation", "field"?}}`, and the shim raises an exception whose
+//! text is `message`: what failed, where (which allocation, which range) and why.
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::api::status_of;
+use crate::domain::IpamError;
+
+#[derive(Debug)]
+pub struct VraError {
+    pub operation: &'static str,
+    pub error: IpamError,
+    /// What was being done, e.g. `ipAllocations[1] (id "a2")`; prefixed to the message.
+    pub context: Option<String>,
+    /// What happened next, e.g. the rollback; appended to the message.
+    pub note: Option<String>,
+}
+
+impl VraError {
+    pub fn new(operation: &'static str, error: IpamError) -> Self {
+        VraError {
+            operation,
+            error,
+            context: None,
+            note: None,
+        }
+    }
+
+    pub fn with_context(mut self, context: impl Into<String>) -> Self {
+        self.context = Some(context.into());
+        self
+    }
+
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
+    }
+
+    pub fn message(&self) -> String {
+        let mut m = match &self.context {
+            Some(c) => format!("{}: {c}: {}", self.operation, self.error),
+            None => format!("{}: {}", self.operation, self.error),
+        };
+        if let Some(n) = &self.note {
+            m.push_str("; ");
+            m.push_str(n);
+        }
+        m
+    }
+}
+
+impl IntoResponse for VraError {
+    fn into_response(self) -> Response {
+        let status = status_of(&self.error);
+        let message = self.message();
+        if status.is_server_error() {
+            tracing::warn!(operation = self.operation, error = %message, "vRA operation failed");
+        } else {
+            tracing::info!(operation = self.operation, error = %message, "vRA operation refused");
+        }
+        let mut body = json!({
+            "code": self.error.code(),
+            "message": message,
+            "operation": self.operation,
+        });
+        if let IpamError::InvalidInput { field, .. } = &self.error {
+            body["field"] = json!(field);
+        }
+        (status, Json(json!({ "error": body }))).into_response()
+    }
+}
+
+/// Attaches the operation name to core errors: `.map_err(op("allocate-ip"))`.
+pub fn op(operation: &'static str) -> impl Fn(IpamError) -> VraError {
+    move |e| VraError::new(operation, e)
+}

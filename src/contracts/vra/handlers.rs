@@ -1,0 +1,1167 @@
+//! The eight vRA IPAM operations, each from the action's `inputs` to the dict it must return.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::{Extension, Json};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::dto::{
+    AllocationResult, DeallocationResult, Field, IpBlock, IpRange, endpoint, ip_version,
+};
+use super::errors::{VraError, op};
+use super::{Listing, PagedSnapshot, VraState};
+use crate::domain::{
+    Allocation, Block, IpamError, Lookup, Mac, Network, NetworkFilter, NetworkId, Owner,
+    RecordChanges, RecordDetails,
+};
+use crate::server::AppState;
+use crate::service::{AllocationRequest, Caller};
+
+type VraResult = Result<Json<Value>, VraError>;
+
+/// Most addresses one `IpAllocation` may ask for (`size`).
+pub const MAX_SIZE: u64 = 256;
+
+fn parse_body(operation: &'static str, body: &[u8]) -> Result<Value, VraError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(VraError::new(
+            operation,
+            IpamError::invalid("body", "the action inputs (a JSON object) are required"),
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        VraError::new(
+            operation,
+            IpamError::invalid("body", format!("not valid JSON: {e}")),
+        )
+    })
+}
+
+fn parse_ip(field: &str, text: &str) -> Result<IpAddr, IpamError> {
+    text.trim()
+        .parse()
+        .map_err(|_| IpamError::invalid(field, format!("'{text}' is not an IP address")))
+}
+
+fn parse_id(field: &str, text: &str, what: &str, source: &str) -> Result<NetworkId, IpamError> {
+    NetworkId::parse(text).ok_or_else(|| {
+        IpamError::invalid(
+            field,
+            format!("'{text}' is not {what} id from this gateway (ids come from {source})"),
+        )
+    })
+}
+
+// ----------------------------------------------------------------------------------------------
+// Endpoint options
+
+/// Which networks and blocks an endpoint sees: the endpoint form's `addressSpace` and
+/// `tagFilter` (`key=value, key=value`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiscoveryFilter {
+    pub address_space: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl DiscoveryFilter {
+    fn network_filter(&self) -> NetworkFilter {
+        NetworkFilter {
+            family: None,
+            address_space: self.address_space.clone(),
+            tags: self.tags.clone(),
+        }
+    }
+
+    fn matches_network(&self, n: &Network) -> bool {
+        self.network_filter().matches(&n.info)
+    }
+
+    fn matches_block(&self, b: &Block) -> bool {
+        if let Some(space) = &self.address_space
+            && &b.info.address_space != space
+        {
+            return false;
+        }
+        self.tags
+            .iter()
+            .all(|(k, v)| b.info.tags.iter().any(|t| &t.key == k && &t.value == v))
+    }
+}
+
+/// The gateway options of the endpoint form (`endpointProperties`), checked against the caller.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointOptions {
+    pub backend: Option<String>,
+    pub filter: DiscoveryFilter,
+}
+
+fn endpoint_options(root: &Field<'_>, caller: &Caller) -> Result<EndpointOptions, IpamError> {
+    let props = endpoint(root).get("endpointProperties");
+    let backend = props.get("backend").opt_str()?;
+    if let Some(b) = &backend
+        && b != &caller.backend
+    {
+        return Err(IpamError::invalid(
+            props.get("backend").path(),
+            format!(
+                "this endpoint names backend '{b}', but client '{}' is bound to backend '{}'",
+                caller.name, caller.backend
+            ),
+        ));
+    }
+    let address_space = props.get("addressSpace").opt_str()?;
+    let mut tags = BTreeMap::new();
+    let tag_field = props.get("tagFilter");
+    if let Some(text) = tag_field.opt_str()? {
+        for part in text
+            .split([',', ';'])
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            let (k, v) = part.split_once('=').ok_or_else(|| {
+                IpamError::invalid(
+                    tag_field.path(),
+                    format!("'{part}' is not key=value (e.g. env=lab, tier=servers)"),
+                )
+            })?;
+            tags.insert(k.trim().to_owned(), v.trim().to_owned());
+        }
+    }
+    Ok(EndpointOptions {
+        backend,
+        filter: DiscoveryFilter {
+            address_space,
+            tags,
+        },
+    })
+}
+
+/// Owner text for a vRA resource: `vra:<resourceInfo.id>`, hashed when the id is too long (or
+/// unprintable) to be stored as an owner.
+fn owner_base(resource_id: &str) -> String {
+    if resource_id.len() <= 180 && !resource_id.chars().any(char::is_control) {
+        format!("vra:{resource_id}")
+    } else {
+        let digest = Sha256::digest(resource_id.as_bytes());
+        let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        format!("vra:sha256-{hex}")
+    }
+}
+
+fn owner(field: &str, text: String) -> Result<Owner, IpamError> {
+    Owner::parse(&text).map_err(|why| IpamError::invalid(field, why))
+}
+
+/// Whether an allocation's owner belongs to the vRA resource `base` (`vra:<id>`).
+fn owned_by(a: &Allocation, base: &str) -> bool {
+    a.owner.as_ref().is_some_and(|o| {
+        o.as_str()
+            .strip_prefix(base)
+            .is_some_and(|r| r.starts_with('/'))
+    })
+}
+
+// ----------------------------------------------------------------------------------------------
+// Validate Endpoint
+
+pub async fn validate_endpoint(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> VraResult {
+    const OP: &str = "validate-endpoint";
+    let body = parse_body(OP, &body)?;
+    let root = Field::root(&body).map_err(op(OP))?;
+    let options = endpoint_options(&root, &caller).map_err(op(OP))?;
+    let status =
+        state.ipam.check(&caller.backend).await.map_err(|e| {
+            VraError::new(OP, e).with_context(format!("backend '{}'", caller.backend))
+        })?;
+    let mut detail = format!(
+        "backend '{}' ({}) reachable, {} network(s), {} block(s)",
+        status.backend, status.kind, status.networks, status.blocks
+    );
+    if options.filter != DiscoveryFilter::default() {
+        let snapshot = state.ipam.network_snapshot(&caller).await.map_err(op(OP))?;
+        let seen = snapshot
+            .iter()
+            .filter(|n| options.filter.matches_network(n))
+            .count();
+        detail.push_str(&format!("; {seen} network(s) match this endpoint's filter"));
+    }
+    tracing::info!(client = %caller.name, backend = %caller.backend, "vRA endpoint validated");
+    Ok(Json(json!({
+        "message": format!("Validated successfully: {detail}"),
+        "statusCode": "200",
+    })))
+}
+
+// ----------------------------------------------------------------------------------------------
+// Get IP Ranges / Get IP Blocks: paging over a frozen snapshot
+
+struct Paging {
+    max: Option<usize>,
+    token: Option<(String, usize)>,
+}
+
+fn paging(root: &Field<'_>) -> Result<Paging, IpamError> {
+    let p = root.get("pagingAndSorting");
+    let max = p
+        .get("maxResults")
+        .opt_u64()?
+        .filter(|m| *m > 0)
+        .map(|m| usize::try_from(m).unwrap_or(usize::MAX));
+    let token_field = p.get("pageToken");
+    let token = match token_field.opt_str()? {
+        None => None,
+        Some(t) => {
+            let bad = || {
+                IpamError::invalid(
+                    token_field.path(),
+                    format!("'{t}' is not a page token issued by this gateway"),
+                )
+            };
+            let (id, offset) = t.split_once('.').ok_or_else(bad)?;
+            let offset: usize = offset.parse().map_err(|_| bad())?;
+            if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(bad());
+            }
+            Some((id.to_owned(), offset))
+        }
+    };
+    Ok(Paging { max, token })
+}
+
+fn caller_key(caller: &Caller) -> String {
+    format!("{}|{}", caller.backend, caller.name)
+}
+
+/// Resolves the snapshot and offset for a page: a fresh one for the first page, the frozen one
+/// named by the token for the next ones.
+async fn page_source(
+    vra: &VraState,
+    caller: &Caller,
+    paging: &Paging,
+    kind: &'static str,
+    fresh: impl std::future::Future<Output = Result<PagedSnapshot, IpamError>>,
+) -> Result<(String, Arc<PagedSnapshot>, usize), IpamError> {
+    match &paging.token {
+        None => Ok((
+            uuid::Uuid::new_v4().simple().to_string(),
+            Arc::new(fresh.await?),
+            0,
+        )),
+        Some((id, offset)) => {
+            let expired = || {
+                IpamError::invalid(
+                    "pagingAndSorting.pageToken",
+                    "unknown or expired page token (tokens live 15 minutes after their last use); \
+                     the next collection starts from the first page again",
+                )
+            };
+            let snap = vra.pages.get(id).await.ok_or_else(expired)?;
+            let same_kind = matches!(
+                (&snap.listing, kind),
+                (Listing::Ranges(_), "ranges") | (Listing::Blocks(_), "blocks")
+            );
+            if snap.caller != caller_key(caller) || !same_kind {
+                return Err(expired());
+            }
+            Ok((id.clone(), snap, *offset))
+        }
+    }
+}
+
+/// Cuts one page out of `items` and issues the token for the next one.
+async fn cut_page<T: Clone>(
+    vra: &VraState,
+    id: String,
+    snap: Arc<PagedSnapshot>,
+    items: Vec<T>,
+    offset: usize,
+    max: Option<usize>,
+) -> Result<(Vec<T>, Option<String>), IpamError> {
+    if offset > items.len() {
+        return Err(IpamError::invalid(
+            "pagingAndSorting.pageToken",
+            format!(
+                "the token points past the end of its listing ({} item(s))",
+                items.len()
+            ),
+        ));
+    }
+    let end = match max {
+        Some(m) => offset.saturating_add(m).min(items.len()),
+        None => items.len(),
+    };
+    let page = items[offset..end].to_vec();
+    let next = if end < items.len() {
+        vra.pages.insert(id.clone(), snap).await;
+        Some(format!("{id}.{end}"))
+    } else {
+        None
+    };
+    Ok((page, next))
+}
+
+pub async fn get_ip_ranges(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(vra): Extension<VraState>,
+    body: Bytes,
+) -> VraResult {
+    const OP: &str = "get-ip-ranges";
+    let body = parse_body(OP, &body)?;
+    let root = Field::root(&body).map_err(op(OP))?;
+    let options = endpoint_options(&root, &caller).map_err(op(OP))?;
+    let paging = paging(&root).map_err(op(OP))?;
+    let ipam = state.ipam.clone();
+    let fresh = async {
+        Ok(PagedSnapshot {
+            caller: caller_key(&caller),
+            listing: Listing::Ranges(ipam.network_snapshot(&caller).await?),
+            filter: options.filter.clone(),
+        })
+    };
+    let (id, snap, offset) = page_source(&vra, &caller, &paging, "ranges", fresh)
+        .await
+        .map_err(op(OP))?;
+    let items: Vec<IpRange> = match &snap.listing {
+        Listing::Ranges(nets) => nets
+            .iter()
+            .filter(|n| snap.filter.matches_network(n))
+            .map(IpRange::from_network)
+            .collect(),
+        Listing::Blocks(_) => Vec::new(),
+    };
+    let (page, next) = cut_page(&vra, id, snap.clone(), items, offset, paging.max)
+        .await
+        .map_err(op(OP))?;
+    let mut out = json!({ "ipRanges": page });
+    if let Some(t) = next {
+        out["nextPageToken"] = json!(t);
+    }
+    Ok(Json(out))
+}
+
+pub async fn get_ip_blocks(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(vra): Extension<VraState>,
+    body: Bytes,
+) -> VraResult {
+    const OP: &str = "get-ip-blocks";
+    let body = parse_body(OP, &body)?;
+    let root = Field::root(&body).map_err(op(OP))?;
+    let options = endpoint_options(&root, &caller).map_err(op(OP))?;
+    let paging = paging(&root).map_err(op(OP))?;
+    let ipam = state.ipam.clone();
+    let fresh = async {
+        // vRA runs Get IP Blocks even when on-demand networks are not used, and skips Get IP
+        // Ranges when it fails: a backend without blocks answers an empty list, not an error.
+        let blocks = match ipam.blocks(&caller).await {
+            Ok(b) => b,
+            Err(IpamError::Unsupported(_)) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        Ok(PagedSnapshot {
+            caller: caller_key(&caller),
+            listing: Listing::Blocks(Arc::new(blocks)),
+            filter: options.filter.clone(),
+        })
+    };
+    let (id, snap, offset) = page_source(&vra, &caller, &paging, "blocks", fresh)
+        .await
+        .map_err(op(OP))?;
+    let items: Vec<IpBlock> = match &snap.listing {
+        Listing::Blocks(blocks) => blocks
+            .iter()
+            .filter(|b| snap.filter.matches_block(b))
+            .map(IpBlock::from_block)
+            .collect(),
+        Listing::Ranges(_) => Vec::new(),
+    };
+    let (page, next) = cut_page(&vra, id, snap.clone(), items, offset, paging.max)
+        .await
+        .map_err(op(OP))?;
+    let mut out = json!({ "ipBlocks": page });
+    if let Some(t) = next {
+        out["nextPageToken"] = json!(t);
+    }
+    Ok(Json(out))
+}
+
+// ----------------------------------------------------------------------------------------------
+// Allocate IP
+
+/// One `IpAllocation`, checked before anything is taken.
+#[derive(Debug)]
+struct PlannedAllocation {
+    index: usize,
+    id: String,
+    nic: u64,
+    candidates: Vec<NetworkId>,
+    start: Option<IpAddr>,
+    /// One owner per address (`size` of them).
+    owners: Vec<Owner>,
+    details: RecordDetails,
+}
+
+impl PlannedAllocation {
+    fn label(&self) -> String {
+        format!(
+            "ipAllocations[{}] (id \"{}\", NIC {})",
+            self.index, self.id, self.nic
+        )
+    }
+}
+
+fn no_static_address(text: &str) -> bool {
+    matches!(
+        text.trim().to_ascii_lowercase().as_str(),
+        "none" | "null" | "0.0.0.0" | "::"
+    )
+}
+
+fn nth_address(field: &str, start: IpAddr, n: u64) -> Result<IpAddr, IpamError> {
+    let overflow = || IpamError::invalid(field, format!("{start} + {n} is past the address space"));
+    match start {
+        IpAddr::V4(v4) => u32::from(v4)
+            .checked_add(u32::try_from(n).map_err(|_| overflow())?)
+            .map(|v| IpAddr::from(v.to_be_bytes()))
+            .ok_or_else(overflow),
+        IpAddr::V6(v6) => u128::from(v6)
+            .checked_add(u128::from(n))
+            .map(|v| IpAddr::from(v.to_be_bytes()))
+            .ok_or_else(overflow),
+    }
+}
+
+fn resource_hostname(resource: &Field<'_>) -> Result<Option<String>, IpamError> {
+    for key in ["hostName", "hostname", "name"] {
+        if let Some(h) = resource.get(key).opt_str()? {
+            return Ok(Some(h));
+        }
+    }
+    Ok(None)
+}
+
+fn plan_allocations(root: &Field<'_>) -> Result<(String, Vec<PlannedAllocation>), IpamError> {
+    let resource = root.get("resourceInfo");
+    let rid_field = resource.get("id");
+    let rid = rid_field.opt_str()?.ok_or_else(|| {
+        IpamError::invalid(
+            rid_field.path(),
+            "is required: it names the machine, so that a retried request gets the same addresses",
+        )
+    })?;
+    let base = owner_base(&rid);
+    let hostname = resource_hostname(&resource)?;
+    let requested_by = resource.get("owner").opt_str()?;
+    let resource_name = resource.get("name").opt_str()?;
+    let list = root.get("ipAllocations");
+    let items = list.items()?;
+    if items.is_empty() {
+        return Err(IpamError::invalid(
+            list.path(),
+            "at least one allocation is required",
+        ));
+    }
+    let mut plans: Vec<PlannedAllocation> = Vec::with_capacity(items.len());
+    let mut nic_seen: BTreeMap<u64, usize> = BTreeMap::new();
+    for (k, item) in items.iter().enumerate() {
+        if !item.is_object() {
+            return Err(IpamError::invalid(
+                format!("{}[{k}]", list.path()),
+                "expected an object",
+            ));
+        }
+        let id = item.get("id").req_str()?;
+        if let Some(other) = plans.iter().find(|p| p.id == id) {
+            return Err(IpamError::invalid(
+                item.get("id").path(),
+                format!(
+                    "'{id}' is also the id of ipAllocations[{}]; results are matched by id",
+                    other.index
+                ),
+            ));
+        }
+        let ranges_field = item.get("ipRangeIds");
+        let range_texts = ranges_field.str_list()?;
+        if range_texts.is_empty() {
+            return Err(IpamError::invalid(
+                ranges_field.path(),
+                "at least one range id is required",
+            ));
+        }
+        let candidates = range_texts
+            .iter()
+            .enumerate()
+            .map(|(j, t)| {
+                parse_id(
+                    &format!("{}[{j}]", ranges_field.path()),
+                    t,
+                    "a range",
+                    "Get IP Ranges",
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let nic = item.get("nicIndex").opt_u64()?.unwrap_or(k as u64);
+        let size_field = item.get("size");
+        let size = size_field.opt_u64()?.unwrap_or(1);
+        if size == 0 || size > MAX_SIZE {
+            return Err(IpamError::invalid(
+                size_field.path(),
+                format!("must be 1..{MAX_SIZE}, got {size}"),
+            ));
+        }
+        let start_field = item.get("start");
+        let start = match start_field.opt_str()? {
+            Some(t) if !no_static_address(&t) => Some(parse_ip(start_field.path(), &t)?),
+            _ => None,
+        };
+        if let Some(s) = start {
+            nth_address(start_field.path(), s, size - 1)?;
+        }
+        // Two allocations for one NIC (dual stack) get distinct owners, stable across retries.
+        let seen = nic_seen.entry(nic).or_insert(0);
+        let nic_key = if *seen == 0 {
+            format!("nic{nic}")
+        } else {
+            format!("nic{nic}.{seen}")
+        };
+        *seen += 1;
+        let owners = (0..size)
+            .map(|i| {
+                let text = if size == 1 {
+                    format!("{base}/{nic_key}")
+                } else {
+                    format!("{base}/{nic_key}/{i}")
+                };
+                owner(rid_field.path(), text)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut description = format!(
+            "vRA {} NIC {nic}",
+            resource_name.as_deref().unwrap_or(rid.as_str())
+        );
+        if let Some(by) = &requested_by {
+            description.push_str(&format!(", requested by {by}"));
+        }
+        if let Some(d) = item.get("description").opt_str()? {
+            description.push_str(&format!(": {d}"));
+        }
+        plans.push(PlannedAllocation {
+            index: k,
+            id,
+            nic,
+            candidates,
+            start,
+            owners,
+            details: RecordDetails {
+                hostname: hostname.clone(),
+                description: Some(description),
+                mac: None,
+            },
+        });
+    }
+    Ok((rid, plans))
+}
+
+/// Names ranges for messages: `lab-tiny (local.ZGVm…)`.
+async fn range_names(state: &AppState, caller: &Caller, ids: &[NetworkId]) -> String {
+    let snapshot = state.ipam.network_snapshot(caller).await.ok();
+    ids.iter()
+        .map(|id| {
+            match snapshot
+                .as_ref()
+                .and_then(|s| s.iter().find(|n| &n.id == id))
+            {
+                Some(n) => format!("{} ({}, {id})", n.info.name, n.info.cidr),
+                None => id.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub async fn allocate_ip(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> VraResult {
+    const OP: &str = "allocate-ip";
+    let body = parse_body(OP, &body)?;
+    let root = Field::root(&body).map_err(op(OP))?;
+    endpoint_options(&root, &caller).map_err(op(OP))?;
+    let (rid, plans) = plan_allocations(&root).map_err(op(OP))?;
+    let ipam = &state.ipam;
+
+    let mut done: Vec<Allocation> = Vec::new();
+    let mut placed: Vec<(NetworkId, Vec<IpAddr>)> = Vec::with_capacity(plans.len());
+    for plan in &plans {
+        let mut pinned: Option<NetworkId> = None;
+        let mut addresses = Vec::with_capacity(plan.owners.len());
+        for (i, owner) in plan.owners.iter().enumerate() {
+            let outcome = async {
+                // Every address of one IpAllocation comes from one range (contract p.14), and
+                // an owner that already holds an address in a candidate gets that one back.
+                let networks = match &pinned {
+                    Some(n) => vec![n.clone()],
+                    None => {
+                        let held = ipam.find(&caller, &Lookup::Owner(owner.clone())).await?;
+                        match held
+                            .iter()
+                            .find(|a| plan.candidates.contains(&a.network_id))
+                        {
+                            Some(a) => vec![a.network_id.clone()],
+                            None => plan.candidates.clone(),
+                        }
+                    }
+                };
+                let address = plan
+                    .start
+                    .map(|s| nth_address("start", s, i as u64))
+                    .transpose()?;
+                let req = AllocationRequest {
+                    owner: owner.clone(),
+                    networks,
+                    address,
+                    details: plan.details.clone(),
+                };
+                ipam.allocate(&caller, &req).await
+            }
+            .await;
+            match outcome {
+                Ok(a) => {
+                    pinned.get_or_insert_with(|| a.network_id.clone());
+                    addresses.push(a.address);
+                    done.push(a);
+                }
+                Err(error) => {
+                    // The core names the specific address `address`; vRA calls it `start`.
+                    let error = match error {
+                        IpamError::InvalidInput { field, why } if field == "address" => {
+                            IpamError::InvalidInput {
+                                field: format!("ipAllocations[{}].start", plan.index),
+                                why,
+                            }
+                        }
+                        other => other,
+                    };
+                    let tried = match &pinned {
+                        Some(n) => std::slice::from_ref(n).to_vec(),
+                        None => plan.candidates.clone(),
+                    };
+                    let names = range_names(&state, &caller, &tried).await;
+                    let note = roll_back_note(&state, &caller, &done).await;
+                    let what = if plan.owners.len() > 1 {
+                        format!(
+                            "{}: address {} of {} from range(s) {names}",
+                            plan.label(),
+                            i + 1,
+                            plan.owners.len()
+                        )
+                    } else {
+                        format!("{} from range(s) {names}", plan.label())
+                    };
+                    return Err(VraError::new(OP, error).with_context(what).with_note(note));
+                }
+            }
+        }
+        match pinned {
+            Some(n) => placed.push((n, addresses)),
+            None => {
+                let note = roll_back_note(&state, &caller, &done).await;
+                return Err(
+                    VraError::new(OP, IpamError::Internal("no address was taken".into()))
+                        .with_context(plan.label())
+                        .with_note(note),
+                );
+            }
+        }
+    }
+
+    let mut results = Vec::with_capacity(plans.len());
+    for (plan, (network_id, addresses)) in plans.iter().zip(&placed) {
+        let net = match ipam.network(&caller, network_id).await {
+            Ok(n) => n,
+            Err(e) => {
+                let note = roll_back_note(&state, &caller, &done).await;
+                return Err(VraError::new(OP, e)
+                    .with_context(format!("{}: reading range {network_id}", plan.label()))
+                    .with_note(note));
+            }
+        };
+        let i = &net.info;
+        let mut properties = BTreeMap::new();
+        properties.insert("ipamGateway.network".to_owned(), i.name.clone());
+        properties.insert("ipamGateway.cidr".to_owned(), i.cidr.to_string());
+        results.push(AllocationResult {
+            ip_allocation_id: plan.id.clone(),
+            ip_range_id: net.id.to_string(),
+            ip_version: ip_version(net.family()),
+            ip_addresses: addresses.iter().map(ToString::to_string).collect(),
+            subnet_prefix_length: i.cidr.prefix_len().to_string(),
+            gateway_addresses: i.gateway.iter().map(ToString::to_string).collect(),
+            dns_server_addresses: i.dns_servers.iter().map(ToString::to_string).collect(),
+            domain: i.dns_domain.clone(),
+            dns_search_domains: i.dns_search_domains.clone(),
+            properties,
+        });
+    }
+    tracing::info!(resource = %rid, allocations = results.len(), addresses = done.len(),
+        "vRA allocation done");
+    Ok(Json(json!({ "ipAllocations": results })))
+}
+
+/// Rolls back what this request took (last first) and says so for the error message.
+async fn roll_back_note(state: &AppState, caller: &Caller, done: &[Allocation]) -> String {
+    if done.is_empty() {
+        return "nothing was allocated".to_owned();
+    }
+    let failures = state.ipam.roll_back(caller, done).await;
+    if failures.is_empty() {
+        format!(
+            "the {} address(es) allocated earlier in this request were released",
+            done.len()
+        )
+    } else {
+        format!(
+            "rolling back the {} address(es) allocated earlier in this request left {} in place: {}",
+            done.len(),
+            failures.len(),
+            failures.join("; ")
+        )
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// Deallocate IP
+
+pub async fn deallocate_ip(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> VraResult {
+    const OP: &str = "deallocate-ip";
+    let body = parse_body(OP, &body)?;
+    let root = Field::root(&body).map_err(op(OP))?;
+    endpoint_options(&root, &caller).map_err(op(OP))?;
+    let base = root
+        .get("resourceInfo")
+        .get("id")
+        .opt_str()
+        .map_err(op(OP))?
+        .map(|rid| owner_base(&rid));
+    let list = root.get("ipDeallocations");
+    let items = list.items().map_err(op(OP))?;
+    if items.is_empty() {
+        return Err(VraError::new(
+            OP,
+            IpamError::invalid(list.path(), "at least one deallocation is required"),
+        ));
+    }
+    // Check every item before releasing anything.
+    let mut planned = Vec::with_capacity(items.len());
+    for item in &items {
+        let parse = || -> Result<(String, NetworkId, IpAddr), IpamError> {
+            let id = item.get("id").req_str()?;
+            let range = item.get("ipRangeId");
+            let network = parse_id(range.path(), &range.req_str()?, "a range", "Get IP Ranges")?;
+            let addr_field = item.get("ipAddress");
+            let address = parse_ip(addr_field.path(), &addr_field.req_str()?)?;
+            Ok((id, network, address))
+        };
+        planned.push(parse().map_err(op(OP))?);
+    }
+    let mut results = Vec::with_capacity(planned.len());
+    for (k, (id, network, address)) in planned.into_iter().enumerate() {
+        let context =
+            || format!("ipDeallocations[{k}] (id \"{id}\", {address} in range {network})");
+        let held = state
+            .ipam
+            .find(
+                &caller,
+                &Lookup::Address {
+                    address,
+                    network: Some(network.backend_id()),
+                },
+            )
+            .await
+            .map_err(|e| VraError::new(OP, e).with_context(context()))?;
+        let message = match held.first() {
+            None => "Success: the address was already released".to_owned(),
+            Some(a)
+                if base
+                    .as_deref()
+                    .is_some_and(|b| a.owner.is_some() && !owned_by(a, b)) =>
+            {
+                // vRA releases what it believes it holds; by now someone else may hold it.
+                let holder = a.owner.as_ref().map(Owner::as_str).unwrap_or_default();
+                tracing::warn!(%address, network = %network, holder,
+                    "vRA asked to release an address held by another owner; left in place");
+                format!("Success: not released, {address} is now held by {holder}")
+            }
+            Some(_) => {
+                state
+                    .ipam
+                    .release(&caller, &network, address)
+                    .await
+                    .map_err(|e| VraError::new(OP, e).with_context(context()))?;
+                "Success".to_owned()
+            }
+        };
+        results.push(DeallocationResult {
+            ip_deallocation_id: id,
+            message,
+        });
+    }
+    Ok(Json(json!({ "ipDeallocations": results })))
+}
+
+// ----------------------------------------------------------------------------------------------
+// Update Record
+
+pub async fn update_record(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> VraResult {
+    const OP: &str = "update-record";
+    let body = parse_body(OP, &body)?;
+    let root = Field::root(&body).map_err(op(OP))?;
+    endpoint_options(&root, &caller).map_err(op(OP))?;
+    let resource = root.get("resourceInfo");
+    let base = resource
+        .get("id")
+        .opt_str()
+        .map_err(op(OP))?
+        .map(|rid| owner_base(&rid));
+    let hostname = match root.get("hostName").opt_str().map_err(op(OP))? {
+        Some(h) => Some(h),
+        None => resource_hostname(&resource).map_err(op(OP))?,
+    };
+    let list = root.get("addressInfos");
+    let items = list.items().map_err(op(OP))?;
+    if items.is_empty() {
+        return Err(VraError::new(
+            OP,
+            IpamError::invalid(list.path(), "at least one address is required"),
+        ));
+    }
+    let mut planned = Vec::with_capacity(items.len());
+    for item in &items {
+        let parse = || -> Result<(IpAddr, Option<Mac>), IpamError> {
+            let addr_field = item.get("address");
+            let address = parse_ip(addr_field.path(), &addr_field.req_str()?)?;
+            let mac_field = item.get("macAddress");
+            let mac = mac_field
+                .opt_str()?
+                .map(|m| Mac::parse(&m).map_err(|why| IpamError::invalid(mac_field.path(), why)))
+                .transpose()?;
+            Ok((address, mac))
+        };
+        planned.push(parse().map_err(op(OP))?);
+    }
+    let mut results = Vec::with_capacity(planned.len());
+    for (k, (address, mac)) in planned.into_iter().enumerate() {
+        let context = || format!("addressInfos[{k}] ({address})");
+        let held = state
+            .ipam
+            .find(
+                &caller,
+                &Lookup::Address {
+                    address,
+                    network: None,
+                },
+            )
+            .await
+            .map_err(|e| VraError::new(OP, e).with_context(context()))?;
+        let target = match &base {
+            Some(b) => held.iter().find(|a| owned_by(a, b)).ok_or_else(|| {
+                let holders: Vec<String> = held
+                    .iter()
+                    .map(|a| {
+                        format!(
+                            "{} in {}",
+                            a.owner.as_ref().map(Owner::as_str).unwrap_or("no owner"),
+                            a.network_id
+                        )
+                    })
+                    .collect();
+                IpamError::NotFound(if holders.is_empty() {
+                    format!("{address} is not allocated")
+                } else {
+                    format!(
+                        "{address} is not held by this machine ({b}); held by {}",
+                        holders.join(", ")
+                    )
+                })
+            }),
+            None => match held.as_slice() {
+                [one] => Ok(one),
+                [] => Err(IpamError::NotFound(format!("{address} is not allocated"))),
+                _ => Err(IpamError::Conflict(format!(
+                    "{address} is allocated in {} networks; resourceInfo.id is needed to tell which",
+                    held.len()
+                ))),
+            },
+        }
+        .map_err(|e| VraError::new(OP, e).with_context(context()))?;
+        let changes = RecordChanges {
+            hostname: hostname.clone(),
+            description: None,
+            mac,
+        };
+        if changes != RecordChanges::default() {
+            state
+                .ipam
+                .update(&caller, &target.network_id, address, &changes)
+                .await
+                .map_err(|e| VraError::new(OP, e).with_context(context()))?;
+        }
+        results.push("Success");
+    }
+    Ok(Json(json!({ "updateResults": results })))
+}
+
+// ----------------------------------------------------------------------------------------------
+// Allocate IP Range / Deallocate IP Range (on-demand networks)
+
+pub async fn allocate_ip_range(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> VraResult {
+    const OP: &str = "allocate-ip-range";
+    let body = parse_body(OP, &body)?;
+    let root = Field::root(&body).map_err(op(OP))?;
+    endpoint_options(&root, &caller).map_err(op(OP))?;
+    let ra = root.get("ipRangeAllocation");
+    if !ra.is_object() {
+        return Err(VraError::new(
+            OP,
+            IpamError::invalid(ra.path(), "is required (an object)"),
+        ));
+    }
+    let parse = || -> Result<_, IpamError> {
+        let rid = match root.get("resourceInfo").get("id").opt_str()? {
+            Some(r) => r,
+            None => ra.get("id").opt_str()?.ok_or_else(|| {
+                IpamError::invalid(
+                    "resourceInfo.id",
+                    "is required: it names the network, so that a retried request gets the same one",
+                )
+            })?,
+        };
+        let owner = owner("resourceInfo.id", owner_base(&rid))?;
+        let blocks_field = ra.get("ipBlockIds");
+        let block_ids = blocks_field
+            .str_list()?
+            .iter()
+            .enumerate()
+            .map(|(j, t)| {
+                parse_id(
+                    &format!("{}[{j}]", blocks_field.path()),
+                    t,
+                    "a block",
+                    "Get IP Blocks",
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if block_ids.is_empty() {
+            return Err(IpamError::invalid(
+                blocks_field.path(),
+                "at least one block id is required",
+            ));
+        }
+        let subnet_field = ra.get("subnetCidr");
+        let subnet = subnet_field
+            .opt_str()?
+            .map(|s| {
+                let net: ipnet::IpNet = s.parse().map_err(|_| {
+                    IpamError::invalid(subnet_field.path(), format!("'{s}' is not a CIDR"))
+                })?;
+                if net != net.trunc() {
+                    return Err(IpamError::invalid(
+                        subnet_field.path(),
+                        format!("'{s}' has host bits set; did you mean {}?", net.trunc()),
+                    ));
+                }
+                Ok(net)
+            })
+            .transpose()?;
+        let prefix_field = ra.get("subnetPrefixLength");
+        let prefix = match (prefix_field.opt_u64()?, subnet) {
+            (Some(p), Some(s)) if p != u64::from(s.prefix_len()) => {
+                return Err(IpamError::invalid(
+                    prefix_field.path(),
+                    format!("/{p} does not match subnetCidr {s}"),
+                ));
+            }
+            (Some(p), _) => p,
+            (None, Some(s)) => u64::from(s.prefix_len()),
+            (None, None) => {
+                return Err(IpamError::invalid(
+                    prefix_field.path(),
+                    "is required (or give subnetCidr)",
+                ));
+            }
+        };
+        let prefix = u8::try_from(prefix)
+            .ok()
+            .filter(|p| *p <= 128)
+            .ok_or_else(|| {
+                IpamError::invalid(
+                    prefix_field.path(),
+                    format!("/{prefix} is not a prefix length"),
+                )
+            })?;
+        let name = ra.get("name").opt_str()?;
+        Ok((owner, block_ids, subnet, prefix, name))
+    };
+    let (owner, block_ids, subnet, prefix, name) = parse().map_err(op(OP))?;
+    let blocks = state.ipam.blocks(&caller).await.map_err(op(OP))?;
+
+    let mut last_error: Option<IpamError> = None;
+    let mut tried = Vec::new();
+    for block_id in &block_ids {
+        let block = blocks.iter().find(|b| &b.id == block_id);
+        if let (Some(s), Some(b)) = (subnet, block)
+            && !b.info.cidr.contains(&s)
+        {
+            continue;
+        }
+        tried.push(match block {
+            Some(b) => format!("{} ({})", b.info.name, b.info.cidr),
+            None => block_id.to_string(),
+        });
+        match state
+            .ipam
+            .allocate_network(&caller, block_id, prefix, &owner, name.clone(), subnet)
+            .await
+        {
+            Ok(net) => {
+                let mut range = IpRange::from_network(&net);
+                overlay_requested_dns(&mut range, &ra).map_err(op(OP))?;
+                tracing::info!(network = %net.id, cidr = %net.info.cidr, owner = %owner,
+                    "vRA on-demand network allocated");
+                return Ok(Json(json!({ "ipRange": range })));
+            }
+            Err(
+                e @ (IpamError::Exhausted(_) | IpamError::Conflict(_) | IpamError::NotFound(_)),
+            ) => {
+                last_error = Some(e);
+            }
+            Err(e) => {
+                return Err(VraError::new(OP, e).with_context(format!(
+                    "block {}",
+                    tried.last().map(String::as_str).unwrap_or_default()
+                )));
+            }
+        }
+    }
+    let error = match (last_error, subnet) {
+        (Some(e), _) => e,
+        (None, Some(s)) => IpamError::invalid(
+            "ipRangeAllocation.subnetCidr",
+            format!("{s} is not inside any of the given blocks"),
+        ),
+        (None, None) => IpamError::NotFound("none of the given blocks exists".into()),
+    };
+    Err(VraError::new(OP, error).with_context(format!(
+        "a /{prefix} from block(s) {}",
+        if tried.is_empty() {
+            block_ids
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        } else {
+            tried.join(", ")
+        }
+    )))
+}
+
+/// DNS settings the request carries fill in what the carved network does not have.
+fn overlay_requested_dns(range: &mut IpRange, ra: &Field<'_>) -> Result<(), IpamError> {
+    if range.dns_server_addresses.is_empty() {
+        range.dns_server_addresses = ra.get("dnsServerAddresses").str_list()?;
+    }
+    if range.domain.is_none() {
+        range.domain = ra.get("domain").opt_str()?;
+    }
+    if range.dns_search_domains.is_empty() {
+        range.dns_search_domains = ra.get("dnsSearchDomains").str_list()?;
+    }
+    Ok(())
+}
+
+pub async fn deallocate_ip_range(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> VraResult {
+    const OP: &str = "deallocate-ip-range";
+    let body = parse_body(OP, &body)?;
+    let root = Field::root(&body).map_err(op(OP))?;
+    endpoint_options(&root, &caller).map_err(op(OP))?;
+    let rd = root.get("ipRangeDeallocation");
+    let id_field = rd.get("ipRangeId");
+    let network = id_field
+        .req_str()
+        .and_then(|t| parse_id(id_field.path(), &t, "a range", "Allocate IP Range"))
+        .map_err(op(OP))?;
+    state
+        .ipam
+        .release_network(&caller, &network)
+        .await
+        .map_err(|e| VraError::new(OP, e).with_context(format!("range {network}")))?;
+    tracing::info!(network = %network, "vRA on-demand network released");
+    Ok(Json(json!({
+        "message": format!("Successfully deallocated {network}"),
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_resource_ids_are_hashed_into_a_valid_owner() {
+        assert_eq!(
+            owner_base("/resources/compute/1"),
+            "vra:/resources/compute/1"
+        );
+        let long = "x".repeat(400);
+        let b = owner_base(&long);
+        assert!(b.starts_with("vra:sha256-") && b.len() < 60, "{b}");
+        assert!(Owner::parse(&format!("{b}/nic0/255")).is_ok());
+        assert_eq!(owner_base(&long), b, "stable");
+    }
+
+    #[test]
+    fn consecutive_addresses_and_overflow() {
+        let s: IpAddr = "10.0.0.254".parse().expect("ip");
+        assert_eq!(
+            nth_address("start", s, 1).expect("ok").to_string(),
+            "10.0.0.255"
+        );
+        let top: IpAddr = "255.255.255.255".parse().expect("ip");
+        assert!(nth_address("start", top, 1).is_err());
+    }
+
+    #[test]
+    fn static_address_placeholders_mean_none() {
+        for t in ["none", "None", "0.0.0.0", "::", "null"] {
+            assert!(no_static_address(t), "{t}");
+        }
+        assert!(!no_static_address("10.0.0.5"));
+    }
+}
