@@ -764,7 +764,10 @@ mod tests {
         let s = Settings::from_toml(CONFIG).expect("config");
         let BackendSettings::Embedded {
             networks, blocks, ..
-        } = &s.backends[0];
+        } = &s.backends[0]
+        else {
+            panic!("embedded backend expected");
+        };
         EmbeddedBackend::open("local", &dir.join("t.redb"), networks, blocks).expect("open")
     }
 

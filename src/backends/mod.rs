@@ -16,6 +16,7 @@ use crate::domain::{
 };
 
 pub mod embedded;
+pub mod phpipam;
 
 /// Credentials a caller handed over for passthrough auth. Never logged: `Debug` shows the user only.
 #[derive(Clone)]
@@ -107,5 +108,8 @@ pub fn build(
         } => Ok(std::sync::Arc::new(embedded::EmbeddedBackend::open(
             name, path, networks, blocks,
         )?)),
+        BackendSettings::Phpipam { name, settings } => Ok(std::sync::Arc::new(
+            phpipam::PhpipamBackend::new(name, settings)?,
+        )),
     }
 }

@@ -7,6 +7,8 @@ mod auth;
 mod edges;
 mod health;
 mod networks;
+mod phpipam_adapter;
+mod phpipam_fake;
 mod process;
 mod vra_allocate;
 mod vra_common;

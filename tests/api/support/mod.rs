@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod fake;
+pub mod phpipam;
+pub mod phpipam_fake;
 
 use std::path::PathBuf;
 use std::sync::LazyLock;

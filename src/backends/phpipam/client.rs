@@ -1,0 +1,386 @@
+//! HTTP to phpIPAM: one `reqwest::Client`, authentication (token login, static app code,
+//! passthrough), and the mapping of phpIPAM's transport and framework errors.
+//!
+//! Tokens live in a moka cache keyed by the SHA-256 of `user NUL password`, never by the clear
+//! credentials. A 401 drops the token and logs in once more; failed logins are remembered for a
+//! minute so a caller with a wrong password cannot push phpIPAM into its IP block (more than 10
+//! failures in 5 minutes blocks the gateway's address for every user).
+
+use std::fmt;
+use std::time::Duration;
+
+use moka::future::Cache;
+use reqwest::header::{ACCEPT, HeaderValue};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::wire::{Envelope, Login};
+use crate::backends::CallContext;
+use crate::config::{PhpipamAuth, PhpipamSettings};
+use crate::domain::{IpamError, IpamResult};
+
+/// One answer from phpIPAM that was not an authentication or availability failure.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub env: Envelope,
+}
+
+impl Reply {
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    pub fn message(&self) -> &str {
+        self.env.message.as_deref().unwrap_or("")
+    }
+
+    /// True when phpIPAM's message contains `needle` (case-insensitive).
+    pub fn says(&self, needle: &str) -> bool {
+        self.message()
+            .to_ascii_lowercase()
+            .contains(&needle.to_ascii_lowercase())
+    }
+}
+
+enum Credential<'a> {
+    Code(&'a SecretString),
+    User {
+        username: &'a str,
+        password: &'a SecretString,
+    },
+}
+
+pub struct Api {
+    backend: String,
+    http: reqwest::Client,
+    base_url: String,
+    api_base: String,
+    timeout_secs: u64,
+    auth: PhpipamAuth,
+    tokens: Cache<String, SecretString>,
+    failed_logins: Cache<String, IpamError>,
+}
+
+impl fmt::Debug for Api {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Api")
+            .field("backend", &self.backend)
+            .field("api_base", &self.api_base)
+            .field("auth", &self.auth_mode())
+            .finish_non_exhaustive()
+    }
+}
+
+fn credential_key(username: &str, password: &SecretString) -> String {
+    let mut h = Sha256::new();
+    h.update(username.as_bytes());
+    h.update([0u8]);
+    h.update(password.expose_secret().as_bytes());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Api {
+    pub fn new(backend: &str, s: &PhpipamSettings) -> IpamResult<Self> {
+        let mut b = reqwest::Client::builder()
+            .user_agent(concat!("ipam-gateway/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(s.connect_timeout)
+            .timeout(s.timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            // phpIPAM answers 401 with `Location: /api//user/`; never follow anything.
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(pem) = &s.ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
+                IpamError::Internal(format!(
+                    "backend {backend}: ca_file is not a PEM bundle: {e}"
+                ))
+            })?;
+            b = b.tls_certs_merge(certs);
+        }
+        if !s.verify_tls {
+            tracing::warn!(backend, "TLS certificate verification of phpIPAM is OFF");
+            b = b.tls_danger_accept_invalid_certs(true);
+        }
+        let http = b.build().map_err(|e| {
+            IpamError::Internal(format!("backend {backend}: cannot build HTTP client: {e}"))
+        })?;
+        Ok(Api {
+            backend: backend.to_owned(),
+            http,
+            base_url: s.base_url.clone(),
+            api_base: format!("{}/api/{}", s.base_url, s.app_id),
+            timeout_secs: s.timeout.as_secs(),
+            auth: s.auth.clone(),
+            tokens: Cache::builder()
+                .name("phpipam_tokens")
+                .max_capacity(10_000)
+                // phpIPAM tokens slide 6 h from the last use; an idle one is dropped well before.
+                .time_to_idle(Duration::from_secs(3600))
+                .build(),
+            failed_logins: Cache::builder()
+                .name("phpipam_failed_logins")
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+        })
+    }
+
+    pub fn auth_mode(&self) -> &'static str {
+        match self.auth {
+            PhpipamAuth::User(_) => "user",
+            PhpipamAuth::AppCode(_) => "app_code",
+            PhpipamAuth::Passthrough { .. } => "passthrough",
+        }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Cache scope of a call: what phpIPAM shows depends on the user in passthrough mode.
+    pub fn scope(&self, cx: &CallContext) -> String {
+        match (&self.auth, &cx.credentials) {
+            (PhpipamAuth::Passthrough { .. }, Some(c)) => format!("user:{}", c.username),
+            _ => String::new(),
+        }
+    }
+
+    fn credential<'a>(&'a self, cx: &'a CallContext) -> IpamResult<Credential<'a>> {
+        match &self.auth {
+            PhpipamAuth::User(u) => Ok(Credential::User {
+                username: &u.username,
+                password: &u.password,
+            }),
+            PhpipamAuth::AppCode(code) => Ok(Credential::Code(code)),
+            PhpipamAuth::Passthrough { fallback } => match (&cx.credentials, fallback) {
+                (Some(c), _) => Ok(Credential::User {
+                    username: &c.username,
+                    password: &c.password,
+                }),
+                (None, Some(u)) => Ok(Credential::User {
+                    username: &u.username,
+                    password: &u.password,
+                }),
+                (None, None) => Err(IpamError::Unauthorized(format!(
+                    "backend {} uses passthrough auth and this call carries no phpIPAM credentials",
+                    self.backend
+                ))),
+            },
+        }
+    }
+
+    pub fn upstream(&self, reply: &Reply) -> IpamError {
+        IpamError::Upstream {
+            backend: self.backend.clone(),
+            status: reply.status,
+            detail: if reply.message().is_empty() {
+                "empty or non-JSON answer".to_owned()
+            } else {
+                reply.message().to_owned()
+            },
+        }
+    }
+
+    fn transport(&self, e: &reqwest::Error) -> IpamError {
+        if e.is_timeout() {
+            IpamError::Timeout {
+                backend: self.backend.clone(),
+                seconds: self.timeout_secs,
+            }
+        } else if e.is_connect() {
+            IpamError::Unavailable {
+                backend: self.backend.clone(),
+                detail: format!("cannot connect to phpIPAM at {}", self.base_url),
+            }
+        } else {
+            IpamError::Unavailable {
+                backend: self.backend.clone(),
+                detail: format!(
+                    "request to phpIPAM at {} failed: {}",
+                    self.base_url,
+                    // No URL in the text: it never carries secrets here, but stay tidy.
+                    std::error::Error::source(e)
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "transport error".to_owned())
+                ),
+            }
+        }
+    }
+
+    async fn read(&self, resp: reqwest::Response) -> IpamResult<Reply> {
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|e| self.transport(&e))?;
+        let env = serde_json::from_slice::<Envelope>(&bytes).unwrap_or_default();
+        Ok(Reply { status, env })
+    }
+
+    /// Availability failures every controller can answer with.
+    fn availability(&self, reply: &Reply) -> Option<IpamError> {
+        if reply.says("has been blocked") || reply.status == 503 {
+            return Some(IpamError::Unavailable {
+                backend: self.backend.clone(),
+                detail: format!("phpIPAM: {}", reply.message()),
+            });
+        }
+        None
+    }
+
+    async fn token(&self, username: &str, password: &SecretString) -> IpamResult<SecretString> {
+        let key = credential_key(username, password);
+        if let Some(e) = self.failed_logins.get(&key).await {
+            return Err(e);
+        }
+        let result = self
+            .tokens
+            .try_get_with(key.clone(), self.login(username, password))
+            .await
+            .map_err(|e| (*e).clone());
+        if let Err(e @ IpamError::Unauthorized(_)) = &result {
+            self.failed_logins.insert(key, e.clone()).await;
+        }
+        result
+    }
+
+    async fn login(&self, username: &str, password: &SecretString) -> IpamResult<SecretString> {
+        tracing::debug!(backend = %self.backend, user = %username, "phpIPAM login");
+        let resp = self
+            .http
+            .post(format!("{}/user/", self.api_base))
+            .header(ACCEPT, "application/json")
+            .basic_auth(username, Some(password.expose_secret()))
+            .send()
+            .await
+            .map_err(|e| self.transport(&e))?;
+        let reply = self.read(resp).await?;
+        if let Some(e) = self.availability(&reply) {
+            return Err(e);
+        }
+        if reply.ok() {
+            let login: Login = reply
+                .env
+                .data
+                .clone()
+                .and_then(|d| serde_json::from_value(d).ok())
+                .ok_or_else(|| IpamError::Upstream {
+                    backend: self.backend.clone(),
+                    status: reply.status,
+                    detail: "login answer carries no token".to_owned(),
+                })?;
+            return Ok(SecretString::from(login.token));
+        }
+        if reply.says("invalid username or password")
+            || reply.says("provide username")
+            || reply.status == 401
+            || reply.status == 403
+        {
+            return Err(IpamError::Unauthorized(format!(
+                "phpIPAM rejected the credentials of user '{username}': {}",
+                reply.message()
+            )));
+        }
+        Err(self.upstream(&reply))
+    }
+
+    /// Drops a token that phpIPAM no longer accepts (unless another task already replaced it).
+    async fn forget(&self, username: &str, password: &SecretString, used: &SecretString) {
+        let key = credential_key(username, password);
+        if let Some(current) = self.tokens.get(&key).await
+            && current.expose_secret() == used.expose_secret()
+        {
+            self.tokens.invalidate(&key).await;
+        }
+    }
+
+    pub async fn get(
+        &self,
+        cx: &CallContext,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> IpamResult<Reply> {
+        self.send(cx, Method::GET, path, query, None).await
+    }
+
+    /// One API call (`path` relative to `/api/{app}/`, e.g. `addresses/first_free/7/`), logging in
+    /// first when needed and once more after a 401.
+    pub async fn send(
+        &self,
+        cx: &CallContext,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> IpamResult<Reply> {
+        let cred = self.credential(cx)?;
+        let mut relogged = false;
+        loop {
+            let token = match &cred {
+                Credential::Code(code) => (*code).clone(),
+                Credential::User { username, password } => self.token(username, password).await?,
+            };
+            let mut value = HeaderValue::from_str(token.expose_secret()).map_err(|_| {
+                IpamError::Unauthorized("phpIPAM token is not a valid header value".to_owned())
+            })?;
+            value.set_sensitive(true);
+            let mut req = self
+                .http
+                .request(method.clone(), format!("{}/{}", self.api_base, path))
+                .header(ACCEPT, "application/json")
+                .header("phpipam-token", value);
+            if !query.is_empty() {
+                req = req.query(query);
+            }
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let resp = req.send().await.map_err(|e| self.transport(&e))?;
+            let status = resp.status();
+            let reply = self.read(resp).await?;
+            if let Some(e) = self.availability(&reply) {
+                return Err(e);
+            }
+            // 401 everywhere; 403 "Invalid token" for another app's code on an ssl_code app.
+            if status == StatusCode::UNAUTHORIZED
+                || (status == StatusCode::FORBIDDEN && reply.says("invalid token"))
+            {
+                match &cred {
+                    Credential::User { username, password } if !relogged => {
+                        tracing::debug!(backend = %self.backend, user = %username,
+                            "phpIPAM token refused; logging in again");
+                        self.forget(username, password, &token).await;
+                        relogged = true;
+                        continue;
+                    }
+                    Credential::User { username, .. } => {
+                        return Err(IpamError::Unauthorized(format!(
+                            "phpIPAM refused user '{username}': {}",
+                            reply.message()
+                        )));
+                    }
+                    Credential::Code(_) => {
+                        return Err(IpamError::Unauthorized(format!(
+                            "phpIPAM refused the app code of app '{}': {}",
+                            self.api_base.rsplit('/').next().unwrap_or_default(),
+                            reply.message()
+                        )));
+                    }
+                }
+            }
+            return Ok(reply);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credential_keys_are_hashes_not_text() {
+        let k = credential_key("Admin", &SecretString::from("phpipam-lab"));
+        assert_eq!(k.len(), 64);
+        assert!(!k.contains("Admin") && !k.contains("phpipam-lab"));
+        assert_ne!(k, credential_key("Admin", &SecretString::from("other")));
+    }
+}

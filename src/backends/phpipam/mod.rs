@@ -1,0 +1,1122 @@
+//! The phpIPAM backend (REST API of phpIPAM 1.4 – 1.8).
+//!
+//! - **Networks** are the subnets of the configured sections that match the `networks` selector
+//!   (or all of them), plus every subnet carved from a block; folders are skipped. One
+//!   `GET /sections/` and one `GET /sections/{id}/subnets/` per section give subnets with usage,
+//!   nameservers and `gatewayId`; the gateway address and the VLAN number are looked up by id once
+//!   and remembered (`lookup_cache_secs`), so a warm listing costs 1 + sections calls.
+//! - **Allocation** is `POST addresses/first_free/{subnet}/`, which reserves in one call; phpIPAM's
+//!   unique key (ip, subnet) makes a lost race a 409 or a "Duplicate entry" 500, retried. A
+//!   specific address is `POST addresses/`. The owner marker goes into `owner_field` (phpIPAM's
+//!   `owner` by default), so any gateway instance finds it with one filtered `GET addresses/`.
+//! - **Release and update** look the address up (`GET addresses/search/{ip}/`) and use its id;
+//!   `DELETE addresses/{ip}/{subnet}/` is never used (it crashes 1.8.2 for unknown addresses).
+//! - **On-demand networks**: `POST subnets/{block}/first_subnet/{mask}/`, a gateway address on
+//!   the first host, the owner kept in the subnet description as `[ipamgw-owner:<owner>]`.
+
+mod client;
+pub mod wire;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ipnet::IpNet;
+use moka::future::Cache;
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+
+use self::client::{Api, Reply};
+use self::wire::{Address, Section, Subnet, Vlan, list, value_text};
+use super::{Backend, CallContext};
+use crate::config::{PhpipamSettings, SectionRef, SubnetSelector, usable_range};
+use crate::domain::{
+    AllocateIn, AllocationInfo, BackendStatus, BlockInfo, CarveRequest, IpamError, IpamResult,
+    Lookup, Mac, NetworkInfo, Owner, RecordChanges, RecordDetails, Tag,
+};
+
+/// Marker of a carved network's owner in its phpIPAM description.
+const OWNER_MARK: &str = "[ipamgw-owner:";
+/// phpIPAM's `ipaddresses.owner` is a varchar(128).
+const OWNER_COLUMN_LEN: usize = 128;
+/// How often a first-free allocation that lost a race to another writer is retried.
+const RACE_RETRIES: usize = 8;
+/// How long the set of exposed subnets is trusted for allocation routing.
+const INVENTORY_TTL: Duration = Duration::from_secs(30);
+
+/// What the configured selectors expose, for one caller scope.
+#[derive(Debug, Default)]
+struct Inventory {
+    sections: HashMap<u64, String>,
+    missing_sections: Vec<String>,
+    networks: Vec<Subnet>,
+    blocks: Vec<Subnet>,
+}
+
+impl Inventory {
+    fn network(&self, id: u64) -> Option<&Subnet> {
+        self.networks.iter().find(|s| s.id == id)
+    }
+
+    fn block(&self, id: u64) -> Option<&Subnet> {
+        self.blocks.iter().find(|s| s.id == id)
+    }
+
+    fn space(&self, s: &Subnet) -> String {
+        s.section_id
+            .map(|id| {
+                self.sections
+                    .get(&id)
+                    .cloned()
+                    .unwrap_or_else(|| format!("section-{id}"))
+            })
+            .unwrap_or_else(|| "default".to_owned())
+    }
+}
+
+pub struct PhpipamBackend {
+    name: String,
+    api: Arc<Api>,
+    cfg: Arc<PhpipamSettings>,
+    /// Gateway address id → address (an address's ip never changes in phpIPAM).
+    gateways: Cache<u64, Option<IpAddr>>,
+    /// VLAN id → VLAN number.
+    vlans: Cache<u64, Option<u16>>,
+    inventory: Cache<String, Arc<Inventory>>,
+}
+
+impl fmt::Debug for PhpipamBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PhpipamBackend")
+            .field("name", &self.name)
+            .field("url", &self.cfg.base_url)
+            .field("app_id", &self.cfg.app_id)
+            .field("auth", &self.api.auth_mode())
+            .finish_non_exhaustive()
+    }
+}
+
+fn selector_matches(sel: &SubnetSelector, s: &Subnet) -> bool {
+    if sel.ids.contains(&s.id) {
+        return true;
+    }
+    match &sel.field {
+        Some((field, value)) => s
+            .field(field)
+            .and_then(value_text)
+            .is_some_and(|v| v.trim() == value),
+        None => false,
+    }
+}
+
+/// Splits `"web servers [ipamgw-owner:vra:123/nic0]"` into name and owner.
+fn split_owner(description: &str) -> (String, Option<Owner>) {
+    if let Some(at) = description.rfind(OWNER_MARK)
+        && let Some(inner) = description[at + OWNER_MARK.len()..].strip_suffix(']')
+    {
+        return (
+            description[..at].trim().to_owned(),
+            Owner::parse(inner).ok(),
+        );
+    }
+    (description.trim().to_owned(), None)
+}
+
+fn split_list(text: &str) -> Vec<String> {
+    text.split([',', ';', ' '])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn parse_id(what: &str, id: &str) -> IpamResult<u64> {
+    id.trim()
+        .parse()
+        .map_err(|_| IpamError::NotFound(format!("{what} {id}")))
+}
+
+/// First and last address phpIPAM hands out: pools include the network and broadcast
+/// addresses; IPv6 subnets skip the subnet-router anycast address (the gateway reserves it).
+fn range_of(cidr: &IpNet, is_pool: bool) -> (IpAddr, IpAddr) {
+    if is_pool {
+        (cidr.network(), cidr.broadcast())
+    } else {
+        usable_range(cidr)
+    }
+}
+
+impl PhpipamBackend {
+    pub fn new(name: &str, settings: &PhpipamSettings) -> IpamResult<Self> {
+        let ttl = settings.lookup_cache_ttl;
+        Ok(PhpipamBackend {
+            name: name.to_owned(),
+            api: Arc::new(Api::new(name, settings)?),
+            cfg: Arc::new(settings.clone()),
+            gateways: Cache::builder()
+                .name("phpipam_gateways")
+                .max_capacity(100_000)
+                .time_to_live(ttl)
+                .build(),
+            vlans: Cache::builder()
+                .name("phpipam_vlans")
+                .max_capacity(10_000)
+                .time_to_live(ttl)
+                .build(),
+            inventory: Cache::builder()
+                .name("phpipam_inventory")
+                .max_capacity(1_000)
+                .time_to_live(INVENTORY_TTL)
+                .build(),
+        })
+    }
+
+    fn upstream(&self, r: &Reply) -> IpamError {
+        self.api.upstream(r)
+    }
+
+    fn bad_data(&self, what: &str, e: impl fmt::Display) -> IpamError {
+        IpamError::Upstream {
+            backend: self.name.clone(),
+            status: 200,
+            detail: format!("unexpected {what}: {e}"),
+        }
+    }
+
+    async fn load_inventory(&self, cx: &CallContext) -> IpamResult<Inventory> {
+        let reply = self.api.get(cx, "sections/", &[]).await?;
+        let sections: Vec<Section> = match reply.status {
+            200 => list(reply.env.data)
+                .into_iter()
+                .map(serde_json::from_value)
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.bad_data("section list", e))?,
+            404 => Vec::new(),
+            _ => return Err(self.upstream(&reply)),
+        };
+        let mut inv = Inventory {
+            sections: sections
+                .iter()
+                .map(|s| (s.id, s.name.clone().unwrap_or_else(|| s.id.to_string())))
+                .collect(),
+            ..Inventory::default()
+        };
+        let mut chosen: Vec<u64> = Vec::new();
+        if self.cfg.sections.is_empty() {
+            chosen = sections.iter().map(|s| s.id).collect();
+        } else {
+            for want in &self.cfg.sections {
+                let found = sections.iter().find(|s| match want {
+                    SectionRef::Id(id) => s.id == *id,
+                    SectionRef::Name(n) => s.name.as_deref() == Some(n.trim()),
+                });
+                match found {
+                    Some(s) if !chosen.contains(&s.id) => chosen.push(s.id),
+                    Some(_) => {}
+                    None => inv.missing_sections.push(match want {
+                        SectionRef::Id(id) => id.to_string(),
+                        SectionRef::Name(n) => n.clone(),
+                    }),
+                }
+            }
+        }
+        let mut subnets = Vec::new();
+        for id in chosen {
+            let reply = self
+                .api
+                .get(cx, &format!("sections/{id}/subnets/"), &[])
+                .await?;
+            match reply.status {
+                200 => {
+                    for v in list(reply.env.data) {
+                        match Subnet::from_value(v) {
+                            Ok(s) => subnets.push(s),
+                            Err(e) => tracing::warn!(backend = %self.name, error = %e,
+                                "skipping a phpIPAM subnet that cannot be read"),
+                        }
+                    }
+                }
+                404 => {}
+                _ => return Err(self.upstream(&reply)),
+            }
+        }
+        subnets.retain(|s| !s.is_folder && s.cidr().is_some());
+        let (blocks, rest): (Vec<Subnet>, Vec<Subnet>) = subnets
+            .into_iter()
+            .partition(|s| selector_matches(&self.cfg.blocks, s));
+        let block_ids: HashSet<u64> = blocks.iter().map(|b| b.id).collect();
+        inv.networks = rest
+            .into_iter()
+            .filter(|s| {
+                self.cfg.networks.is_empty()
+                    || selector_matches(&self.cfg.networks, s)
+                    || s.master_subnet_id.is_some_and(|m| block_ids.contains(&m))
+            })
+            .collect();
+        inv.blocks = blocks;
+        Ok(inv)
+    }
+
+    /// A fresh inventory, also remembered for allocation routing.
+    async fn fresh_inventory(&self, cx: &CallContext) -> IpamResult<Arc<Inventory>> {
+        let inv = Arc::new(self.load_inventory(cx).await?);
+        self.inventory.insert(self.api.scope(cx), inv.clone()).await;
+        Ok(inv)
+    }
+
+    async fn cached_inventory(&self, cx: &CallContext) -> IpamResult<Arc<Inventory>> {
+        self.inventory
+            .try_get_with(self.api.scope(cx), async {
+                self.load_inventory(cx).await.map(Arc::new)
+            })
+            .await
+            .map_err(|e| (*e).clone())
+    }
+
+    /// An exposed network by backend id; reloads the inventory once when it is not known.
+    async fn exposed_network(&self, cx: &CallContext, network: &str) -> IpamResult<Subnet> {
+        let id = parse_id("network", network)?;
+        if let Some(s) = self.cached_inventory(cx).await?.network(id) {
+            return Ok(s.clone());
+        }
+        self.fresh_inventory(cx)
+            .await?
+            .network(id)
+            .cloned()
+            .ok_or_else(|| {
+                IpamError::NotFound(format!(
+                    "network {network} is not exposed by backend {}",
+                    self.name
+                ))
+            })
+    }
+
+    async fn gateway_ip(&self, cx: &CallContext, s: &Subnet) -> IpamResult<Option<IpAddr>> {
+        let Some(gw_id) = s.gateway_id.filter(|id| *id > 0) else {
+            return Ok(None);
+        };
+        self.gateways
+            .try_get_with(gw_id, async {
+                let reply = self
+                    .api
+                    .get(cx, &format!("addresses/{gw_id}/"), &[])
+                    .await?;
+                match reply.status {
+                    200 => Ok(reply
+                        .env
+                        .data
+                        .and_then(|d| Address::from_value(d).ok())
+                        .and_then(|a| a.addr())),
+                    404 => Ok(None),
+                    _ => Err(self.upstream(&reply)),
+                }
+            })
+            .await
+            .map_err(|e| (*e).clone())
+    }
+
+    async fn vlan_number(&self, cx: &CallContext, s: &Subnet) -> IpamResult<Option<u16>> {
+        let Some(vlan_id) = s.vlan_id.filter(|id| *id > 0) else {
+            return Ok(None);
+        };
+        self.vlans
+            .try_get_with(vlan_id, async {
+                let reply = self.api.get(cx, &format!("vlan/{vlan_id}/"), &[]).await?;
+                match reply.status {
+                    200 => Ok(reply
+                        .env
+                        .data
+                        .and_then(|d| serde_json::from_value::<Vlan>(d).ok())
+                        .and_then(|v| v.number)
+                        .and_then(|n| u16::try_from(n).ok())),
+                    404 | 400 => Ok(None),
+                    _ => Err(self.upstream(&reply)),
+                }
+            })
+            .await
+            .map_err(|e| (*e).clone())
+    }
+
+    fn dns_domain(&self, s: &Subnet) -> Option<String> {
+        let f = self.cfg.dns_domain_field.as_deref()?;
+        s.field(f)
+            .and_then(value_text)
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+    }
+
+    fn search_domains(&self, s: &Subnet) -> Vec<String> {
+        self.cfg
+            .search_domains_field
+            .as_deref()
+            .and_then(|f| s.field(f))
+            .and_then(value_text)
+            .map(|t| split_list(&t))
+            .unwrap_or_default()
+    }
+
+    fn tags(s: &Subnet) -> Vec<Tag> {
+        let nested = s.raw.get("custom_fields").and_then(Value::as_object);
+        let mut tags: Vec<Tag> = s
+            .raw
+            .iter()
+            .chain(nested.into_iter().flatten())
+            .filter(|(k, _)| k.starts_with("custom_") && k.as_str() != "custom_fields")
+            .filter_map(|(k, v)| {
+                value_text(v).map(|value| Tag {
+                    key: k.clone(),
+                    value,
+                })
+            })
+            .collect();
+        tags.sort_by(|a, b| a.key.cmp(&b.key));
+        tags.dedup_by(|a, b| a.key == b.key);
+        tags
+    }
+
+    async fn network_info(
+        &self,
+        cx: &CallContext,
+        inv: &Inventory,
+        s: &Subnet,
+    ) -> IpamResult<Option<NetworkInfo>> {
+        let Some(cidr) = s.cidr() else {
+            return Ok(None);
+        };
+        let (range_start, range_end) = range_of(&cidr, s.is_pool);
+        let (name, owner) = split_owner(s.description.as_deref().unwrap_or_default());
+        let block = s
+            .master_subnet_id
+            .filter(|m| inv.block(*m).is_some())
+            .map(|m| m.to_string());
+        Ok(Some(NetworkInfo {
+            backend_id: s.id.to_string(),
+            name: if name.is_empty() {
+                cidr.to_string()
+            } else {
+                name
+            },
+            description: s.description.clone(),
+            cidr,
+            range_start,
+            range_end,
+            gateway: self.gateway_ip(cx, s).await?,
+            dns_servers: s.dns_servers(),
+            dns_domain: self.dns_domain(s),
+            dns_search_domains: self.search_domains(s),
+            address_space: inv.space(s),
+            vlan: self.vlan_number(cx, s).await?,
+            tags: Self::tags(s),
+            free: s.free_hosts(),
+            owner: block.as_ref().and(owner),
+            block,
+        }))
+    }
+
+    fn block_info(&self, inv: &Inventory, s: &Subnet) -> Option<BlockInfo> {
+        let cidr = s.cidr()?;
+        let (name, _) = split_owner(s.description.as_deref().unwrap_or_default());
+        Some(BlockInfo {
+            backend_id: s.id.to_string(),
+            name: if name.is_empty() {
+                cidr.to_string()
+            } else {
+                name
+            },
+            description: s.description.clone(),
+            cidr,
+            address_space: inv.space(s),
+            gateway: None,
+            dns_servers: s.dns_servers(),
+            dns_domain: self.dns_domain(s),
+            dns_search_domains: self.search_domains(s),
+            tags: Self::tags(s),
+        })
+    }
+
+    fn allocation(&self, a: &Address) -> Option<AllocationInfo> {
+        Some(AllocationInfo {
+            network: a.subnet_id?.to_string(),
+            address: a.addr()?,
+            owner: a
+                .text_field(&self.cfg.owner_field)
+                .and_then(|o| Owner::parse(&o).ok()),
+            details: RecordDetails {
+                hostname: a.hostname.clone(),
+                description: a.description.clone(),
+                mac: a.mac.as_deref().and_then(|m| Mac::parse(m).ok()),
+            },
+            reference: Some(a.id.to_string()),
+        })
+    }
+
+    /// Every address record holding `address` (any subnet).
+    async fn search_address(&self, cx: &CallContext, address: IpAddr) -> IpamResult<Vec<Address>> {
+        let reply = self
+            .api
+            .get(cx, &format!("addresses/search/{address}/"), &[])
+            .await?;
+        match reply.status {
+            200 => Ok(list(reply.env.data)
+                .into_iter()
+                .filter_map(|v| Address::from_value(v).ok())
+                .collect()),
+            404 => Ok(Vec::new()),
+            _ => Err(self.upstream(&reply)),
+        }
+    }
+
+    async fn record_in(
+        &self,
+        cx: &CallContext,
+        network: &str,
+        address: IpAddr,
+    ) -> IpamResult<Option<Address>> {
+        let id = parse_id("network", network)?;
+        Ok(self
+            .search_address(cx, address)
+            .await?
+            .into_iter()
+            .find(|a| a.subnet_id == Some(id) && a.addr() == Some(address)))
+    }
+
+    fn record_body(
+        &self,
+        owner: &Owner,
+        details: &RecordDetails,
+    ) -> IpamResult<Map<String, Value>> {
+        if self.cfg.owner_field == "owner" && owner.as_str().len() > OWNER_COLUMN_LEN {
+            return Err(IpamError::invalid(
+                "owner",
+                format!(
+                    "phpIPAM's owner field holds at most {OWNER_COLUMN_LEN} characters; \
+                     configure owner_field = \"custom_…\" for longer owners"
+                ),
+            ));
+        }
+        let mut body = Map::new();
+        body.insert(self.cfg.owner_field.clone(), json!(owner.as_str()));
+        if let Some(h) = &details.hostname {
+            body.insert("hostname".into(), json!(h));
+        }
+        body.insert(
+            "description".into(),
+            json!(
+                details
+                    .description
+                    .clone()
+                    .unwrap_or_else(|| format!("ipam-gateway: {owner}"))
+            ),
+        );
+        if let Some(m) = &details.mac {
+            body.insert("mac".into(), json!(m.as_str()));
+        }
+        Ok(body)
+    }
+
+    /// Marks an IPv6 subnet-router anycast address that phpIPAM handed out as reserved.
+    async fn reserve_anycast(&self, cx: &CallContext, id: u64) -> IpamResult<()> {
+        let body = json!({
+            self.cfg.owner_field.clone(): "",
+            "hostname": "",
+            "description": "IPv6 subnet-router anycast address, reserved by ipam-gateway",
+        });
+        let reply = self
+            .api
+            .send(
+                cx,
+                Method::PATCH,
+                &format!("addresses/{id}/"),
+                &[],
+                Some(&body),
+            )
+            .await?;
+        if reply.ok() {
+            Ok(())
+        } else {
+            Err(self.upstream(&reply))
+        }
+    }
+
+    async fn allocate_next(
+        &self,
+        cx: &CallContext,
+        subnet: &Subnet,
+        cidr: IpNet,
+        body: &Value,
+    ) -> IpamResult<(u64, IpAddr)> {
+        let path = format!("addresses/first_free/{}/", subnet.id);
+        for _ in 0..RACE_RETRIES {
+            let reply = self
+                .api
+                .send(cx, Method::POST, &path, &[], Some(body))
+                .await?;
+            match reply.status {
+                201 | 200 => {
+                    let id = reply
+                        .env
+                        .id
+                        .ok_or_else(|| self.bad_data("first_free answer", "no address id"))?;
+                    let ip: IpAddr = reply
+                        .env
+                        .data
+                        .as_ref()
+                        .and_then(value_text)
+                        .and_then(|t| t.trim().parse().ok())
+                        .ok_or_else(|| self.bad_data("first_free answer", "no address"))?;
+                    if matches!(cidr, IpNet::V6(_))
+                        && !subnet.is_pool
+                        && ip == cidr.network()
+                        && cidr.prefix_len() < 127
+                    {
+                        tracing::info!(backend = %self.name, subnet = %cidr,
+                            "reserving the IPv6 subnet-router anycast address phpIPAM handed out");
+                        self.reserve_anycast(cx, id).await?;
+                        continue;
+                    }
+                    return Ok((id, ip));
+                }
+                404 if reply.says("no free address") => {
+                    return Err(IpamError::Exhausted(format!(
+                        "phpIPAM subnet {} ({cidr}) has no free address",
+                        subnet.id
+                    )));
+                }
+                400 | 404 if reply.says("subnet") => {
+                    return Err(IpamError::NotFound(format!(
+                        "phpIPAM subnet {}: {}",
+                        subnet.id,
+                        reply.message()
+                    )));
+                }
+                409 if reply.says("contains subnets") => {
+                    return Err(IpamError::Conflict(format!(
+                        "phpIPAM subnet {} ({cidr}) contains subnets; allocate in one of them",
+                        subnet.id
+                    )));
+                }
+                // Another writer took the same address between phpIPAM's lookup and insert.
+                409 => continue,
+                500 if reply.says("duplicate") => continue,
+                _ => return Err(self.upstream(&reply)),
+            }
+        }
+        Err(IpamError::Conflict(format!(
+            "phpIPAM subnet {} ({cidr}): lost {RACE_RETRIES} races for the next free address; retry",
+            subnet.id
+        )))
+    }
+
+    async fn allocate_specific(
+        &self,
+        cx: &CallContext,
+        subnet: &Subnet,
+        cidr: IpNet,
+        address: IpAddr,
+        mut body: Map<String, Value>,
+    ) -> IpamResult<u64> {
+        if !cidr.contains(&address) {
+            return Err(IpamError::invalid(
+                "address",
+                format!("{address} is not in network {cidr}"),
+            ));
+        }
+        let (lo, hi) = range_of(&cidr, subnet.is_pool);
+        if address < lo || address > hi {
+            return Err(IpamError::invalid(
+                "address",
+                format!("{address} is the network or broadcast address of {cidr}"),
+            ));
+        }
+        body.insert("ip".into(), json!(address.to_string()));
+        body.insert("subnetId".into(), json!(subnet.id.to_string()));
+        let reply = self
+            .api
+            .send(
+                cx,
+                Method::POST,
+                "addresses/",
+                &[],
+                Some(&Value::Object(body)),
+            )
+            .await?;
+        match reply.status {
+            201 | 200 => reply
+                .env
+                .id
+                .ok_or_else(|| self.bad_data("create answer", "no address id")),
+            409 => Err(IpamError::Conflict(format!(
+                "{address} in {cidr} is already allocated"
+            ))),
+            500 if reply.says("is not a valid address") => Err(IpamError::invalid(
+                "address",
+                format!("phpIPAM: {}", reply.message()),
+            )),
+            400 if reply.says("mac") => Err(IpamError::invalid("mac", reply.message())),
+            404 | 400 if reply.says("subnet") => Err(IpamError::NotFound(format!(
+                "phpIPAM subnet {}: {}",
+                subnet.id,
+                reply.message()
+            ))),
+            _ => Err(self.upstream(&reply)),
+        }
+    }
+
+    async fn delete_subnet(&self, cx: &CallContext, id: u64) -> IpamResult<()> {
+        let reply = self
+            .api
+            .send(cx, Method::DELETE, &format!("subnets/{id}/"), &[], None)
+            .await?;
+        match reply.status {
+            200 | 204 | 404 => Ok(()),
+            400 if reply.says("invalid subnet") => Ok(()),
+            _ => Err(self.upstream(&reply)),
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for PhpipamBackend {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "phpipam"
+    }
+
+    fn supports_passthrough(&self) -> bool {
+        matches!(
+            self.cfg.auth,
+            crate::config::PhpipamAuth::Passthrough { .. }
+        )
+    }
+
+    async fn check(&self, cx: &CallContext) -> IpamResult<BackendStatus> {
+        let inv = self.fresh_inventory(cx).await?;
+        let mut detail = format!(
+            "phpIPAM {} app '{}' (auth {})",
+            self.api.base_url(),
+            self.cfg.app_id,
+            self.api.auth_mode()
+        );
+        if !inv.missing_sections.is_empty() {
+            detail.push_str(&format!(
+                "; WARNING: section(s) not found: {}",
+                inv.missing_sections.join(", ")
+            ));
+        }
+        Ok(BackendStatus {
+            backend: self.name.clone(),
+            kind: "phpipam",
+            detail,
+            networks: inv.networks.len(),
+            blocks: inv.blocks.len(),
+        })
+    }
+
+    async fn networks(&self, cx: &CallContext) -> IpamResult<Vec<NetworkInfo>> {
+        let inv = self.fresh_inventory(cx).await?;
+        let mut out = Vec::with_capacity(inv.networks.len());
+        for s in &inv.networks {
+            if let Some(n) = self.network_info(cx, &inv, s).await? {
+                out.push(n);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn blocks(&self, cx: &CallContext) -> IpamResult<Vec<BlockInfo>> {
+        let inv = self.cached_inventory(cx).await?;
+        Ok(inv
+            .blocks
+            .iter()
+            .filter_map(|b| self.block_info(&inv, b))
+            .collect())
+    }
+
+    async fn allocate(&self, cx: &CallContext, req: &AllocateIn) -> IpamResult<AllocationInfo> {
+        let subnet = self.exposed_network(cx, &req.network).await?;
+        let cidr = subnet
+            .cidr()
+            .ok_or_else(|| IpamError::NotFound(format!("network {}", req.network)))?;
+        let body = self.record_body(&req.owner, &req.details)?;
+        let (id, address) = match req.address {
+            Some(a) => (self.allocate_specific(cx, &subnet, cidr, a, body).await?, a),
+            None => {
+                self.allocate_next(cx, &subnet, cidr, &Value::Object(body))
+                    .await?
+            }
+        };
+        Ok(AllocationInfo {
+            network: subnet.id.to_string(),
+            address,
+            owner: Some(req.owner.clone()),
+            details: req.details.clone(),
+            reference: Some(id.to_string()),
+        })
+    }
+
+    async fn find(&self, cx: &CallContext, lookup: &Lookup) -> IpamResult<Vec<AllocationInfo>> {
+        let records = match lookup {
+            Lookup::Owner(owner) => {
+                let reply = self
+                    .api
+                    .get(
+                        cx,
+                        "addresses/",
+                        &[
+                            ("filter_by", self.cfg.owner_field.as_str()),
+                            ("filter_value", owner.as_str()),
+                        ],
+                    )
+                    .await?;
+                let found: Vec<Address> = match reply.status {
+                    200 => list(reply.env.data)
+                        .into_iter()
+                        .filter_map(|v| Address::from_value(v).ok())
+                        .collect(),
+                    // 404 "No results (filter applied)"; 400 "Invalid filter_by" when phpIPAM
+                    // holds no address at all (it checks the key against the first record).
+                    404 => Vec::new(),
+                    400 if reply.says("filter_by") => Vec::new(),
+                    _ => return Err(self.upstream(&reply)),
+                };
+                // phpIPAM compares loosely (PHP `!=`); keep exact matches only.
+                found
+                    .into_iter()
+                    .filter(|a| {
+                        a.text_field(&self.cfg.owner_field).as_deref() == Some(owner.as_str())
+                    })
+                    .collect::<Vec<_>>()
+            }
+            Lookup::Address { address, network } => {
+                let wanted = network
+                    .as_deref()
+                    .map(|n| parse_id("network", n))
+                    .transpose()?;
+                self.search_address(cx, *address)
+                    .await?
+                    .into_iter()
+                    .filter(|a| wanted.is_none() || a.subnet_id == wanted)
+                    .collect()
+            }
+        };
+        let inv = self.cached_inventory(cx).await?;
+        Ok(records
+            .iter()
+            .filter(|a| a.subnet_id.is_some_and(|s| inv.network(s).is_some()))
+            .filter_map(|a| self.allocation(a))
+            .collect())
+    }
+
+    async fn release(&self, cx: &CallContext, network: &str, address: IpAddr) -> IpamResult<()> {
+        self.exposed_network(cx, network).await?;
+        let Some(record) = self.record_in(cx, network, address).await? else {
+            return Ok(());
+        };
+        if record.is_gateway {
+            return Err(IpamError::Conflict(format!(
+                "{address} is the gateway of network {network}; it is not released"
+            )));
+        }
+        let reply = self
+            .api
+            .send(
+                cx,
+                Method::DELETE,
+                &format!("addresses/{}/", record.id),
+                &[],
+                None,
+            )
+            .await?;
+        match reply.status {
+            200 | 204 | 404 => Ok(()),
+            _ => Err(self.upstream(&reply)),
+        }
+    }
+
+    async fn update(
+        &self,
+        cx: &CallContext,
+        network: &str,
+        address: IpAddr,
+        changes: &RecordChanges,
+    ) -> IpamResult<AllocationInfo> {
+        self.exposed_network(cx, network).await?;
+        let record = self.record_in(cx, network, address).await?.ok_or_else(|| {
+            IpamError::NotFound(format!("{address} is not allocated in network {network}"))
+        })?;
+        let mut current = self
+            .allocation(&record)
+            .ok_or_else(|| self.bad_data("address record", format!("address id {}", record.id)))?;
+        let mut body = Map::new();
+        if let Some(h) = &changes.hostname {
+            body.insert("hostname".into(), json!(h));
+            current.details.hostname = Some(h.clone());
+        }
+        if let Some(d) = &changes.description {
+            body.insert("description".into(), json!(d));
+            current.details.description = Some(d.clone());
+        }
+        if let Some(m) = &changes.mac {
+            body.insert("mac".into(), json!(m.as_str()));
+            current.details.mac = Some(m.clone());
+        }
+        if body.is_empty() {
+            return Ok(current);
+        }
+        let reply = self
+            .api
+            .send(
+                cx,
+                Method::PATCH,
+                &format!("addresses/{}/", record.id),
+                &[],
+                Some(&Value::Object(body)),
+            )
+            .await?;
+        match reply.status {
+            200 | 204 => Ok(current),
+            404 => Err(IpamError::NotFound(format!(
+                "{address} is not allocated in network {network}"
+            ))),
+            400 if reply.says("mac") => Err(IpamError::invalid("mac", reply.message())),
+            _ => Err(self.upstream(&reply)),
+        }
+    }
+
+    async fn allocate_network(
+        &self,
+        cx: &CallContext,
+        req: &CarveRequest,
+    ) -> IpamResult<NetworkInfo> {
+        let block_id = parse_id("block", &req.block)?;
+        let inv = self.fresh_inventory(cx).await?;
+        let block = inv
+            .block(block_id)
+            .ok_or_else(|| IpamError::NotFound(format!("block {}", req.block)))?;
+        let block_cidr = block
+            .cidr()
+            .ok_or_else(|| IpamError::NotFound(format!("block {}", req.block)))?;
+        let max = match block_cidr {
+            IpNet::V4(_) => 32,
+            IpNet::V6(_) => 128,
+        };
+        if req.prefix_len <= block_cidr.prefix_len() || req.prefix_len > max {
+            return Err(IpamError::invalid(
+                "prefix_len",
+                format!(
+                    "/{} does not fit in block {} ({block_cidr}); use /{}../{max}",
+                    req.prefix_len,
+                    req.block,
+                    block_cidr.prefix_len() + 1
+                ),
+            ));
+        }
+        let name = req
+            .name
+            .clone()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| "on-demand network".to_owned());
+        let description = format!("{} {OWNER_MARK}{}]", name.trim(), req.owner);
+        let mut body = Map::new();
+        body.insert("description".into(), json!(description));
+        if let Some(ns) = block.raw.get("nameserverId").and_then(wire::value_u64)
+            && ns > 0
+        {
+            body.insert("nameserverId".into(), json!(ns.to_string()));
+        }
+        let reply = match req.subnet {
+            Some(net) => {
+                let net = net.trunc();
+                if !block_cidr.contains(&net) || net.prefix_len() != req.prefix_len {
+                    return Err(IpamError::invalid(
+                        "subnet",
+                        format!(
+                            "{net} is not a /{} inside block {block_cidr}",
+                            req.prefix_len
+                        ),
+                    ));
+                }
+                body.insert("subnet".into(), json!(net.network().to_string()));
+                body.insert("mask".into(), json!(net.prefix_len().to_string()));
+                body.insert("masterSubnetId".into(), json!(block_id.to_string()));
+                if let Some(section) = block.section_id {
+                    body.insert("sectionId".into(), json!(section.to_string()));
+                }
+                self.api
+                    .send(
+                        cx,
+                        Method::POST,
+                        "subnets/",
+                        &[],
+                        Some(&Value::Object(body)),
+                    )
+                    .await?
+            }
+            None => {
+                self.api
+                    .send(
+                        cx,
+                        Method::POST,
+                        &format!("subnets/{block_id}/first_subnet/{}/", req.prefix_len),
+                        &[],
+                        Some(&Value::Object(body)),
+                    )
+                    .await?
+            }
+        };
+        let id = match reply.status {
+            201 | 200 => reply
+                .env
+                .id
+                .ok_or_else(|| self.bad_data("subnet create answer", "no subnet id"))?,
+            404 if reply.says("no subnets found") => {
+                return Err(IpamError::Exhausted(format!(
+                    "block {} ({block_cidr}) has no free /{}",
+                    req.block, req.prefix_len
+                )));
+            }
+            409 => {
+                return Err(IpamError::Conflict(format!("phpIPAM: {}", reply.message())));
+            }
+            _ => return Err(self.upstream(&reply)),
+        };
+        let cidr: IpNet = match req.subnet {
+            Some(net) => net.trunc(),
+            None => reply
+                .env
+                .data
+                .as_ref()
+                .and_then(value_text)
+                .and_then(|t| t.trim().parse::<IpNet>().ok())
+                .map(|n| n.trunc())
+                .ok_or_else(|| self.bad_data("subnet create answer", "no CIDR"))?,
+        };
+        let (lo, hi) = usable_range(&cidr);
+        let gateway = if lo < hi { Some(lo) } else { None };
+        if let Some(gw) = gateway {
+            let body = json!({
+                "ip": gw.to_string(),
+                "subnetId": id.to_string(),
+                "is_gateway": "1",
+                "description": "gateway (ipam-gateway)",
+            });
+            let created = self
+                .api
+                .send(cx, Method::POST, "addresses/", &[], Some(&body))
+                .await;
+            let failure = match created {
+                Ok(r) if r.ok() => None,
+                Ok(r) => Some(self.upstream(&r)),
+                Err(e) => Some(e),
+            };
+            if let Some(e) = failure {
+                if let Err(undo) = self.delete_subnet(cx, id).await {
+                    tracing::error!(backend = %self.name, subnet = id, error = %undo,
+                        "could not delete a carved subnet after its gateway failed");
+                }
+                return Err(e);
+            }
+        }
+        self.inventory.invalidate(&self.api.scope(cx)).await;
+        let range_start = match gateway {
+            Some(IpAddr::V4(g)) => IpAddr::from((u32::from(g) + 1).to_be_bytes()),
+            Some(IpAddr::V6(g)) => IpAddr::from((u128::from(g) + 1).to_be_bytes()),
+            None => lo,
+        };
+        Ok(NetworkInfo {
+            backend_id: id.to_string(),
+            name: name.trim().to_owned(),
+            description: Some(description),
+            cidr,
+            range_start: if range_start <= hi { range_start } else { lo },
+            range_end: hi,
+            gateway,
+            dns_servers: block.dns_servers(),
+            dns_domain: self.dns_domain(block),
+            dns_search_domains: self.search_domains(block),
+            address_space: inv.space(block),
+            vlan: None,
+            tags: Self::tags(block),
+            free: None,
+            block: Some(block_id.to_string()),
+            owner: Some(req.owner.clone()),
+        })
+    }
+
+    async fn release_network(&self, cx: &CallContext, network: &str) -> IpamResult<()> {
+        let id = parse_id("network", network)?;
+        let inv = self.fresh_inventory(cx).await?;
+        let Some(subnet) = inv.network(id) else {
+            // Gone already (or never ours to see): nothing to delete.
+            return Ok(());
+        };
+        let carved = subnet
+            .master_subnet_id
+            .is_some_and(|m| inv.block(m).is_some());
+        if !carved {
+            return Err(IpamError::Conflict(format!(
+                "network {network} was not carved from a block; delete it in phpIPAM"
+            )));
+        }
+        let reply = self
+            .api
+            .get(cx, &format!("subnets/{id}/addresses/"), &[])
+            .await?;
+        let held = match reply.status {
+            200 => list(reply.env.data)
+                .into_iter()
+                .filter_map(|v| Address::from_value(v).ok())
+                .filter(|a| !a.is_gateway)
+                .count(),
+            404 | 400 => 0,
+            _ => return Err(self.upstream(&reply)),
+        };
+        if held > 0 {
+            return Err(IpamError::Conflict(format!(
+                "network {network} still holds {held} allocated address(es); release them first"
+            )));
+        }
+        self.delete_subnet(cx, id).await?;
+        self.inventory.invalidate(&self.api.scope(cx)).await;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_round_trip_through_descriptions() {
+        let (name, owner) = split_owner("web tier [ipamgw-owner:vra:abc]/nic0]");
+        assert_eq!(name, "web tier");
+        assert_eq!(owner.map(String::from).as_deref(), Some("vra:abc]/nic0"));
+        let (name, owner) = split_owner("plain subnet");
+        assert_eq!((name.as_str(), owner), ("plain subnet", None));
+    }
+
+    #[test]
+    fn pools_expose_network_and_broadcast() {
+        let net: IpNet = "10.50.0.0/29".parse().expect("net");
+        assert_eq!(
+            range_of(&net, true),
+            (
+                "10.50.0.0".parse().expect("a"),
+                "10.50.0.7".parse().expect("b")
+            )
+        );
+        assert_eq!(
+            range_of(&net, false),
+            (
+                "10.50.0.1".parse().expect("a"),
+                "10.50.0.6".parse().expect("b")
+            )
+        );
+    }
+}

@@ -1,0 +1,438 @@
+//! The phpIPAM backend against the stateful fake phpIPAM, and the fake against the recordings.
+
+use std::collections::{BTreeSet, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipam_gateway::backends::{Backend, CallContext};
+use ipam_gateway::domain::{
+    IpamError, Lookup, Mac, NetworkId, Owner, RecordChanges, RecordDetails,
+};
+use ipam_gateway::service::{AllocationRequest, Caller, Ipam};
+use serde_json::Value;
+
+use crate::support::phpipam::{Exchange, backend, config};
+use crate::support::phpipam_fake::FakePhpipam;
+use crate::support::{AppOptions, spawn_with};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("ip")
+}
+
+fn owner(s: &str) -> Owner {
+    Owner::parse(s).expect("owner")
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Same status, same envelope keys, same `data` shape (object keys; for lists, the keys of
+/// every record present in both by id), same error message.
+fn assert_conforms(ex: &Exchange, status: u16, got: &Value) {
+    let name = &ex.name;
+    assert_eq!(status, ex.status(), "{name}: status ({got})");
+    let want = ex.body();
+    if want.is_null() {
+        return;
+    }
+    assert_eq!(keys(got), keys(want), "{name}: envelope keys");
+    if ex.status() >= 400 {
+        assert_eq!(got["message"], want["message"], "{name}: error message");
+    }
+    match (&want["data"], &got["data"]) {
+        (Value::Object(_), Value::Object(_)) => {
+            assert_eq!(keys(&got["data"]), keys(&want["data"]), "{name}: data keys");
+        }
+        (Value::Array(w), Value::Array(g)) => {
+            assert!(!g.is_empty(), "{name}: empty list");
+            for wi in w {
+                if let Some(gi) = g.iter().find(|gi| gi.get("id") == wi.get("id")) {
+                    assert_eq!(keys(gi), keys(wi), "{name}: keys of record {}", wi["id"]);
+                }
+            }
+            if w[0].get("id").is_none() {
+                assert_eq!(keys(&g[0]), keys(&w[0]), "{name}: record keys");
+            }
+        }
+        (Value::Null, Value::Null) => {}
+        (w, g) => assert_eq!(
+            std::mem::discriminant(w),
+            std::mem::discriminant(g),
+            "{name}: data type ({w} vs {g})"
+        ),
+    }
+}
+
+/// Replays a recorded request against the fake (the recorded Admin token replaced by a live one).
+async fn replay(fake: &FakePhpipam, token: &str, which: &str) -> (Exchange, u16, Value) {
+    let ex = Exchange::load(which);
+    let client = reqwest::Client::new();
+    let path = ex.raw["request"]["path"].as_str().expect("path");
+    let mut req = client.request(
+        ex.method().parse().expect("method"),
+        format!("{}{}", fake.url, path),
+    );
+    for (k, v) in ex.raw["request"]["headers"].as_object().expect("headers") {
+        let v = v.as_str().unwrap_or_default();
+        match k.to_ascii_lowercase().as_str() {
+            "phpipam-token" if v == "f1xture-t0ken" => req = req.header("phpipam-token", token),
+            "phpipam-token" | "authorization" | "content-type" => req = req.header(k, v),
+            _ => {}
+        }
+    }
+    if let Some(raw) = ex.raw["request"]["body_raw"].as_str() {
+        req = req.body(raw.to_owned());
+    }
+    let resp = req.send().await.expect("fake answers");
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    (ex, status, body)
+}
+
+#[tokio::test]
+async fn the_fake_answers_like_the_recorded_phpipam() {
+    let fake = FakePhpipam::start().await;
+    let token = fake.login("Admin");
+    for which in [
+        "01", "03", "25", "28", "35", "49", "50", "51", "53", "54", "64", "65", "67", "74", "76",
+        "81", "91", "92", "96",
+    ] {
+        let (ex, status, body) = replay(&fake, &token, which).await;
+        assert_conforms(&ex, status, &body);
+    }
+    // Fill the /28 (fixtures 96–97 took 14 addresses), then it is full (98).
+    while fake.addresses_in(8).len() < 14 {
+        let (_, status, _) = replay(&fake, &token, "96").await;
+        assert_eq!(status, 201);
+    }
+    for which in ["98", "104", "105", "113", "114", "116", "139", "138", "141"] {
+        let (ex, status, body) = replay(&fake, &token, which).await;
+        assert_conforms(&ex, status, &body);
+    }
+}
+
+#[tokio::test]
+async fn lifecycle_against_the_fake() {
+    let fake = FakePhpipam::start().await;
+    let b = backend(&fake.url, "");
+    let cx = CallContext::default();
+
+    let status = b.check(&cx).await.expect("check");
+    assert_eq!((status.networks, status.blocks), (3, 1));
+    let nets = b.networks(&cx).await.expect("networks");
+    assert_eq!(nets[0].gateway, Some(ip("10.10.0.1")));
+    assert_eq!(nets[0].vlan, Some(100));
+
+    let mk = |o: &str, addr: Option<&str>, net: &str| ipam_gateway::domain::AllocateIn {
+        network: net.into(),
+        owner: owner(o),
+        address: addr.map(ip),
+        details: RecordDetails {
+            hostname: Some(format!("{o}.lab.local")),
+            description: None,
+            mac: None,
+        },
+    };
+    let a = b
+        .allocate(&cx, &mk("vm-a", None, "7"))
+        .await
+        .expect("next free");
+    assert_eq!(a.address, ip("10.10.0.2"), "the gateway 10.10.0.1 is taken");
+    let s = b
+        .allocate(&cx, &mk("vm-b", Some("10.10.0.50"), "7"))
+        .await
+        .expect("specific");
+    assert_eq!(s.address, ip("10.10.0.50"));
+    let dup = b
+        .allocate(&cx, &mk("vm-c", Some("10.10.0.50"), "7"))
+        .await
+        .expect_err("dup");
+    assert!(matches!(dup, IpamError::Conflict(_)), "{dup:?}");
+
+    let found = b
+        .find(&cx, &Lookup::Owner(owner("vm-b")))
+        .await
+        .expect("find");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].address, ip("10.10.0.50"));
+    assert_eq!(found[0].owner, Some(owner("vm-b")));
+    assert!(
+        b.find(&cx, &Lookup::Owner(owner("nobody")))
+            .await
+            .expect("find")
+            .is_empty()
+    );
+
+    let changes = RecordChanges {
+        mac: Some(Mac::parse("00:50:56:01:02:03").expect("mac")),
+        hostname: Some("renamed".into()),
+        description: None,
+    };
+    b.update(&cx, "7", s.address, &changes)
+        .await
+        .expect("update");
+    let after = b
+        .find(
+            &cx,
+            &Lookup::Address {
+                address: s.address,
+                network: Some("7".into()),
+            },
+        )
+        .await
+        .expect("find");
+    assert_eq!(after[0].details.hostname.as_deref(), Some("renamed"));
+    assert_eq!(after[0].details.mac, changes.mac);
+
+    b.release(&cx, "7", s.address).await.expect("release");
+    b.release(&cx, "7", s.address).await.expect("release again");
+    assert!(
+        b.find(&cx, &Lookup::Owner(owner("vm-b")))
+            .await
+            .expect("find")
+            .is_empty()
+    );
+    let gw = b
+        .release(&cx, "7", ip("10.10.0.1"))
+        .await
+        .expect_err("gateway");
+    assert!(matches!(gw, IpamError::Conflict(_)), "{gw:?}");
+
+    // IPv6: phpIPAM offers `::` first; the gateway reserves it and takes the next free one.
+    let v6 = b.allocate(&cx, &mk("vm-6", None, "9")).await.expect("v6");
+    assert_eq!(v6.address, ip("2001:db8:10::2"));
+    let anycast = fake
+        .addresses_in(9)
+        .into_iter()
+        .find(|a| a.ip == ip("2001:db8:10::"));
+    assert!(
+        anycast.is_some_and(|a| a.owner.is_none()),
+        "anycast kept reserved, unowned"
+    );
+
+    // Not exposed (pool 11 has custom_vRA_Range 0) and unknown networks are NotFound.
+    let hidden = b
+        .allocate(&cx, &mk("x", None, "11"))
+        .await
+        .expect_err("hidden");
+    assert!(matches!(hidden, IpamError::NotFound(_)), "{hidden:?}");
+
+    // On-demand network: carve, allocate in it, cannot delete while used, then delete twice.
+    let carve = ipam_gateway::domain::CarveRequest {
+        block: "10".into(),
+        prefix_len: 26,
+        owner: owner("vra:net-1"),
+        name: Some("app net".into()),
+        subnet: None,
+    };
+    let n = b.allocate_network(&cx, &carve).await.expect("carve");
+    assert_eq!(n.cidr.to_string(), "10.30.0.0/26");
+    assert_eq!(n.gateway, Some(ip("10.30.0.1")));
+    let listed = b.networks(&cx).await.expect("networks");
+    let carved = listed
+        .iter()
+        .find(|x| x.backend_id == n.backend_id)
+        .expect("carved is listed");
+    assert_eq!(carved.owner, Some(owner("vra:net-1")));
+    assert_eq!(carved.block.as_deref(), Some("10"));
+    assert_eq!(carved.name, "app net");
+    assert_eq!(carved.gateway, Some(ip("10.30.0.1")));
+    let inside = b
+        .allocate(&cx, &mk("vm-n", None, &n.backend_id))
+        .await
+        .expect("alloc");
+    assert_eq!(inside.address, ip("10.30.0.2"));
+    let busy = b
+        .release_network(&cx, &n.backend_id)
+        .await
+        .expect_err("busy");
+    assert!(matches!(busy, IpamError::Conflict(_)), "{busy:?}");
+    b.release(&cx, &n.backend_id, inside.address)
+        .await
+        .expect("release");
+    b.release_network(&cx, &n.backend_id).await.expect("delete");
+    b.release_network(&cx, &n.backend_id)
+        .await
+        .expect("delete again");
+    let not_carved = b.release_network(&cx, "7").await.expect_err("not carved");
+    assert!(
+        matches!(not_carved, IpamError::Conflict(_)),
+        "{not_carved:?}"
+    );
+}
+
+#[tokio::test]
+async fn expired_tokens_cost_one_login() {
+    let fake = FakePhpipam::start().await;
+    let b = backend(&fake.url, "");
+    let cx = CallContext::default();
+    b.check(&cx).await.expect("check");
+    b.check(&cx).await.expect("check again");
+    assert_eq!(fake.logins(), 1, "the token is kept and reused");
+    fake.expire_tokens();
+    b.check(&cx).await.expect("re-login then success");
+    assert_eq!(fake.logins(), 2);
+}
+
+fn caller() -> Caller {
+    Caller {
+        name: "test".into(),
+        backend: "ipam".into(),
+        cx: CallContext::default(),
+    }
+}
+
+async fn allocate_concurrently(fake: &FakePhpipam, subnet: &str, n: usize) -> (Vec<IpAddr>, usize) {
+    let ipams: Vec<Arc<Ipam>> = (0..2)
+        .map(|_| {
+            let b: Arc<dyn Backend> = Arc::new(backend(&fake.url, ""));
+            Arc::new(Ipam::new(vec![b], Duration::from_secs(60)))
+        })
+        .collect();
+    let net = NetworkId::new("ipam", subnet);
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let ipam = ipams[i % 2].clone();
+        let net = net.clone();
+        tasks.push(tokio::spawn(async move {
+            let req = AllocationRequest {
+                owner: owner(&format!("vm-{i}")),
+                networks: vec![net],
+                address: None,
+                details: RecordDetails::default(),
+            };
+            ipam.allocate(&caller(), &req).await
+        }));
+    }
+    let mut got = Vec::new();
+    let mut exhausted = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(a) => got.push(a.address),
+            Err(IpamError::Exhausted(_)) => exhausted += 1,
+            Err(other) => panic!("every failure must be a clean Exhausted, got {other:?}"),
+        }
+    }
+    (got, exhausted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_gateways_200_allocations_one_small_subnet_no_duplicates() {
+    let fake = FakePhpipam::start().await;
+    let (got, exhausted) = allocate_concurrently(&fake, "8", 200).await;
+    let unique: HashSet<IpAddr> = got.iter().copied().collect();
+    assert_eq!(
+        unique.len(),
+        got.len(),
+        "no address handed out twice: {got:?}"
+    );
+    assert_eq!(got.len(), 14, "a /28 has 14 hosts");
+    assert_eq!(exhausted, 186);
+    assert_eq!(fake.addresses_in(8).len(), 14);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_gateways_200_allocations_one_large_subnet_all_distinct() {
+    let fake = FakePhpipam::start().await;
+    let (got, exhausted) = allocate_concurrently(&fake, "7", 200).await;
+    let unique: HashSet<IpAddr> = got.iter().copied().collect();
+    assert_eq!((unique.len(), exhausted), (200, 0));
+    assert!(!unique.contains(&ip("10.10.0.1")), "never the gateway");
+    let records = fake.addresses_in(7);
+    assert_eq!(records.len(), 201, "200 allocations + the gateway");
+    assert!(
+        records
+            .iter()
+            .filter(|a| !a.is_gateway)
+            .all(|a| a.owner.is_some())
+    );
+}
+
+#[tokio::test]
+async fn the_gateway_serves_phpipam_networks_over_http() {
+    let fake = FakePhpipam::start().await;
+    let app = spawn_with(AppOptions {
+        config: config(&fake.url, ""),
+        tls: false,
+        metrics: false,
+    })
+    .await;
+    let resp = app.get("/api/v1/networks").send().await.expect("list");
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.expect("json");
+    let names: Vec<&str> = body["networks"]
+        .as_array()
+        .expect("networks")
+        .iter()
+        .filter_map(|n| n["name"].as_str())
+        .collect();
+    assert_eq!(names.len(), 3, "{body}");
+    assert!(names.contains(&"Gateway test /24"), "{names:?}");
+    let status = app.ipam.check("ipam").await.expect("check");
+    assert_eq!((status.networks, status.blocks), (3, 1));
+    app.stop().await;
+}
+
+async fn run_check(config_text: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("gw.toml");
+    std::fs::write(&path, config_text).expect("write config");
+    let out = tokio::process::Command::new(crate::support::binary())
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .env_remove("IPAMGW_CONFIG")
+        .output()
+        .await
+        .expect("run ipam-gateway check");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+#[tokio::test]
+async fn the_check_command_reports_reachable_authenticated_and_counts() {
+    let fake = FakePhpipam::start().await;
+    let (code, text) = run_check(&config(&fake.url, "")).await;
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("reachable, authenticated, 3 network(s) exposed, 1 block(s)"),
+        "{text}"
+    );
+    assert!(text.contains("phpipam"), "{text}");
+}
+
+#[tokio::test]
+async fn the_check_command_fails_on_a_wrong_password_without_printing_it() {
+    let fake = FakePhpipam::start().await;
+    let (code, text) = run_check(&config(
+        &fake.url,
+        "username = \"Admin\"\npassword = \"not-the-password\"",
+    ))
+    .await;
+    assert_eq!(code, Some(3), "{text}");
+    assert!(text.contains("Invalid username or password"), "{text}");
+    assert!(!text.contains("not-the-password"), "{text}");
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/phpipam.example.toml"),
+    )
+    .expect("example config")
+    .replace(
+        "\"env:IPAMGW_VRA_PASSWORD_HASH\"",
+        "\"$argon2id$v=19$m=19456,t=2,p=1$mG+Bt3ThSoG+7SkVqpyauQ$/9lV+JzeO8xIswWra3gFvERnnMYWZBWN86mkcv0xGvo\"",
+    )
+    .replace("\"env:IPAMGW_PHPIPAM_PASSWORD\"", "\"example\"");
+    let s = ipam_gateway::config::Settings::from_toml(&text).expect("example validates");
+    assert_eq!(s.backends[0].name(), "phpipam");
+}

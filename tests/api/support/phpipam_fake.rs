@@ -1,0 +1,757 @@
+//! A stateful fake phpIPAM 1.8.2 on 127.0.0.1: sections, subnets, VLANs and addresses in memory,
+//! the calls the gateway makes (and the error conventions of the recordings: 500 for a bad
+//! password, 401 with `Location: /api//user/`, 404 for empty results, string ids in 201 answers,
+//! `::` handed out in IPv6 subnets, network/broadcast in pools).
+//!
+//! Every request runs under one lock, so `first_free` is atomic here as phpIPAM's unique key makes
+//! it there. `tests/api/phpipam_fake.rs` checks its answers against the recorded fixtures.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use ipnet::IpNet;
+use serde_json::{Map, Value, json};
+
+#[derive(Debug, Clone)]
+pub struct FakeSubnet {
+    pub id: u64,
+    pub cidr: IpNet,
+    pub section: u64,
+    pub description: String,
+    pub master: u64,
+    pub vlan: Option<u64>,
+    pub nameserver: u64,
+    pub is_pool: bool,
+    pub is_folder: bool,
+    pub vra_range: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeAddress {
+    pub id: u64,
+    pub subnet: u64,
+    pub ip: IpAddr,
+    pub is_gateway: bool,
+    pub description: Option<String>,
+    pub hostname: Option<String>,
+    pub mac: Option<String>,
+    pub owner: Option<String>,
+    pub vm_id: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct FakeState {
+    pub users: HashMap<String, String>,
+    /// token → user
+    pub tokens: HashMap<String, String>,
+    pub subnets: BTreeMap<u64, FakeSubnet>,
+    pub addresses: BTreeMap<u64, FakeAddress>,
+    pub next_address: u64,
+    pub next_subnet: u64,
+    pub logins: usize,
+    pub requests: usize,
+    token_seq: u64,
+}
+
+pub struct FakePhpipam {
+    pub url: String,
+    pub state: Arc<Mutex<FakeState>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakePhpipam {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn to_u128(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(v) => u128::from(u32::from(v)),
+        IpAddr::V6(v) => u128::from(v),
+    }
+}
+
+fn from_u128(v6: bool, n: u128) -> IpAddr {
+    if v6 {
+        IpAddr::from(n.to_be_bytes())
+    } else {
+        IpAddr::from(u32::try_from(n).expect("v4").to_be_bytes())
+    }
+}
+
+fn subnet(id: u64, cidr: &str, description: &str) -> FakeSubnet {
+    FakeSubnet {
+        id,
+        cidr: cidr.parse().expect("cidr"),
+        section: 3,
+        description: description.into(),
+        master: 0,
+        vlan: None,
+        nameserver: 0,
+        is_pool: false,
+        is_folder: false,
+        vra_range: 0,
+    }
+}
+
+impl FakeState {
+    /// The lab of the recordings: section Gateway (3), VLAN 100 (id 3), nameservers (id 2),
+    /// subnets 7 (10.10.0.0/24), 8 (10.20.0.0/28), 9 (2001:db8:10::/64), 10 (container
+    /// 10.30.0.0/16), 11 (pool 10.50.0.0/29), gateways 10.10.0.1 (id 11) and 2001:db8:10::1 (12).
+    pub fn lab() -> Self {
+        let mut s = FakeState {
+            next_address: 13,
+            next_subnet: 12,
+            ..FakeState::default()
+        };
+        s.users.insert("Admin".into(), "phpipam-lab".into());
+        s.users.insert("gwtest".into(), "gwtest-lab".into());
+        let mut s7 = subnet(7, "10.10.0.0/24", "Gateway test /24");
+        s7.vlan = Some(3);
+        s7.nameserver = 2;
+        s7.vra_range = 1;
+        let mut s8 = subnet(8, "10.20.0.0/28", "Tiny /28 for exhaustion tests");
+        s8.vra_range = 1;
+        let mut s9 = subnet(9, "2001:db8:10::/64", "Gateway test IPv6 /64");
+        s9.nameserver = 2;
+        s9.vra_range = 1;
+        let s10 = subnet(10, "10.30.0.0/16", "Container for on-demand networks");
+        let mut s11 = subnet(
+            11,
+            "10.50.0.0/29",
+            "isPool=1 subnet (network+broadcast usable)",
+        );
+        s11.is_pool = true;
+        for sn in [s7, s8, s9, s10, s11] {
+            s.subnets.insert(sn.id, sn);
+        }
+        for (id, sid, ip, host) in [
+            (11, 7, "10.10.0.1", "gw.lab.local"),
+            (12, 9, "2001:db8:10::1", "gw6.lab.local"),
+        ] {
+            s.addresses.insert(
+                id,
+                FakeAddress {
+                    id,
+                    subnet: sid,
+                    ip: ip.parse().expect("ip"),
+                    is_gateway: true,
+                    description: Some("Default gateway".into()),
+                    hostname: Some(host.into()),
+                    mac: None,
+                    owner: None,
+                    vm_id: None,
+                },
+            );
+        }
+        s
+    }
+
+    fn section_json(id: u64) -> Option<Value> {
+        let (name, description) = match id {
+            1 => ("Customers", "Section for customers"),
+            2 => ("IPv6", "Section for IPv6 addresses"),
+            3 => ("Gateway", "Section for IPAM gateway tests"),
+            _ => return None,
+        };
+        Some(
+            json!({"id": id, "name": name, "description": description, "masterSection": 0,
+            "permissions": null, "strictMode": "1", "subnetOrdering": null, "order": null,
+            "editDate": null, "showSubnet": 1, "showVLAN": 0, "showVRF": 0,
+            "showSupernetOnly": 0, "DNS": null}),
+        )
+    }
+
+    fn gateway_of(&self, subnet: u64) -> Option<&FakeAddress> {
+        self.addresses
+            .values()
+            .find(|a| a.subnet == subnet && a.is_gateway)
+    }
+
+    fn capacity(sn: &FakeSubnet) -> u128 {
+        let bits = u32::from(sn.cidr.max_prefix_len() - sn.cidr.prefix_len());
+        let size = if bits >= 128 {
+            u128::MAX
+        } else {
+            1u128 << bits
+        };
+        if sn.is_pool || matches!(sn.cidr, IpNet::V6(_)) || bits <= 1 {
+            size
+        } else {
+            size - 2
+        }
+    }
+
+    fn subnet_json(&self, sn: &FakeSubnet, with_details: bool) -> Value {
+        let mut v = json!({"id": sn.id, "subnet": sn.cidr.network().to_string(),
+            "mask": sn.cidr.prefix_len().to_string(), "sectionId": sn.section,
+            "description": sn.description, "linked_subnet": null, "firewallAddressObject": null,
+            "vrfId": null, "masterSubnetId": sn.master, "allowRequests": 0, "vlanId": sn.vlan,
+            "showName": 0, "device": 0, "permissions": null, "pingSubnet": 0,
+            "discoverSubnet": 0, "resolveDNS": 0, "DNSrecursive": 0, "DNSrecords": 0,
+            "nameserverId": sn.nameserver, "scanAgent": null, "customer_id": null,
+            "isFolder": u8::from(sn.is_folder), "isFull": 0, "isPool": u8::from(sn.is_pool),
+            "tag": 2, "threshold": 0, "location": null, "editDate": null, "lastScan": null,
+            "lastDiscovery": null, "custom_vRA_Range": sn.vra_range});
+        if with_details {
+            if let Some(gw) = self.gateway_of(sn.id) {
+                v["gatewayId"] = json!(gw.id);
+            }
+            if sn.nameserver == 2 {
+                v["nameservers"] = json!({"id": 2, "name": "Lab DNS",
+                    "namesrv1": "10.10.0.53;10.10.0.54", "description": "Lab nameservers",
+                    "permissions": "3", "editDate": null});
+            }
+            let used = self
+                .addresses
+                .values()
+                .filter(|a| a.subnet == sn.id)
+                .count() as u128;
+            let max = Self::capacity(sn);
+            let free = max.saturating_sub(used);
+            v["usage"] = json!({"Used": used as u64, "Reserved": 0, "Used_percent": 0,
+                "used": used.to_string(), "Reserved_percent": 0,
+                "freehosts": free.to_string(), "freehosts_percent": 100,
+                "maxhosts": max.to_string()});
+        }
+        v
+    }
+
+    fn address_json(a: &FakeAddress) -> Value {
+        json!({"id": a.id, "subnetId": a.subnet, "ip": a.ip.to_string(),
+            "is_gateway": u8::from(a.is_gateway), "description": a.description,
+            "hostname": a.hostname, "mac": a.mac, "owner": a.owner, "tag": 2, "deviceId": null,
+            "location": null, "port": null, "note": null, "lastSeen": "1970-01-01 00:00:01",
+            "excludePing": 0, "PTRignore": 0, "PTR": 0, "firewallAddressObject": null,
+            "editDate": null, "customer_id": null, "custom_vm_id": a.vm_id})
+    }
+
+    /// The assignable range as phpIPAM 1.8.2 computes it.
+    fn assignable(sn: &FakeSubnet) -> (u128, u128) {
+        let (lo, hi) = (to_u128(sn.cidr.network()), to_u128(sn.cidr.broadcast()));
+        match sn.cidr {
+            IpNet::V4(n) if !sn.is_pool && n.prefix_len() < 31 => (lo + 1, hi - 1),
+            _ => (lo, hi),
+        }
+    }
+
+    fn first_free(&self, sn: &FakeSubnet) -> Option<IpAddr> {
+        let (lo, hi) = Self::assignable(sn);
+        let mut used: Vec<u128> = self
+            .addresses
+            .values()
+            .filter(|a| a.subnet == sn.id)
+            .map(|a| to_u128(a.ip))
+            .collect();
+        used.sort_unstable();
+        let mut c = lo;
+        for u in used {
+            if u == c {
+                c += 1;
+            } else if u > c {
+                break;
+            }
+        }
+        (c <= hi).then(|| from_u128(matches!(sn.cidr, IpNet::V6(_)), c))
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(if *b { "1" } else { "0" }.into()),
+        _ => None,
+    }
+}
+
+fn answer(code: u16, fields: Value) -> Response {
+    let mut body = Map::new();
+    body.insert("code".into(), json!(code));
+    body.insert("success".into(), json!((200..300).contains(&code)));
+    if let Value::Object(extra) = fields {
+        for (k, v) in extra {
+            body.insert(k, v);
+        }
+    }
+    body.insert("time".into(), json!(0.001));
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (
+        status,
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        Value::Object(body).to_string(),
+    )
+        .into_response();
+    if code == 401 {
+        resp.headers_mut().insert(
+            header::LOCATION,
+            header::HeaderValue::from_static("/api//user/"),
+        );
+    }
+    resp
+}
+
+fn error(code: u16, message: &str) -> Response {
+    answer(code, json!({"message": message}))
+}
+
+fn data(v: Value) -> Response {
+    answer(200, json!({"data": v}))
+}
+
+fn created(message: &str, id: u64, location: String, d: Option<Value>) -> Response {
+    let mut fields = json!({"message": message, "id": id.to_string()});
+    if let Some(d) = d {
+        fields["data"] = d;
+    }
+    let mut resp = answer(201, fields);
+    if let Ok(v) = header::HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+fn filtered(uri: &Uri, items: Vec<Value>, empty: &str) -> Response {
+    let q: HashMap<String, String> = uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let Some(by) = q.get("filter_by") else {
+        return if items.is_empty() {
+            error(404, empty)
+        } else {
+            data(Value::Array(items))
+        };
+    };
+    let Some(value) = q.get("filter_value") else {
+        return error(400, "Missing filter_value");
+    };
+    if items.first().and_then(|f| f.get(by)).is_none() {
+        return error(400, "Invalid filter_by");
+    }
+    let hits: Vec<Value> = items
+        .into_iter()
+        .filter(|i| i.get(by).and_then(text).as_deref() == Some(value.as_str()))
+        .collect();
+    if hits.is_empty() {
+        error(404, "No results (filter applied)")
+    } else {
+        data(Value::Array(hits))
+    }
+}
+
+const ADDRESS_KEYS: &[&str] = &[
+    "ip",
+    "ip_addr",
+    "subnetId",
+    "is_gateway",
+    "description",
+    "hostname",
+    "mac",
+    "owner",
+    "tag",
+    "note",
+    "custom_vm_id",
+    "excludePing",
+    "PTRignore",
+];
+
+fn normalise_mac(m: &str) -> Option<String> {
+    let hex: String = m.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+    if hex.len() != 12
+        || m.chars()
+            .any(|c| !c.is_ascii_hexdigit() && !":-.".contains(c))
+    {
+        return None;
+    }
+    let lower = hex.to_ascii_lowercase();
+    Some(
+        (0..6)
+            .map(|i| &lower[i * 2..i * 2 + 2])
+            .collect::<Vec<_>>()
+            .join(":"),
+    )
+}
+
+/// Applies body fields to an address; `Err` is phpIPAM's 400 message.
+fn apply(a: &mut FakeAddress, body: &Map<String, Value>) -> Result<(), &'static str> {
+    for (k, v) in body {
+        let t = text(v).filter(|s| !s.is_empty());
+        match k.as_str() {
+            "description" => a.description = t,
+            "hostname" => a.hostname = t,
+            "owner" => a.owner = t,
+            "custom_vm_id" => a.vm_id = t,
+            "is_gateway" => a.is_gateway = t.as_deref() == Some("1"),
+            "mac" => match t {
+                Some(m) => match normalise_mac(&m) {
+                    Some(n) => a.mac = Some(n),
+                    None => return Err("Invalid MAC address"),
+                },
+                None => a.mac = None,
+            },
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+impl FakePhpipam {
+    pub async fn start() -> Self {
+        Self::start_with(FakeState::lab()).await
+    }
+
+    pub async fn start_with(state: FakeState) -> Self {
+        let state = Arc::new(Mutex::new(state));
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake phpIPAM");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakePhpipam { url, state, task }
+    }
+
+    pub fn with<T>(&self, f: impl FnOnce(&mut FakeState) -> T) -> T {
+        f(&mut self.state.lock().expect("fake state"))
+    }
+
+    /// Makes every token invalid (as phpIPAM does when tokens expire).
+    pub fn expire_tokens(&self) {
+        self.with(|s| s.tokens.clear());
+    }
+
+    pub fn logins(&self) -> usize {
+        self.with(|s| s.logins)
+    }
+
+    pub fn addresses_in(&self, subnet: u64) -> Vec<FakeAddress> {
+        self.with(|s| {
+            s.addresses
+                .values()
+                .filter(|a| a.subnet == subnet)
+                .cloned()
+                .collect()
+        })
+    }
+
+    /// Logs in like a client would and returns the token.
+    pub fn login(&self, user: &str) -> String {
+        self.with(|s| issue_token(s, user))
+    }
+}
+
+fn issue_token(s: &mut FakeState, user: &str) -> String {
+    if let Some((t, _)) = s.tokens.iter().find(|(_, u)| u.as_str() == user) {
+        return t.clone();
+    }
+    s.token_seq += 1;
+    let t = format!("fake-token-{:013}", s.token_seq);
+    s.tokens.insert(t.clone(), user.to_owned());
+    t
+}
+
+async fn handle(
+    State(state): State<Arc<Mutex<FakeState>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut s = state.lock().expect("fake state");
+    s.requests += 1;
+    let segs: Vec<&str> = uri.path().split('/').filter(|p| !p.is_empty()).collect();
+    if segs.first() != Some(&"api") || segs.len() < 2 {
+        return error(400, "Invalid application id");
+    }
+    let rest: Vec<&str> = segs[2..].to_vec();
+    let Some(controller) = rest.first().copied() else {
+        return error(400, "Request is not valid");
+    };
+    let body: Map<String, Value> = if body.is_empty() {
+        Map::new()
+    } else {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(m)) => m,
+            _ => return error(400, "Invalid JSON: Syntax error"),
+        }
+    };
+
+    if controller == "user" {
+        if method != Method::POST {
+            return error(501, "Method not implemented");
+        }
+        let Some(auth) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .and_then(|b| String::from_utf8(b).ok())
+        else {
+            return error(400, "Please provide username and password");
+        };
+        let (user, pass) = auth.split_once(':').unwrap_or((auth.as_str(), ""));
+        if s.users.get(user).map(String::as_str) != Some(pass) {
+            return error(500, "Invalid username or password");
+        }
+        s.logins += 1;
+        let token = issue_token(&mut s, user);
+        return data(json!({"token": token, "expires": "2099-01-01 00:00:00"}));
+    }
+
+    let token = headers
+        .get("phpipam-token")
+        .or_else(|| headers.get("token"))
+        .and_then(|v| v.to_str().ok());
+    if !token.is_some_and(|t| s.tokens.contains_key(t)) {
+        return error(401, "Unauthorized");
+    }
+
+    let id = rest.get(1).copied();
+    let id2 = rest.get(2).copied();
+    let id3 = rest.get(3).copied();
+    match (controller, method.as_str(), id, id2) {
+        ("sections", "GET", None, _) => data(Value::Array(
+            [2, 3, 1]
+                .into_iter()
+                .filter_map(FakeState::section_json)
+                .collect(),
+        )),
+        ("sections", "GET", Some(sid), Some("subnets")) => {
+            let sid: u64 = sid.parse().unwrap_or(0);
+            let items: Vec<Value> = s
+                .subnets
+                .values()
+                .filter(|sn| sn.section == sid)
+                .map(|sn| s.subnet_json(sn, true))
+                .collect();
+            if items.is_empty() {
+                error(404, "No subnets found")
+            } else {
+                data(Value::Array(items))
+            }
+        }
+        ("vlan" | "vlans", "GET", Some("3"), None) => data(json!({"vlanId": 3, "domainId": 1,
+            "name": "gw-vlan-100", "number": 100, "description": "Gateway test VLAN",
+            "editDate": null, "customer_id": null})),
+        ("vlan" | "vlans", "GET", Some(_), _) => error(404, "Vlan not found"),
+        ("subnets", "GET", Some(sid), Some("addresses")) => {
+            let sid: u64 = sid.parse().unwrap_or(0);
+            if !s.subnets.contains_key(&sid) {
+                return error(404, &format!("Invalid subnet Id ({sid})"));
+            }
+            let items: Vec<Value> = s
+                .addresses
+                .values()
+                .filter(|a| a.subnet == sid)
+                .map(FakeState::address_json)
+                .collect();
+            filtered(&uri, items, "No addresses found")
+        }
+        ("subnets", "GET", Some(sid), None) => {
+            match sid.parse().ok().and_then(|i| s.subnets.get(&i)) {
+                Some(sn) => data(s.subnet_json(sn, true)),
+                None => error(400, &format!("Invalid subnet Id ({sid})")),
+            }
+        }
+        ("subnets", "POST", Some(parent), Some("first_subnet")) => {
+            let Some(parent) = parent
+                .parse::<u64>()
+                .ok()
+                .and_then(|p| s.subnets.get(&p).cloned())
+            else {
+                return error(404, "Invalid subnet Id");
+            };
+            let Some(mask) = id3.and_then(|m| m.parse::<u8>().ok()) else {
+                return error(400, "Invalid mask");
+            };
+            if mask <= parent.cidr.prefix_len() {
+                return error(404, "No subnets found");
+            }
+            let children: Vec<IpNet> = s
+                .subnets
+                .values()
+                .filter(|c| c.master == parent.id)
+                .map(|c| c.cidr)
+                .collect();
+            let Some(free) = parent.cidr.subnets(mask).ok().and_then(|mut it| {
+                it.find(|c| !children.iter().any(|o| o.contains(c) || c.contains(o)))
+            }) else {
+                return error(404, "No subnets found");
+            };
+            let new_id = s.next_subnet;
+            s.next_subnet += 1;
+            let description = body
+                .get("description")
+                .and_then(text)
+                .unwrap_or_else(|| "API autocreated".into());
+            let mut child = subnet(new_id, &free.to_string(), &description);
+            child.section = parent.section;
+            child.master = parent.id;
+            child.nameserver = body
+                .get("nameserverId")
+                .and_then(text)
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0);
+            s.subnets.insert(new_id, child);
+            created(
+                "Subnet created",
+                new_id,
+                format!("/api/{}/subnets/{new_id}/", segs[1]),
+                Some(json!(free.to_string())),
+            )
+        }
+        ("subnets", "DELETE", Some(sid), None) => {
+            let Ok(sid) = sid.parse::<u64>() else {
+                return error(400, "Subnet Id must be numeric");
+            };
+            if s.subnets.remove(&sid).is_none() {
+                return error(404, &format!("Invalid subnet Id ({sid})"));
+            }
+            s.addresses.retain(|_, a| a.subnet != sid);
+            answer(200, json!({"message": "Subnet deleted"}))
+        }
+        ("addresses", "GET", None, _) => {
+            let items: Vec<Value> = s.addresses.values().map(FakeState::address_json).collect();
+            filtered(&uri, items, "No addresses found")
+        }
+        ("addresses", "GET", Some("search"), Some(ip)) => {
+            let Ok(ip) = ip.parse::<IpAddr>() else {
+                return error(400, "Invalid address");
+            };
+            let items: Vec<Value> = s
+                .addresses
+                .values()
+                .filter(|a| a.ip == ip)
+                .map(FakeState::address_json)
+                .collect();
+            if items.is_empty() {
+                error(404, "Address not found")
+            } else {
+                data(Value::Array(items))
+            }
+        }
+        ("addresses", "GET", Some(aid), None) => {
+            match aid.parse().ok().and_then(|i: u64| s.addresses.get(&i)) {
+                Some(a) => data(FakeState::address_json(a)),
+                None => error(404, "Invalid Id"),
+            }
+        }
+        ("addresses", "POST", first, sub) => {
+            if let Some(k) = body.keys().find(|k| !ADDRESS_KEYS.contains(&k.as_str())) {
+                return error(400, &format!("Invalid request key {k}"));
+            }
+            let first_free = first == Some("first_free");
+            let sid = if first_free {
+                sub.map(str::to_owned)
+                    .or_else(|| body.get("subnetId").and_then(text))
+            } else {
+                body.get("subnetId").and_then(text)
+            };
+            let Some(sid) = sid.and_then(|t| t.parse::<u64>().ok()) else {
+                return error(400, "SubnetId must be numeric");
+            };
+            let Some(sn) = s.subnets.get(&sid).cloned() else {
+                return if first_free {
+                    error(400, "Invalid subnet identifier")
+                } else {
+                    error(404, "Invalid subnet Id")
+                };
+            };
+            if first_free && s.subnets.values().any(|c| c.master == sid) {
+                return error(409, "Subnet contains subnets");
+            }
+            let ip = if first_free {
+                match s.first_free(&sn) {
+                    Some(ip) => ip,
+                    None => return error(404, "No free addresses found"),
+                }
+            } else {
+                let given = body
+                    .get("ip")
+                    .or_else(|| body.get("ip_addr"))
+                    .and_then(text)
+                    .and_then(|t| t.parse::<IpAddr>().ok());
+                let Some(ip) = given else {
+                    return error(
+                        500,
+                        &format!("0.0.0.0 is not a valid address for subnet {}", sn.cidr),
+                    );
+                };
+                if s.addresses.values().any(|a| a.subnet == sid && a.ip == ip) {
+                    return error(409, "IP address already exists");
+                }
+                let (lo, hi) = FakeState::assignable(&sn);
+                let v = to_u128(ip);
+                if !sn.cidr.contains(&ip) || v < lo || v > hi {
+                    return error(
+                        500,
+                        &format!("{ip} is not a valid address for subnet {}", sn.cidr),
+                    );
+                }
+                ip
+            };
+            let id = s.next_address;
+            let mut a = FakeAddress {
+                id,
+                subnet: sid,
+                ip,
+                is_gateway: false,
+                description: first_free.then(|| "API created".to_owned()),
+                hostname: None,
+                mac: None,
+                owner: None,
+                vm_id: None,
+            };
+            if let Err(m) = apply(&mut a, &body) {
+                return error(400, m);
+            }
+            s.next_address += 1;
+            s.addresses.insert(id, a);
+            let location = format!("/api/{}/addresses/{id}/", segs[1]);
+            if first_free {
+                created("Address created", id, location, Some(json!(ip.to_string())))
+            } else {
+                created("Address created", id, location, None)
+            }
+        }
+        ("addresses", "PATCH" | "PUT", Some(aid), None) => {
+            if body.contains_key("ip") || body.contains_key("ip_addr") {
+                return error(400, "IP address cannot be changed");
+            }
+            if body.contains_key("subnetId") {
+                return error(400, "Subnet cannot be changed");
+            }
+            let Some(a) = aid.parse().ok().and_then(|i: u64| s.addresses.get_mut(&i)) else {
+                return error(404, "Address does not exist");
+            };
+            let mut copy = a.clone();
+            if let Err(m) = apply(&mut copy, &body) {
+                return error(400, m);
+            }
+            *a = copy;
+            answer(200, json!({"message": "Address updated"}))
+        }
+        ("addresses", "DELETE", Some(aid), None) => {
+            match aid.parse().ok().and_then(|i: u64| s.addresses.remove(&i)) {
+                Some(_) => answer(200, json!({"message": "Address deleted"})),
+                None => error(404, "Address does not exist"),
+            }
+        }
+        ("sections" | "subnets" | "addresses" | "vlan", _, _, _) => {
+            error(501, "Method not implemented")
+        }
+        _ => error(400, "Invalid controller"),
+    }
+}
