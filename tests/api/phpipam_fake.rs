@@ -12,9 +12,10 @@ use ipam_gateway::domain::{
 use ipam_gateway::service::{AllocationRequest, Caller, Ipam};
 use serde_json::Value;
 
+use crate::support::matrix::{BackendKind, LAB_BLOCK, spawn_lab};
 use crate::support::phpipam::{Exchange, backend, config};
 use crate::support::phpipam_fake::FakePhpipam;
-use crate::support::{AppOptions, spawn_with};
+use crate::support::{AppOptions, TestApp, spawn_with};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("ip")
@@ -350,6 +351,173 @@ async fn two_gateways_200_allocations_one_large_subnet_all_distinct() {
             .filter(|a| !a.is_gateway)
             .all(|a| a.owner.is_some())
     );
+}
+
+/// Two full gateway `Application`s on one fake, `n` concurrent `POST /api/v1/allocations` (owners
+/// `vm-0`…) split between them over HTTP, into the subnet named `subnet`. Returns the addresses
+/// given (201) and how many answers were a clean exhaustion (409 `exhausted`); any other answer
+/// fails the test.
+async fn allocate_over_http(fake: &FakePhpipam, subnet: &str, n: usize) -> (Vec<IpAddr>, usize) {
+    let mut apps: Vec<Arc<TestApp>> = Vec::new();
+    for _ in 0..2 {
+        let app = spawn_with(AppOptions {
+            config: config(&fake.url, ""),
+            tls: false,
+            metrics: false,
+        })
+        .await;
+        apps.push(Arc::new(app));
+    }
+    // Both instances route the same id to the same phpIPAM subnet (and have verified the
+    // client's password once, so the burst measures allocation, not argon2).
+    let net = apps[0].network_id(subnet).await;
+    assert_eq!(apps[1].network_id(subnet).await, net);
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let app = apps[i % 2].clone();
+        let body = serde_json::json!({"owner": format!("vm-{i}"), "networks": [net]});
+        tasks.push(tokio::spawn(async move {
+            let resp = app
+                .post("/api/v1/allocations", &body)
+                .send()
+                .await
+                .expect("gateway answers");
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.expect("json body");
+            (i, status, body)
+        }));
+    }
+    let mut got = Vec::new();
+    let mut exhausted = 0;
+    for t in tasks {
+        let (i, status, body) = t.await.expect("task");
+        match status {
+            201 => {
+                assert_eq!(body["owner"], format!("vm-{i}"), "{body}");
+                got.push(ip(body["address"].as_str().expect("address")));
+            }
+            409 if body["error"]["code"] == "exhausted" => exhausted += 1,
+            _ => panic!("every failure must be a clean 409 exhausted, got {status}: {body}"),
+        }
+    }
+    for app in apps {
+        Arc::into_inner(app).expect("tasks done").stop().await;
+    }
+    (got, exhausted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_gateway_applications_200_http_allocations_one_small_subnet_no_duplicates() {
+    let fake = FakePhpipam::start().await;
+    let (got, exhausted) = allocate_over_http(&fake, "Tiny /28 for exhaustion tests", 200).await;
+    let unique: HashSet<IpAddr> = got.iter().copied().collect();
+    assert_eq!(
+        unique.len(),
+        got.len(),
+        "no address handed out twice: {got:?}"
+    );
+    assert_eq!((got.len(), exhausted), (14, 186), "a /28 has 14 hosts");
+    let records = fake.addresses_in(8);
+    assert_eq!(records.len(), 14, "nothing taken beyond what was answered");
+    let recorded: HashSet<IpAddr> = records.iter().map(|a| a.ip).collect();
+    assert_eq!(
+        recorded, unique,
+        "phpIPAM holds exactly the addresses given"
+    );
+    let owners: HashSet<&str> = records.iter().filter_map(|a| a.owner.as_deref()).collect();
+    assert_eq!(owners.len(), 14, "each record carries its own owner");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_gateway_applications_200_http_allocations_one_large_subnet_all_distinct() {
+    let fake = FakePhpipam::start().await;
+    let (got, exhausted) = allocate_over_http(&fake, "Gateway test /24", 200).await;
+    let unique: HashSet<IpAddr> = got.iter().copied().collect();
+    assert_eq!((unique.len(), exhausted), (200, 0));
+    assert!(!unique.contains(&ip("10.10.0.1")), "never the gateway");
+    assert_eq!(
+        fake.addresses_in(7).len(),
+        201,
+        "200 allocations + the gateway"
+    );
+}
+
+/// On every backend, a network carved from the lab block is listed (and allocated from) exactly
+/// as the carve described it: range after its gateway, the block's DNS servers and domain.
+/// On phpIPAM the listing used to drop the block's DNS domain (custom fields are not copied into
+/// carved subnets) and start the range on the gateway address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn carved_networks_are_listed_as_they_were_carved_on_every_backend() {
+    for &kind in BackendKind::ALL {
+        let app = spawn_lab(kind, false).await;
+        let blocks: Value = app
+            .get("/api/v1/blocks")
+            .send()
+            .await
+            .expect("blocks")
+            .json()
+            .await
+            .expect("json");
+        let block = blocks["blocks"][0]["id"]
+            .as_str()
+            .expect("block id")
+            .to_owned();
+        let resp = app
+            .post(
+                "/api/v1/networks",
+                &serde_json::json!({"block": block, "prefix_len": 28, "owner": "project-a"}),
+            )
+            .send()
+            .await
+            .expect("carve");
+        assert_eq!(resp.status(), 201, "{kind}");
+        let carved: Value = resp.json().await.expect("json");
+        let id = carved["id"].as_str().expect("id");
+        assert_eq!(carved["dns_domain"], LAB_BLOCK.domain, "{kind}: {carved}");
+        assert_eq!(
+            carved["dns_servers"],
+            serde_json::json!(LAB_BLOCK.dns_servers),
+            "{kind}"
+        );
+        let listed: Value = app
+            .get(&format!("/api/v1/networks/{id}"))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        for key in [
+            "name",
+            "cidr",
+            "range_start",
+            "range_end",
+            "gateway",
+            "dns_servers",
+            "dns_domain",
+            "dns_search_domains",
+            "address_space",
+            "block",
+            "owner",
+        ] {
+            assert_eq!(
+                listed[key], carved[key],
+                "{kind}: {key}: {listed} vs {carved}"
+            );
+        }
+        let resp = app
+            .post(
+                "/api/v1/allocations",
+                &serde_json::json!({"owner": "vm-on-carved", "networks": [id]}),
+            )
+            .send()
+            .await
+            .expect("allocate");
+        assert_eq!(resp.status(), 201, "{kind}");
+        let a: Value = resp.json().await.expect("json");
+        assert_eq!(a["address"], carved["range_start"], "{kind}: first address");
+        app.stop().await;
+    }
 }
 
 #[tokio::test]

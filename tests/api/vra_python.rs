@@ -1,20 +1,26 @@
 //! Runs the Python tests of the generated vRA actions (`tests/python/vra/`) under python3 against a
-//! TLS gateway started here, with the package built by the library. So plain `cargo test` runs
-//! them. Set `IPAMGW_SKIP_PYTHON=1` to skip on a machine without python3 (the test says so).
+//! TLS gateway started here, with the package built by the library — once per backend kind of the
+//! matrix (`support::matrix`), each against its own gateway on the standard lab topology. So plain
+//! `cargo test` runs them. Set `IPAMGW_SKIP_PYTHON=1` to skip on a machine without python3 (the
+//! tests say so).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use ipam_gateway::package::vra::{PackageOptions, build};
+use serde_json::{Value, json};
 
-use crate::support::{AppOptions, DEMO_PASSWORD, spawn_with};
-use crate::vra_common::config_with_tiny;
+use crate::support::DEMO_PASSWORD;
+use crate::support::matrix::{
+    BackendKind, LAB_BLOCK, LAB_NETWORKS, LAB_TINY_FREE, lab_json, spawn_lab,
+};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn generated_vra_actions_pass_their_python_tests_against_a_live_gateway() {
+/// The whole Python suite against one backend kind: exit 0, at least 15 tests, none skipped.
+async fn python_suite_passes_on(kind: BackendKind) {
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
     if std::env::var_os("IPAMGW_SKIP_PYTHON").is_some() {
-        eprintln!("SKIPPED: IPAMGW_SKIP_PYTHON is set; the vRA shim tests did not run");
+        eprintln!("SKIPPED: IPAMGW_SKIP_PYTHON is set; the vRA shim tests did not run on {kind}");
         return;
     }
     let version = std::process::Command::new(&python)
@@ -25,12 +31,7 @@ async fn generated_vra_actions_pass_their_python_tests_against_a_live_gateway() 
         "{python} is needed to test the vRA actions (set IPAMGW_SKIP_PYTHON=1 to skip): {version:?}"
     );
 
-    let app = spawn_with(AppOptions {
-        tls: true,
-        config: config_with_tiny(),
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_lab(kind, true).await;
     let dir = tempfile::tempdir().expect("tmp");
     let package = dir.path().join("IpamGateway.zip");
     std::fs::write(
@@ -52,6 +53,9 @@ async fn generated_vra_actions_pass_their_python_tests_against_a_live_gateway() 
         .env("IPAMGW_VRA_PACKAGE", &package)
         .env("IPAMGW_VRA_CERT", &cert)
         .env("IPAMGW_VRA_FIXTURES", root.join("fixtures/vra"))
+        // What every backend must present (the same by construction); the suite asserts it
+        // through the contract and never branches on the backend's kind.
+        .env("IPAMGW_VRA_LAB", lab_json().to_string())
         .env("PYTHONDONTWRITEBYTECODE", "1")
         // The shims honour proxy settings as urllib does; the local gateway must not go through one.
         .env("NO_PROXY", "127.0.0.1,localhost")
@@ -66,12 +70,12 @@ async fn generated_vra_actions_pass_their_python_tests_against_a_live_gateway() 
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "python tests failed ({}):\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+        "python tests failed on {kind} ({}):\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
         out.status
     );
     assert!(
         !stderr.contains("skipped"),
-        "python tests were skipped:\n{stderr}"
+        "python tests were skipped on {kind}:\n{stderr}"
     );
     let ran = stderr
         .lines()
@@ -83,10 +87,125 @@ async fn generated_vra_actions_pass_their_python_tests_against_a_live_gateway() 
                 .ok()
         })
         .unwrap_or(0);
-    eprintln!("{stderr}");
+    eprintln!("[{kind}]\n{stderr}");
     assert!(
         ran >= 15,
-        "expected the whole suite to run, ran {ran}:\n{stderr}"
+        "expected the whole suite to run on {kind}, ran {ran}:\n{stderr}"
     );
     app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_vra_actions_pass_their_python_tests_on_the_embedded_backend() {
+    python_suite_passes_on(BackendKind::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_vra_actions_pass_their_python_tests_on_the_phpipam_fake() {
+    python_suite_passes_on(BackendKind::Phpipam).await;
+}
+
+/// What the suites may rely on, per network: the topology fields, as the native API lists them.
+fn topology_of(n: &Value) -> Value {
+    json!({
+        "name": n["name"],
+        "cidr": n["cidr"],
+        "address_space": n["address_space"],
+        "gateway": n["gateway"],
+        "dns_servers": n["dns_servers"],
+        "dns_domain": n["dns_domain"],
+        "dns_search_domains": n["dns_search_domains"],
+        "vlan": n["vlan"],
+    })
+}
+
+/// The matrix itself: every kind lists exactly the lab networks and the lab block, with the same
+/// topology fields; ranges lie inside their CIDR; `lab-tiny` has exactly five addresses to give.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_backend_serves_the_standard_lab_topology() {
+    let want = lab_json();
+    let want_nets: BTreeMap<String, Value> = want["networks"]
+        .as_array()
+        .expect("networks")
+        .iter()
+        .map(|n| (n["name"].as_str().expect("name").to_owned(), n.clone()))
+        .collect();
+    assert_eq!(want_nets.len(), LAB_NETWORKS.len());
+    for &kind in BackendKind::ALL {
+        let app = spawn_lab(kind, false).await;
+        let body: Value = app
+            .get("/api/v1/networks")
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("json");
+        let got: BTreeMap<String, Value> = body["networks"]
+            .as_array()
+            .expect("networks")
+            .iter()
+            .map(|n| (n["name"].as_str().expect("name").to_owned(), n.clone()))
+            .collect();
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            want_nets.keys().collect::<Vec<_>>(),
+            "{kind}: the lab networks, no more (phpIPAM's unexposed subnet stays hidden)"
+        );
+        for (name, n) in &got {
+            assert_eq!(topology_of(n), want_nets[name], "{kind}: network {name}");
+            let cidr: ipnet::IpNet = n["cidr"].as_str().expect("cidr").parse().expect("cidr");
+            for end in ["range_start", "range_end"] {
+                let a: std::net::IpAddr = n[end].as_str().expect(end).parse().expect(end);
+                assert!(cidr.contains(&a), "{kind}: {name} {end} {a} outside {cidr}");
+            }
+        }
+
+        let blocks: Value = app
+            .get("/api/v1/blocks")
+            .send()
+            .await
+            .expect("blocks")
+            .json()
+            .await
+            .expect("json");
+        let blocks = blocks["blocks"].as_array().expect("blocks");
+        assert_eq!(blocks.len(), 1, "{kind}: {blocks:?}");
+        let b = &blocks[0];
+        assert_eq!(
+            json!({"name": b["name"], "cidr": b["cidr"], "address_space": b["address_space"],
+                "dns_servers": b["dns_servers"], "dns_domain": b["dns_domain"]}),
+            want["block"],
+            "{kind}: block"
+        );
+        assert_eq!(b["name"], LAB_BLOCK.name);
+
+        // lab-tiny gives exactly its five addresses, then a clean exhaustion.
+        let tiny = app.network_id("lab-tiny").await;
+        let mut taken = Vec::new();
+        for i in 0..=LAB_TINY_FREE {
+            let resp = app
+                .post(
+                    "/api/v1/allocations",
+                    &json!({"owner": format!("tiny-{i}"), "networks": [tiny]}),
+                )
+                .send()
+                .await
+                .expect("allocate");
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.expect("json");
+            if i < LAB_TINY_FREE {
+                assert_eq!(status, 201, "{kind}: tiny #{i}: {body}");
+                taken.push(body["address"].as_str().expect("address").to_owned());
+            } else {
+                assert_eq!(status, 409, "{kind}: tiny is full: {body}");
+                assert_eq!(body["error"]["code"], "exhausted", "{kind}: {body}");
+            }
+        }
+        assert!(
+            !taken.iter().any(|a| a == "10.40.0.1"),
+            "{kind}: never the gateway: {taken:?}"
+        );
+        app.stop().await;
+    }
 }

@@ -133,6 +133,14 @@ fn split_list(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The address after `a` (callers keep it inside a range that has one).
+fn next_address(a: IpAddr) -> IpAddr {
+    match a {
+        IpAddr::V4(v) => IpAddr::from(u32::from(v).wrapping_add(1).to_be_bytes()),
+        IpAddr::V6(v) => IpAddr::from(u128::from(v).wrapping_add(1).to_be_bytes()),
+    }
+}
+
 fn parse_id(what: &str, id: &str) -> IpamResult<u64> {
     id.trim()
         .parse()
@@ -386,12 +394,31 @@ impl PhpipamBackend {
         let Some(cidr) = s.cidr() else {
             return Ok(None);
         };
-        let (range_start, range_end) = range_of(&cidr, s.is_pool);
+        let (mut range_start, range_end) = range_of(&cidr, s.is_pool);
         let (name, owner) = split_owner(s.description.as_deref().unwrap_or_default());
-        let block = s
-            .master_subnet_id
-            .filter(|m| inv.block(*m).is_some())
-            .map(|m| m.to_string());
+        let parent = s.master_subnet_id.and_then(|m| inv.block(m));
+        let block = parent.map(|b| b.id.to_string());
+        let gateway = self.gateway_ip(cx, s).await?;
+        // A carved network is described as `allocate_network` described it: its gateway on the
+        // first host and the range after it, and the block's DNS settings where the subnet has
+        // none of its own (phpIPAM does not copy custom fields into the subnets it carves).
+        if parent.is_some() && gateway == Some(range_start) && range_start < range_end {
+            range_start = next_address(range_start);
+        }
+        let mut dns_servers = s.dns_servers();
+        let mut dns_domain = self.dns_domain(s);
+        let mut dns_search_domains = self.search_domains(s);
+        if let Some(p) = parent {
+            if dns_servers.is_empty() {
+                dns_servers = p.dns_servers();
+            }
+            if dns_domain.is_none() {
+                dns_domain = self.dns_domain(p);
+            }
+            if dns_search_domains.is_empty() {
+                dns_search_domains = self.search_domains(p);
+            }
+        }
         Ok(Some(NetworkInfo {
             backend_id: s.id.to_string(),
             name: if name.is_empty() {
@@ -403,10 +430,10 @@ impl PhpipamBackend {
             cidr,
             range_start,
             range_end,
-            gateway: self.gateway_ip(cx, s).await?,
-            dns_servers: s.dns_servers(),
-            dns_domain: self.dns_domain(s),
-            dns_search_domains: self.search_domains(s),
+            gateway,
+            dns_servers,
+            dns_domain,
+            dns_search_domains,
             address_space: inv.space(s),
             vlan: self.vlan_number(cx, s).await?,
             tags: Self::tags(s),
@@ -1024,11 +1051,7 @@ impl Backend for PhpipamBackend {
             }
         }
         self.inventory.invalidate(&self.api.scope(cx)).await;
-        let range_start = match gateway {
-            Some(IpAddr::V4(g)) => IpAddr::from((u32::from(g) + 1).to_be_bytes()),
-            Some(IpAddr::V6(g)) => IpAddr::from((u128::from(g) + 1).to_be_bytes()),
-            None => lo,
-        };
+        let range_start = gateway.map_or(lo, next_address);
         Ok(NetworkInfo {
             backend_id: id.to_string(),
             name: name.trim().to_owned(),

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake;
+pub mod matrix;
 pub mod phpipam;
 pub mod phpipam_fake;
 

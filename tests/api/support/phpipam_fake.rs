@@ -5,6 +5,11 @@
 //!
 //! Every request runs under one lock, so `first_free` is atomic here as phpIPAM's unique key makes
 //! it there. `tests/api/phpipam_fake.rs` checks its answers against the recorded fixtures.
+//!
+//! [`FakeState::lab`] is the lab of the recordings; [`FakeState::empty`] and the `add_…` seeding
+//! helpers build any other inventory (sections, nameserver sets, VLANs, subnets with custom fields,
+//! gateway addresses) the way an operator would in phpIPAM's UI — `support::matrix` seeds the
+//! standard lab topology of the end-to-end suites with them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -30,6 +35,33 @@ pub struct FakeSubnet {
     pub is_pool: bool,
     pub is_folder: bool,
     pub vra_range: u64,
+    /// Values of the extra subnet custom fields ([`FakeState::subnet_fields`]); unset ones are
+    /// sent as `null`, as phpIPAM does.
+    pub custom: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeSection {
+    pub id: u64,
+    pub name: String,
+    pub description: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeVlan {
+    pub id: u64,
+    pub number: u64,
+    pub name: String,
+    pub description: String,
+}
+
+/// A nameserver set (phpIPAM's `nameservers` table): `namesrv1` is the `;`-joined list.
+#[derive(Debug, Clone)]
+pub struct FakeNameserver {
+    pub id: u64,
+    pub name: String,
+    pub servers: Vec<String>,
+    pub description: String,
 }
 
 #[derive(Debug, Clone)]
@@ -50,6 +82,13 @@ pub struct FakeState {
     pub users: HashMap<String, String>,
     /// token → user
     pub tokens: HashMap<String, String>,
+    /// In the order `GET /sections/` lists them.
+    pub sections: Vec<FakeSection>,
+    pub vlans: BTreeMap<u64, FakeVlan>,
+    pub nameservers: BTreeMap<u64, FakeNameserver>,
+    /// Subnet custom fields besides `custom_vRA_Range` (which every recorded subnet carries):
+    /// each subnet answer has every one of them, `null` where unset.
+    pub subnet_fields: Vec<String>,
     pub subnets: BTreeMap<u64, FakeSubnet>,
     pub addresses: BTreeMap<u64, FakeAddress>,
     pub next_address: u64,
@@ -98,6 +137,7 @@ fn subnet(id: u64, cidr: &str, description: &str) -> FakeSubnet {
         is_pool: false,
         is_folder: false,
         vra_range: 0,
+        custom: BTreeMap::new(),
     }
 }
 
@@ -113,6 +153,35 @@ impl FakeState {
         };
         s.users.insert("Admin".into(), "phpipam-lab".into());
         s.users.insert("gwtest".into(), "gwtest-lab".into());
+        for (id, name, description) in [
+            (2, "IPv6", "Section for IPv6 addresses"),
+            (3, "Gateway", "Section for IPAM gateway tests"),
+            (1, "Customers", "Section for customers"),
+        ] {
+            s.sections.push(FakeSection {
+                id,
+                name: name.into(),
+                description: description.into(),
+            });
+        }
+        s.vlans.insert(
+            3,
+            FakeVlan {
+                id: 3,
+                number: 100,
+                name: "gw-vlan-100".into(),
+                description: "Gateway test VLAN".into(),
+            },
+        );
+        s.nameservers.insert(
+            2,
+            FakeNameserver {
+                id: 2,
+                name: "Lab DNS".into(),
+                servers: vec!["10.10.0.53".into(), "10.10.0.54".into()],
+                description: "Lab nameservers".into(),
+            },
+        );
         let mut s7 = subnet(7, "10.10.0.0/24", "Gateway test /24");
         s7.vlan = Some(3);
         s7.nameserver = 2;
@@ -154,19 +223,128 @@ impl FakeState {
         s
     }
 
-    fn section_json(id: u64) -> Option<Value> {
-        let (name, description) = match id {
-            1 => ("Customers", "Section for customers"),
-            2 => ("IPv6", "Section for IPv6 addresses"),
-            3 => ("Gateway", "Section for IPAM gateway tests"),
-            _ => return None,
+    /// No sections, subnets or addresses; the users of the lab (`Admin`, `gwtest`). Seed it with
+    /// the `add_…` helpers.
+    pub fn empty() -> Self {
+        let mut s = FakeState {
+            next_address: 1,
+            next_subnet: 1,
+            ..FakeState::default()
         };
-        Some(
-            json!({"id": id, "name": name, "description": description, "masterSection": 0,
+        s.users.insert("Admin".into(), "phpipam-lab".into());
+        s.users.insert("gwtest".into(), "gwtest-lab".into());
+        s
+    }
+
+    /// A new section; its id.
+    pub fn add_section(&mut self, name: &str, description: &str) -> u64 {
+        let id = self.sections.iter().map(|x| x.id).max().unwrap_or(0) + 1;
+        self.sections.push(FakeSection {
+            id,
+            name: name.into(),
+            description: description.into(),
+        });
+        id
+    }
+
+    /// A new VLAN (phpIPAM's `vlanId` is the row id, `number` the 802.1Q tag); its id.
+    pub fn add_vlan(&mut self, number: u64, name: &str) -> u64 {
+        let id = self.vlans.keys().max().copied().unwrap_or(0) + 1;
+        self.vlans.insert(
+            id,
+            FakeVlan {
+                id,
+                number,
+                name: name.into(),
+                description: String::new(),
+            },
+        );
+        id
+    }
+
+    /// A new nameserver set; its id.
+    pub fn add_nameserver(&mut self, name: &str, servers: &[&str]) -> u64 {
+        let id = self.nameservers.keys().max().copied().unwrap_or(0) + 1;
+        self.nameservers.insert(
+            id,
+            FakeNameserver {
+                id,
+                name: name.into(),
+                servers: servers.iter().map(|s| (*s).to_owned()).collect(),
+                description: String::new(),
+            },
+        );
+        id
+    }
+
+    /// Declares a subnet custom field (`custom_…`): from now on every subnet answer carries it.
+    pub fn add_subnet_field(&mut self, name: &str) {
+        assert!(
+            name.starts_with("custom_"),
+            "phpIPAM custom fields are custom_…"
+        );
+        if !self.subnet_fields.iter().any(|f| f == name) {
+            self.subnet_fields.push(name.to_owned());
+        }
+    }
+
+    /// A new subnet in a section (`vRA_Range` 0, no VLAN, no nameservers, no custom values: set
+    /// them on the returned subnet); its id.
+    pub fn add_subnet(
+        &mut self,
+        section: u64,
+        cidr: &str,
+        description: &str,
+        seed: impl FnOnce(&mut FakeSubnet),
+    ) -> u64 {
+        assert!(
+            self.sections.iter().any(|x| x.id == section),
+            "no section {section}"
+        );
+        let id = self.next_subnet;
+        self.next_subnet += 1;
+        let mut sn = subnet(id, cidr, description);
+        sn.section = section;
+        seed(&mut sn);
+        for k in sn.custom.keys() {
+            assert!(
+                self.subnet_fields.contains(k),
+                "custom field {k} is not declared (add_subnet_field)"
+            );
+        }
+        self.subnets.insert(id, sn);
+        id
+    }
+
+    /// The subnet's gateway address (an address record with `is_gateway = 1`); its id.
+    pub fn add_gateway(&mut self, subnet: u64, ip: &str) -> u64 {
+        let sn = self.subnets.get(&subnet).expect("subnet");
+        let ip: IpAddr = ip.parse().expect("gateway ip");
+        assert!(sn.cidr.contains(&ip), "{ip} is not in {}", sn.cidr);
+        let id = self.next_address;
+        self.next_address += 1;
+        self.addresses.insert(
+            id,
+            FakeAddress {
+                id,
+                subnet,
+                ip,
+                is_gateway: true,
+                description: Some("Default gateway".into()),
+                hostname: None,
+                mac: None,
+                owner: None,
+                vm_id: None,
+            },
+        );
+        id
+    }
+
+    fn section_json(sec: &FakeSection) -> Value {
+        json!({"id": sec.id, "name": sec.name, "description": sec.description, "masterSection": 0,
             "permissions": null, "strictMode": "1", "subnetOrdering": null, "order": null,
             "editDate": null, "showSubnet": 1, "showVLAN": 0, "showVRF": 0,
-            "showSupernetOnly": 0, "DNS": null}),
-        )
+            "showSupernetOnly": 0, "DNS": null})
     }
 
     fn gateway_of(&self, subnet: u64) -> Option<&FakeAddress> {
@@ -200,13 +378,16 @@ impl FakeState {
             "isFolder": u8::from(sn.is_folder), "isFull": 0, "isPool": u8::from(sn.is_pool),
             "tag": 2, "threshold": 0, "location": null, "editDate": null, "lastScan": null,
             "lastDiscovery": null, "custom_vRA_Range": sn.vra_range});
+        for f in &self.subnet_fields {
+            v[f.as_str()] = sn.custom.get(f).map_or(Value::Null, |t| json!(t));
+        }
         if with_details {
             if let Some(gw) = self.gateway_of(sn.id) {
                 v["gatewayId"] = json!(gw.id);
             }
-            if sn.nameserver == 2 {
-                v["nameservers"] = json!({"id": 2, "name": "Lab DNS",
-                    "namesrv1": "10.10.0.53;10.10.0.54", "description": "Lab nameservers",
+            if let Some(ns) = self.nameservers.get(&sn.nameserver) {
+                v["nameservers"] = json!({"id": ns.id, "name": ns.name,
+                    "namesrv1": ns.servers.join(";"), "description": ns.description,
                     "permissions": "3", "editDate": null});
             }
             let used = self
@@ -522,12 +703,15 @@ async fn handle(
     let id2 = rest.get(2).copied();
     let id3 = rest.get(3).copied();
     match (controller, method.as_str(), id, id2) {
-        ("sections", "GET", None, _) => data(Value::Array(
-            [2, 3, 1]
-                .into_iter()
-                .filter_map(FakeState::section_json)
-                .collect(),
-        )),
+        ("sections", "GET", None, _) => {
+            if s.sections.is_empty() {
+                error(404, "No sections available")
+            } else {
+                data(Value::Array(
+                    s.sections.iter().map(FakeState::section_json).collect(),
+                ))
+            }
+        }
         ("sections", "GET", Some(sid), Some("subnets")) => {
             let sid: u64 = sid.parse().unwrap_or(0);
             let items: Vec<Value> = s
@@ -542,9 +726,14 @@ async fn handle(
                 data(Value::Array(items))
             }
         }
-        ("vlan" | "vlans", "GET", Some("3"), None) => data(json!({"vlanId": 3, "domainId": 1,
-            "name": "gw-vlan-100", "number": 100, "description": "Gateway test VLAN",
-            "editDate": null, "customer_id": null})),
+        ("vlan" | "vlans", "GET", Some(vid), None) => {
+            match vid.parse().ok().and_then(|i: u64| s.vlans.get(&i)) {
+                Some(v) => data(json!({"vlanId": v.id, "domainId": 1, "name": v.name,
+                    "number": v.number, "description": v.description, "editDate": null,
+                    "customer_id": null})),
+                None => error(404, "Vlan not found"),
+            }
+        }
         ("vlan" | "vlans", "GET", Some(_), _) => error(404, "Vlan not found"),
         ("subnets", "GET", Some(sid), Some("addresses")) => {
             let sid: u64 = sid.parse().unwrap_or(0);

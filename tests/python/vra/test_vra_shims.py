@@ -5,6 +5,7 @@ described in vra_harness.py.
 """
 
 import ast
+import ipaddress
 import os
 import ssl
 import struct
@@ -204,6 +205,38 @@ class Operations(unittest.TestCase):
         self.assertEqual(seen, expected)
         self.assertEqual(pages, (len(expected) + 1) // 2)
 
+    def assert_describes(self, item, net, what):
+        """An IpRange or AllocationResult carries the lab network's settings (contract p.11-15)."""
+        cidr = ipaddress.ip_network(net["cidr"])
+        self.assertEqual(item["subnetPrefixLength"], str(cidr.prefixlen), what)
+        self.assertEqual(item["ipVersion"], "IPv%d" % cidr.version, what)
+        self.assertEqual(item["dnsServerAddresses"], net["dns_servers"], what)
+        self.assertEqual(item.get("domain"), net["dns_domain"], what)
+        self.assertEqual(item["dnsSearchDomains"], net["dns_search_domains"], what)
+
+    def test_get_ip_ranges_describe_the_lab_networks(self):
+        ranges = self.run_ok("get_ip_ranges", self.inputs("get-ip-ranges"))["ipRanges"]
+        by_name = {r["name"]: r for r in ranges}
+        for net in h.lab()["networks"]:
+            name = net["name"]
+            self.assertIn(name, by_name, "range %s listed" % name)
+            r = by_name[name]
+            self.assertEqual(r["id"], self.values["range:" + name])
+            self.assert_describes(r, net, name)
+            cidr = ipaddress.ip_network(net["cidr"])
+            self.assertEqual(r["properties"]["cidr"], net["cidr"], name)
+            self.assertEqual(r["addressSpaceId"], net["address_space"], name)
+            self.assertEqual(r.get("gatewayAddress"), net["gateway"], name)
+            if net["vlan"] is not None:
+                self.assertEqual(r["properties"].get("vlan"), str(net["vlan"]), name)
+            # The range limits are the backend's own (the embedded prod-servers narrows them;
+            # phpIPAM cannot): the contract only needs them inside the subnet, in order.
+            start = ipaddress.ip_address(r["startIPAddress"])
+            end = ipaddress.ip_address(r["endIPAddress"])
+            self.assertIn(start, cidr, name)
+            self.assertIn(end, cidr, name)
+            self.assertLessEqual(start, end, name)
+
     def test_two_nic_allocation(self):
         rid = self.values["resource"]
         result = self.run_ok("allocate_ip", self.inputs("allocate-ip-2nic"))
@@ -214,6 +247,12 @@ class Operations(unittest.TestCase):
         self.assertEqual(nic1["ipRangeId"], self.values["range:lab-dmz"])
         self.assertEqual(nic0["gatewayAddresses"], ["10.20.0.1"])
         self.assertEqual(nic1["gatewayAddresses"], ["10.30.0.1"])
+        self.assert_describes(nic0, h.lab_network("lab-servers"), "nic0")
+        self.assert_describes(nic1, h.lab_network("lab-dmz"), "nic1")
+        for nic, net in ((nic0, "lab-servers"), (nic1, "lab-dmz")):
+            (address,) = nic["ipAddresses"]
+            self.assertIn(ipaddress.ip_address(address), ipaddress.ip_network(h.lab_network(net)["cidr"]))
+            self.assertNotEqual(address, h.lab_network(net)["gateway"])
         self.assertEqual(h.held_by("vra:%s/nic0" % rid), nic0["ipAddresses"])
         self.assertEqual(h.held_by("vra:%s/nic1" % rid), nic1["ipAddresses"])
         # A retry gets the same addresses.
@@ -253,17 +292,40 @@ class Operations(unittest.TestCase):
         self.run_ok("deallocate_ip", self.inputs("deallocate-ip", address=address))
 
     def test_on_demand_network(self):
+        lab_block = h.lab()["block"]
         blocks = self.run_ok("get_ip_blocks", self.inputs("get-ip-blocks"))
-        self.assertEqual([b["name"] for b in blocks["ipBlocks"]], ["lab-on-demand"])
+        self.assertEqual([b["name"] for b in blocks["ipBlocks"]], [lab_block["name"]])
+        (block,) = blocks["ipBlocks"]
+        self.assertEqual(block["ipBlockCIDR"], lab_block["cidr"])
+        self.assertEqual(block["addressSpaceId"], lab_block["address_space"])
+        self.assertEqual(block["dnsServerAddresses"], lab_block["dns_servers"])
+        self.assertEqual(block.get("domain"), lab_block["dns_domain"])
         network = self.run_ok("allocate_ip_range", self.inputs("allocate-ip-range"))["ipRange"]
         self.assertEqual(network["subnetPrefixLength"], "28")
-        self.assertTrue(network["properties"]["cidr"].startswith("10.100."), network)
+        carved = ipaddress.ip_network(network["properties"]["cidr"])
+        self.assertTrue(carved.subnet_of(ipaddress.ip_network(lab_block["cidr"])), network)
+        # The carved network inherits the block's DNS settings (the fixture asks for none).
+        self.assertEqual(network["dnsServerAddresses"], lab_block["dns_servers"])
+        self.assertEqual(network.get("domain"), lab_block["dns_domain"])
 
         machine = h.new_resource()
         alloc = self.inputs("allocate-ip", resource=machine)
         alloc["ipAllocations"][0]["ipRangeIds"] = [network["id"]]
-        address = self.run_ok("allocate_ip", alloc)["ipAllocations"][0]["ipAddresses"][0]
+        allocation = self.run_ok("allocate_ip", alloc)["ipAllocations"][0]
+        address = allocation["ipAddresses"][0]
         self.assertEqual(address, network["startIPAddress"])
+        # ... and a machine placed on it gets the settings Allocate IP Range reported.
+        self.assertEqual(allocation["gatewayAddresses"], [network["gatewayAddress"]])
+        self.assertEqual(allocation["dnsServerAddresses"], network["dnsServerAddresses"])
+        self.assertEqual(allocation.get("domain"), network.get("domain"))
+        listed = {
+            r["id"]: r for r in self.run_ok("get_ip_ranges", self.inputs("get-ip-ranges"))["ipRanges"]
+        }
+        self.assertIn(network["id"], listed)
+        self.assertEqual(listed[network["id"]].get("domain"), network.get("domain"))
+        self.assertEqual(listed[network["id"]]["dnsServerAddresses"], network["dnsServerAddresses"])
+        for key in ("startIPAddress", "endIPAddress", "gatewayAddress", "subnetPrefixLength"):
+            self.assertEqual(listed[network["id"]].get(key), network.get(key), key)
         dealloc = self.inputs("deallocate-ip", resource=machine, address=address)
         dealloc["ipDeallocations"][0]["ipRangeId"] = network["id"]
         self.run_ok("deallocate_ip", dealloc)

@@ -10,6 +10,11 @@ process, builds the package with the library and sets:
   IPAMGW_VRA_PACKAGE    path of the provider zip
   IPAMGW_VRA_CERT       path of the gateway's certificate (PEM), to compare with what the shim saw
   IPAMGW_VRA_FIXTURES   directory of the vRA-shaped inputs (fixtures/vra)
+  IPAMGW_VRA_LAB        the standard lab topology every backend presents (JSON, from
+                        tests/api/support/matrix.rs): networks with name, cidr, address_space,
+                        gateway, dns_servers, dns_domain, dns_search_domains, vlan; the block;
+                        tiny_free. The suite runs once per backend kind and asserts what the
+                        contract promises from these facts; it never asks which backend it is on.
 
 Standard library only.
 """
@@ -35,6 +40,7 @@ ENV_KEYS = (
     "IPAMGW_VRA_PACKAGE",
     "IPAMGW_VRA_CERT",
     "IPAMGW_VRA_FIXTURES",
+    "IPAMGW_VRA_LAB",
 )
 
 CREDENTIALS_LINK = "/core/auth/credentials/13c9cbade08950755898c4b89c4a0"
@@ -135,6 +141,18 @@ def run_action(package, stem, inputs, context=None):
         e.action_log = out.getvalue()
         raise
     return result, out.getvalue()
+
+
+def lab():
+    """The standard lab topology (IPAMGW_VRA_LAB)."""
+    return json.loads(env("IPAMGW_VRA_LAB"))
+
+
+def lab_network(name):
+    for n in lab()["networks"]:
+        if n["name"] == name:
+            return n
+    raise KeyError("no lab network %s in IPAMGW_VRA_LAB" % name)
 
 
 def gateway_certificate():
