@@ -31,7 +31,7 @@ enum Command {
     },
     /// Print the effective config (defaults, file and environment merged), secrets redacted.
     PrintConfig,
-    /// Write a consumer package: the vRA IPAM provider zip (or the Avi IPAM script, not yet).
+    /// Write a consumer package: the vRA IPAM provider zip or the Avi custom IPAM script.
     Package {
         #[command(subcommand)]
         target: PackageTarget,
@@ -59,8 +59,12 @@ enum PackageTarget {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// The Avi custom IPAM script (not yet available).
-    Avi,
+    /// The Avi custom IPAM script (upload it under Templates → Profiles → Custom IPAM/DNS).
+    Avi {
+        /// Output file: a PEP 8 module name ending in .py (default: ipam_gateway_avi.py).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 const EXIT_CONFIG: u8 = 2;
@@ -131,18 +135,15 @@ fn drop_nulls(v: &mut serde_json::Value) {
 
 fn package(target: PackageTarget) -> ExitCode {
     use ipam_gateway::package::vra::{PackageOptions, build};
-    let PackageTarget::Vra {
-        name,
-        version,
-        description,
-        timeout,
-        out,
-    } = target
-    else {
-        eprintln!(
-            "ipam-gateway: the Avi package is not yet available (only `package vra` is implemented)"
-        );
-        return ExitCode::FAILURE;
+    let (name, version, description, timeout, out) = match target {
+        PackageTarget::Vra {
+            name,
+            version,
+            description,
+            timeout,
+            out,
+        } => (name, version, description, timeout, out),
+        PackageTarget::Avi { out } => return package_avi(out),
     };
     let defaults = PackageOptions::default();
     let opts = PackageOptions {
@@ -173,6 +174,37 @@ fn package(target: PackageTarget) -> ExitCode {
     );
     println!(
         "import it in vRA: Infrastructure → Integrations → Add Integration → IPAM → Manage IPAM Providers → Import Provider Package"
+    );
+    ExitCode::SUCCESS
+}
+
+fn package_avi(out: Option<PathBuf>) -> ExitCode {
+    use ipam_gateway::package::avi::{DEFAULT_FILE_NAME, check_file_name, script};
+    let out = out.unwrap_or_else(|| PathBuf::from(DEFAULT_FILE_NAME));
+    let file_name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let text = match check_file_name(&file_name).and_then(|()| script()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("ipam-gateway: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = std::fs::write(&out, text.as_bytes()) {
+        eprintln!("ipam-gateway: cannot write {}: {e}", out.display());
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "wrote {} ({} bytes): Avi custom IPAM script for ipam-gateway {}",
+        out.display(),
+        text.len(),
+        env!("CARGO_PKG_VERSION")
+    );
+    println!(
+        "upload it in Avi: Templates → Profiles → Custom IPAM/DNS → Create, with script params \
+         server, username, password (sensitive), and optionally backend, ca_cert, verify, timeout"
     );
     ExitCode::SUCCESS
 }

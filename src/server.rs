@@ -34,6 +34,7 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: AppState, request_timeout: Duration, body_limit: usize) -> Router {
     let protected = crate::api::router()
         .merge(crate::contracts::vra::router())
+        .merge(crate::contracts::avi::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_auth))
         .route_layer(middleware::from_fn(run_to_completion));
     Router::new()

@@ -220,6 +220,27 @@ impl Ipam {
         caller: &Caller,
         req: &AllocationRequest,
     ) -> IpamResult<Allocation> {
+        self.allocate_inner(caller, req, true).await
+    }
+
+    /// Takes one more address for an owner, trying candidate networks in order, even when the
+    /// owner already holds one there. For moving an owner's address in place (take the new one,
+    /// then release the old): [`Ipam::allocate`] would hand the held one back instead. Not
+    /// idempotent by itself; callers look the owner up first.
+    pub async fn allocate_another(
+        &self,
+        caller: &Caller,
+        req: &AllocationRequest,
+    ) -> IpamResult<Allocation> {
+        self.allocate_inner(caller, req, false).await
+    }
+
+    async fn allocate_inner(
+        &self,
+        caller: &Caller,
+        req: &AllocationRequest,
+        reuse_held: bool,
+    ) -> IpamResult<Allocation> {
         if req.networks.is_empty() {
             return Err(IpamError::invalid(
                 "networks",
@@ -235,12 +256,16 @@ impl Ipam {
         for id in &req.networks {
             let local = id.backend_id();
             let _guard = self.locks.lock(id.as_str()).await;
-            let held = timed(
-                &caller.backend,
-                "find",
-                backend.find(&caller.cx, &Lookup::Owner(req.owner.clone())),
-            )
-            .await?;
+            let held = if reuse_held {
+                timed(
+                    &caller.backend,
+                    "find",
+                    backend.find(&caller.cx, &Lookup::Owner(req.owner.clone())),
+                )
+                .await?
+            } else {
+                Vec::new()
+            };
             if let Some(existing) = held.into_iter().find(|a| a.network == local) {
                 if let Some(wanted) = req.address
                     && wanted != existing.address

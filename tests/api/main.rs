@@ -4,6 +4,11 @@ mod support;
 
 mod allocations;
 mod auth;
+mod avi_common;
+mod avi_functions;
+mod avi_package;
+mod avi_python;
+mod avi_validator;
 mod edges;
 mod health;
 mod networks;

@@ -143,7 +143,7 @@ fn the_shim_uses_only_the_standard_library() {
 }
 
 #[test]
-fn cli_package_vra_writes_the_zip_and_avi_is_not_yet_available() {
+fn cli_package_vra_writes_the_zip() {
     let dir = tempfile::tempdir().expect("tmp");
     let out = dir.path().join("pkg.zip");
     let run = std::process::Command::new(crate::support::binary())
@@ -174,11 +174,4 @@ fn cli_package_vra_writes_the_zip_and_avi_is_not_yet_available() {
         .expect("run");
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid name"));
-
-    let avi = std::process::Command::new(crate::support::binary())
-        .args(["package", "avi"])
-        .output()
-        .expect("run");
-    assert!(!avi.status.success());
-    assert!(String::from_utf8_lossy(&avi.stderr).contains("not yet available"));
 }
