@@ -254,10 +254,17 @@ async fn check(settings: Settings) -> ExitCode {
             }
         };
         match backend.check(&Default::default()).await {
-            Ok(s) => println!(
-                "backend {} ({}): reachable, authenticated, {} network(s) exposed, {} block(s) — {}",
-                s.backend, s.kind, s.networks, s.blocks, s.detail
-            ),
+            Ok(s) => {
+                // Each IPAM's own word for what it exposes.
+                let what = match s.kind {
+                    "phpipam" => "subnet(s)",
+                    _ => "network(s)",
+                };
+                println!(
+                    "backend {} ({}): reachable, authenticated, {} {what} exposed, {} block(s) — {}",
+                    s.backend, s.kind, s.networks, s.blocks, s.detail
+                )
+            }
             Err(e) => {
                 println!("backend {}: FAILED: {e}", b.name());
                 failed = true;

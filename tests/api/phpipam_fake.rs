@@ -571,7 +571,7 @@ async fn the_check_command_reports_reachable_authenticated_and_counts() {
     let (code, text) = run_check(&config(&fake.url, "")).await;
     assert_eq!(code, Some(0), "{text}");
     assert!(
-        text.contains("reachable, authenticated, 3 network(s) exposed, 1 block(s)"),
+        text.contains("reachable, authenticated, 3 subnet(s) exposed, 1 block(s)"),
         "{text}"
     );
     assert!(text.contains("phpipam"), "{text}");
