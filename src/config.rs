@@ -18,6 +18,13 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::domain::{BlockInfo, NetworkInfo, Tag};
 
+mod infoblox;
+use infoblox::validate_infoblox;
+pub use infoblox::{
+    InfobloxAuth, InfobloxAuthMode, InfobloxConfig, InfobloxSettings, InfobloxUser, OwnerMarker,
+    RecordStyle,
+};
+
 /// The default configuration, compiled in: `ipam-gateway serve` with no `--config` runs on it.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/ipam-gateway.toml");
 
@@ -328,6 +335,7 @@ pub struct PassthroughConfig {
 pub enum BackendConfig {
     Embedded(EmbeddedConfig),
     Phpipam(Box<PhpipamConfig>),
+    Infoblox(Box<InfobloxConfig>),
 }
 
 impl BackendConfig {
@@ -335,6 +343,7 @@ impl BackendConfig {
         match self {
             BackendConfig::Embedded(_) => "embedded",
             BackendConfig::Phpipam(_) => "phpipam",
+            BackendConfig::Infoblox(_) => "infoblox",
         }
     }
 }
@@ -540,12 +549,18 @@ pub enum BackendSettings {
         name: String,
         settings: Box<PhpipamSettings>,
     },
+    Infoblox {
+        name: String,
+        settings: Box<InfobloxSettings>,
+    },
 }
 
 impl BackendSettings {
     pub fn name(&self) -> &str {
         match self {
-            BackendSettings::Embedded { name, .. } | BackendSettings::Phpipam { name, .. } => name,
+            BackendSettings::Embedded { name, .. }
+            | BackendSettings::Phpipam { name, .. }
+            | BackendSettings::Infoblox { name, .. } => name,
         }
     }
 }
@@ -919,6 +934,10 @@ impl Config {
             BackendConfig::Phpipam(p) => Ok(BackendSettings::Phpipam {
                 name: name.to_owned(),
                 settings: Box::new(validate_phpipam(&format!("backends.{name}"), p)?),
+            }),
+            BackendConfig::Infoblox(p) => Ok(BackendSettings::Infoblox {
+                name: name.to_owned(),
+                settings: Box::new(validate_infoblox(&format!("backends.{name}"), p)?),
             }),
         }
     }

@@ -16,6 +16,7 @@ use crate::domain::{
 };
 
 pub mod embedded;
+pub mod infoblox;
 pub mod phpipam;
 
 /// Credentials a caller handed over for passthrough auth. Never logged: `Debug` shows the user only.
@@ -110,6 +111,9 @@ pub fn build(
         )?)),
         BackendSettings::Phpipam { name, settings } => Ok(std::sync::Arc::new(
             phpipam::PhpipamBackend::new(name, settings)?,
+        )),
+        BackendSettings::Infoblox { name, settings } => Ok(std::sync::Arc::new(
+            infoblox::InfobloxBackend::new(name, settings)?,
         )),
     }
 }

@@ -11,6 +11,8 @@ mod avi_python;
 mod avi_validator;
 mod edges;
 mod health;
+mod infoblox_adapter;
+mod infoblox_fake;
 mod networks;
 mod phpipam_adapter;
 mod phpipam_fake;

@@ -105,6 +105,11 @@ async fn generated_vra_actions_pass_their_python_tests_on_the_phpipam_fake() {
     python_suite_passes_on(BackendKind::Phpipam).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_vra_actions_pass_their_python_tests_on_the_infoblox_fake() {
+    python_suite_passes_on(BackendKind::Infoblox).await;
+}
+
 /// What the suites may rely on, per network: the topology fields, as the native API lists them.
 fn topology_of(n: &Value) -> Value {
     json!({

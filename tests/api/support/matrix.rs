@@ -31,7 +31,10 @@
 //!   `search_domains_field`). One subnet is left unexposed (`custom_vRA_Range = 0`) so the
 //!   exposure filter is exercised end to end. The fake lives as long as the [`LabApp`].
 //!
-//! ## Adding a kind (Infoblox, issue 6)
+//! - [`BackendKind::Infoblox`]: a [`FakeWapi`] seeded by [`seed_infoblox`] (see there), host
+//!   records, networks exposed by the `vRA-Enabled=true` extensible attribute.
+//!
+//! ## Adding a kind
 //! 1. One more arm in [`BackendKind`] (and in [`BackendKind::ALL`] / [`BackendKind::name`]).
 //! 2. A seeding function, `seed_infoblox(&mut FakeWapiState) -> …`, that creates the topology
 //!    from [`LAB_NETWORKS`] / [`LAB_BLOCK`] in the fake WAPI: a network view per address space,
@@ -49,6 +52,7 @@ use std::ops::Deref;
 
 use serde_json::{Value, json};
 
+use super::infoblox_fake::{FakeWapi, FakeWapiState, SeedNetwork};
 use super::phpipam_fake::{FakePhpipam, FakeState};
 use super::{AppOptions, TestApp, spawn_with};
 
@@ -57,16 +61,21 @@ use super::{AppOptions, TestApp, spawn_with};
 pub enum BackendKind {
     Embedded,
     Phpipam,
-    // Infoblox: issue 6 (see the module docs).
+    Infoblox,
 }
 
 impl BackendKind {
-    pub const ALL: &'static [BackendKind] = &[BackendKind::Embedded, BackendKind::Phpipam];
+    pub const ALL: &'static [BackendKind] = &[
+        BackendKind::Embedded,
+        BackendKind::Phpipam,
+        BackendKind::Infoblox,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             BackendKind::Embedded => "embedded",
             BackendKind::Phpipam => "phpipam",
+            BackendKind::Infoblox => "infoblox",
         }
     }
 }
@@ -193,6 +202,7 @@ pub fn lab_json() -> Value {
 enum Upstream {
     InProcess,
     Phpipam(FakePhpipam),
+    Infoblox(FakeWapi),
 }
 
 /// A gateway on the standard lab topology; derefs to its [`TestApp`].
@@ -215,7 +225,15 @@ impl LabApp {
     pub fn phpipam(&self) -> Option<&FakePhpipam> {
         match &self.upstream {
             Upstream::Phpipam(f) => Some(f),
-            Upstream::InProcess => None,
+            _ => None,
+        }
+    }
+
+    /// The fake WAPI behind a [`BackendKind::Infoblox`] lab.
+    pub fn infoblox(&self) -> Option<&FakeWapi> {
+        match &self.upstream {
+            Upstream::Infoblox(f) => Some(f),
+            _ => None,
         }
     }
 
@@ -237,6 +255,12 @@ pub async fn spawn_lab(kind: BackendKind, tls: bool) -> LabApp {
             let lab = seed_phpipam(&mut state);
             let fake = FakePhpipam::start_with(state).await;
             (phpipam_config(&fake.url, &lab), Upstream::Phpipam(fake))
+        }
+        BackendKind::Infoblox => {
+            let mut state = FakeWapiState::empty();
+            seed_infoblox(&mut state);
+            let fake = FakeWapi::start_with(state).await;
+            (infoblox_config(&fake.url), Upstream::Infoblox(fake))
         }
     };
     let app = spawn_with(AppOptions {
@@ -371,5 +395,97 @@ ids = [{block}]
         user = super::phpipam::USER,
         password = super::phpipam::PASSWORD,
         block = lab.block,
+    )
+}
+
+/// The extensible attribute that exposes a network to the gateway in the Infoblox lab.
+pub const INFOBLOX_EXPOSE_EA: &str = "vRA-Enabled";
+
+/// Seeds a fake WAPI with the standard lab topology, as a grid admin would: a network view per
+/// address space, each network with the DHCP `routers` option (IPv6: the `Gateway` EA, DHCPv6
+/// has no routers option) held by a reservation, `domain-name-servers` / `domain-name` /
+/// `domain-search` options (IPv6: the `domain_name` / `domain_name_servers` fields), a `VLAN`
+/// EA, `vRA-Enabled=true` on the exposed ones, an authoritative zone per domain, and a network
+/// container for the block. `10.50.0.0/24` (view `default`) is left unexposed.
+pub fn seed_infoblox(s: &mut FakeWapiState) {
+    let mut zones: Vec<&str> = Vec::new();
+    for n in LAB_NETWORKS {
+        let mut eas = vec![(INFOBLOX_EXPOSE_EA.to_owned(), "true".to_owned())];
+        if let Some(v) = n.vlan {
+            eas.push(("VLAN".into(), v.to_string()));
+        }
+        s.add_network(SeedNetwork {
+            view: n.address_space.into(),
+            cidr: n.cidr.into(),
+            comment: n.name.into(),
+            gateway: Some(n.gateway.into()),
+            dns_servers: n.dns_servers.iter().map(|d| (*d).to_owned()).collect(),
+            domain: Some(n.domain.into()),
+            search_domains: n.search_domains.iter().map(|d| (*d).to_owned()).collect(),
+            eas,
+        });
+        if !zones.contains(&n.domain) {
+            zones.push(n.domain);
+        }
+    }
+    for z in zones {
+        s.add_zone(z);
+    }
+    s.add_container(SeedNetwork {
+        view: LAB_BLOCK.address_space.into(),
+        cidr: LAB_BLOCK.cidr.into(),
+        comment: LAB_BLOCK.name.into(),
+        dns_servers: LAB_BLOCK
+            .dns_servers
+            .iter()
+            .map(|d| (*d).to_owned())
+            .collect(),
+        domain: Some(LAB_BLOCK.domain.into()),
+        ..SeedNetwork::default()
+    });
+    s.add_network(SeedNetwork {
+        view: "default".into(),
+        cidr: "10.50.0.0/24".into(),
+        comment: "not-for-vra".into(),
+        gateway: Some("10.50.0.1".into()),
+        domain: Some("hidden.example.com".into()),
+        ..SeedNetwork::default()
+    });
+}
+
+/// The gateway config for a seeded fake WAPI: client `demo` on backend `ipam`, host records.
+pub fn infoblox_config(url: &str) -> String {
+    let mut views: Vec<&str> = LAB_NETWORKS.iter().map(|n| n.address_space).collect();
+    views.sort_unstable();
+    views.dedup();
+    let views = views
+        .iter()
+        .map(|v| format!("\"{v}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"
+[server.tls]
+mode = "off"
+[metrics]
+enabled = false
+[clients.demo]
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$mG+Bt3ThSoG+7SkVqpyauQ$/9lV+JzeO8xIswWra3gFvERnnMYWZBWN86mkcv0xGvo"
+backend = "ipam"
+[backends.ipam]
+kind = "infoblox"
+url = "{url}"
+username = "{user}"
+password = "{password}"
+network_views = [{views}]
+blocks = ["{block}"]
+connect_timeout_secs = 2
+timeout_secs = 10
+[backends.ipam.network_filter]
+"{INFOBLOX_EXPOSE_EA}" = "true"
+"#,
+        user = super::infoblox::USER,
+        password = super::infoblox::PASSWORD,
+        block = LAB_BLOCK.cidr,
     )
 }

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod fake;
+pub mod infoblox;
+pub mod infoblox_fake;
 pub mod matrix;
 pub mod phpipam;
 pub mod phpipam_fake;

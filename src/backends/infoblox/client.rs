@@ -1,0 +1,528 @@
+//! HTTP to the grid: one `reqwest::Client`, the `ibapauth` session, paging, and the mapping of
+//! WAPI's transport and error answers onto [`IpamError`].
+//!
+//! Session: the first call for a credential is `GET /wapi/vX/?_schema` with HTTP Basic (as
+//! ibx-nios-sdk logs in); the grid answers `Set-Cookie: ibapauth="…"`, and every later call sends
+//! that cookie instead of the password. A 401 on a cookie drops it and logs in once more. Sessions
+//! live in a moka cache keyed by the SHA-256 of `user NUL password`; concurrent first calls share
+//! one login (`try_get_with`). Failed logins are remembered for a minute: repeated bad passwords
+//! make NIOS lock out every user of the gateway's address for a while (403).
+
+use std::fmt;
+use std::time::Duration;
+
+use moka::future::Cache;
+use reqwest::header::{ACCEPT, COOKIE, HeaderValue, SET_COOKIE};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::wire::{Page, WapiError};
+use crate::backends::CallContext;
+use crate::config::{InfobloxAuth, InfobloxSettings};
+use crate::domain::{IpamError, IpamResult};
+
+/// Page size of every search (WAPI's own limit for unpaged searches is 1000).
+pub const PAGE_SIZE: &str = "1000";
+/// A guard against a grid that never stops paging.
+const MAX_PAGES: usize = 10_000;
+
+/// One answer that was not an authentication or availability failure.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    /// The body as JSON (`Null` when it is not JSON: HTML error pages, plain text).
+    pub body: Value,
+    /// The body as text when it is not JSON (first 200 characters), for messages.
+    pub plain: String,
+}
+
+impl Reply {
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    pub fn wapi(&self) -> WapiError {
+        serde_json::from_value(self.body.clone()).unwrap_or_default()
+    }
+
+    /// The human text of a WAPI error (`text`, else `Error`, else the plain body).
+    pub fn text(&self) -> String {
+        let e = self.wapi();
+        e.text
+            .filter(|t| !t.trim().is_empty())
+            .or(e.error)
+            .unwrap_or_else(|| self.plain.clone())
+    }
+
+    /// `text (AdmConDataError, Client.Ibap.Data.Conflict)`: the whole `{Error, code, text}`.
+    pub fn detail(&self) -> String {
+        let e = self.wapi();
+        let kind = e
+            .error
+            .as_deref()
+            .and_then(|x| x.split(':').next())
+            .map(str::trim)
+            .filter(|x| !x.is_empty());
+        let text = self.text();
+        let text = if text.trim().is_empty() {
+            "empty or non-JSON answer".to_owned()
+        } else {
+            text
+        };
+        match (kind, e.code.as_deref()) {
+            (Some(k), Some(c)) => format!("{text} ({k}, {c})"),
+            (None, Some(c)) => format!("{text} ({c})"),
+            (Some(k), None) => format!("{text} ({k})"),
+            (None, None) => text,
+        }
+    }
+
+    /// True when the error text or code contains `needle` (case-insensitive).
+    pub fn says(&self, needle: &str) -> bool {
+        let n = needle.to_ascii_lowercase();
+        let e = self.wapi();
+        [e.text, e.error, e.code, Some(self.plain.clone())]
+            .into_iter()
+            .flatten()
+            .any(|t| t.to_ascii_lowercase().contains(&n))
+    }
+}
+
+/// How a credential talks to the grid after its login.
+#[derive(Clone)]
+enum Session {
+    /// `ibapauth=…` as the grid set it.
+    Cookie(SecretString),
+    /// The grid set no cookie: Basic on every call.
+    Basic,
+}
+
+impl Session {
+    fn same(&self, other: &Session) -> bool {
+        match (self, other) {
+            (Session::Cookie(a), Session::Cookie(b)) => a.expose_secret() == b.expose_secret(),
+            (Session::Basic, Session::Basic) => true,
+            _ => false,
+        }
+    }
+}
+
+pub struct Api {
+    backend: String,
+    http: reqwest::Client,
+    base_url: String,
+    wapi_base: String,
+    timeout_secs: u64,
+    auth: InfobloxAuth,
+    sessions: Cache<String, Session>,
+    failed_logins: Cache<String, IpamError>,
+    logins: std::sync::atomic::AtomicUsize,
+}
+
+impl fmt::Debug for Api {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Api")
+            .field("backend", &self.backend)
+            .field("wapi_base", &self.wapi_base)
+            .field("auth", &self.auth_mode())
+            .finish_non_exhaustive()
+    }
+}
+
+fn credential_key(username: &str, password: &SecretString) -> String {
+    let mut h = Sha256::new();
+    h.update(username.as_bytes());
+    h.update([0u8]);
+    h.update(password.expose_secret().as_bytes());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `ibapauth=<value>` from a `Set-Cookie` header, as it goes back in `Cookie`.
+fn ibapauth(resp: &reqwest::Response) -> Option<SecretString> {
+    resp.headers().get_all(SET_COOKIE).iter().find_map(|v| {
+        let text = v.to_str().ok()?;
+        let pair = text.split(';').next()?.trim();
+        let value = pair.strip_prefix("ibapauth=")?;
+        (!value.is_empty()).then(|| SecretString::from(pair.to_owned()))
+    })
+}
+
+impl Api {
+    pub fn new(backend: &str, s: &InfobloxSettings) -> IpamResult<Self> {
+        let mut b = reqwest::Client::builder()
+            .user_agent(concat!("ipam-gateway/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(s.connect_timeout)
+            .timeout(s.timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(pem) = &s.ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
+                IpamError::Internal(format!(
+                    "backend {backend}: ca_file is not a PEM bundle: {e}"
+                ))
+            })?;
+            b = b.tls_certs_merge(certs);
+        }
+        if !s.verify_tls {
+            tracing::warn!(
+                backend,
+                "TLS certificate verification of the Infoblox grid is OFF"
+            );
+            b = b.tls_danger_accept_invalid_certs(true);
+        }
+        let http = b.build().map_err(|e| {
+            IpamError::Internal(format!("backend {backend}: cannot build HTTP client: {e}"))
+        })?;
+        Ok(Api {
+            backend: backend.to_owned(),
+            http,
+            base_url: s.base_url.clone(),
+            wapi_base: s.wapi_base(),
+            timeout_secs: s.timeout.as_secs(),
+            auth: s.auth.clone(),
+            sessions: Cache::builder()
+                .name("infoblox_sessions")
+                .max_capacity(10_000)
+                // NIOS sessions time out after 10 minutes idle by default (`timeout=600`).
+                .time_to_idle(Duration::from_secs(540))
+                .build(),
+            failed_logins: Cache::builder()
+                .name("infoblox_failed_logins")
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+            logins: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    pub fn auth_mode(&self) -> &'static str {
+        match self.auth {
+            InfobloxAuth::User(_) => "user",
+            InfobloxAuth::Passthrough { .. } => "passthrough",
+        }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Logins performed so far (sessions opened), for diagnostics.
+    pub fn logins(&self) -> usize {
+        self.logins.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Cache scope of a call: what the grid shows depends on the user in passthrough mode.
+    pub fn scope(&self, cx: &CallContext) -> String {
+        match (&self.auth, &cx.credentials) {
+            (InfobloxAuth::Passthrough { .. }, Some(c)) => format!("user:{}", c.username),
+            _ => String::new(),
+        }
+    }
+
+    fn credential<'a>(&'a self, cx: &'a CallContext) -> IpamResult<(&'a str, &'a SecretString)> {
+        match &self.auth {
+            InfobloxAuth::User(u) => Ok((&u.username, &u.password)),
+            InfobloxAuth::Passthrough { fallback } => match (&cx.credentials, fallback) {
+                (Some(c), _) => Ok((&c.username, &c.password)),
+                (None, Some(u)) => Ok((&u.username, &u.password)),
+                (None, None) => Err(IpamError::Unauthorized(format!(
+                    "backend {} uses passthrough auth and this call carries no grid credentials",
+                    self.backend
+                ))),
+            },
+        }
+    }
+
+    fn transport(&self, e: &reqwest::Error) -> IpamError {
+        if e.is_timeout() {
+            IpamError::Timeout {
+                backend: self.backend.clone(),
+                seconds: self.timeout_secs,
+            }
+        } else if e.is_connect() {
+            IpamError::Unavailable {
+                backend: self.backend.clone(),
+                detail: format!("cannot connect to the Infoblox grid at {}", self.base_url),
+            }
+        } else {
+            IpamError::Unavailable {
+                backend: self.backend.clone(),
+                detail: format!(
+                    "request to the Infoblox grid at {} failed: {}",
+                    self.base_url,
+                    std::error::Error::source(e)
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "transport error".to_owned())
+                ),
+            }
+        }
+    }
+
+    async fn read(&self, resp: reqwest::Response) -> IpamResult<Reply> {
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|e| self.transport(&e))?;
+        let body = serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null);
+        let plain = if body.is_null() {
+            let text = String::from_utf8_lossy(&bytes);
+            // HTML error pages carry nothing useful beyond their title.
+            let text = match (text.find("<title>"), text.find("</title>")) {
+                (Some(a), Some(b)) if b > a => text[a + 7..b].to_owned(),
+                _ => text.into_owned(),
+            };
+            text.trim().chars().take(200).collect()
+        } else {
+            String::new()
+        };
+        Ok(Reply {
+            status,
+            body,
+            plain,
+        })
+    }
+
+    fn unauthorized(&self, username: &str, reply: &Reply) -> IpamError {
+        let why = if reply.status == 403 {
+            "403 Forbidden: the user lacks API access, or the grid locked this address out \
+             after repeated bad passwords"
+                .to_owned()
+        } else {
+            format!("{} {}", reply.status, reply.text())
+        };
+        IpamError::Unauthorized(format!(
+            "the Infoblox grid refused user '{username}': {}",
+            why.trim()
+        ))
+    }
+
+    fn unavailable(&self, reply: &Reply) -> IpamError {
+        IpamError::Unavailable {
+            backend: self.backend.clone(),
+            detail: format!("the Infoblox grid answered 503: {}", reply.detail()),
+        }
+    }
+
+    async fn session(&self, username: &str, password: &SecretString) -> IpamResult<Session> {
+        let key = credential_key(username, password);
+        if let Some(e) = self.failed_logins.get(&key).await {
+            return Err(e);
+        }
+        let result = self
+            .sessions
+            .try_get_with(key.clone(), self.login(username, password))
+            .await
+            .map_err(|e| (*e).clone());
+        if let Err(e @ IpamError::Unauthorized(_)) = &result {
+            self.failed_logins.insert(key, e.clone()).await;
+        }
+        result
+    }
+
+    async fn login(&self, username: &str, password: &SecretString) -> IpamResult<Session> {
+        tracing::debug!(backend = %self.backend, user = %username, "Infoblox login");
+        self.logins
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let resp = self
+            .http
+            .get(format!("{}/", self.wapi_base))
+            .query(&[("_schema", "1")])
+            .header(ACCEPT, "application/json")
+            .basic_auth(username, Some(password.expose_secret()))
+            .send()
+            .await
+            .map_err(|e| self.transport(&e))?;
+        let cookie = ibapauth(&resp);
+        let reply = self.read(resp).await?;
+        match reply.status {
+            200..=299 => Ok(cookie.map(Session::Cookie).unwrap_or(Session::Basic)),
+            401 | 403 => Err(self.unauthorized(username, &reply)),
+            503 => Err(self.unavailable(&reply)),
+            status => Err(IpamError::Upstream {
+                backend: self.backend.clone(),
+                status,
+                detail: format!("login (GET /?_schema): {}", reply.detail()),
+            }),
+        }
+    }
+
+    async fn forget(&self, username: &str, password: &SecretString, used: &Session) {
+        let key = credential_key(username, password);
+        if let Some(current) = self.sessions.get(&key).await
+            && current.same(used)
+        {
+            self.sessions.invalidate(&key).await;
+        }
+    }
+
+    /// One WAPI call: `path` is an object type (`network`), a ref, or `""` for the root; logs in
+    /// first when needed and once more when the session is refused.
+    pub async fn send(
+        &self,
+        cx: &CallContext,
+        method: Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<&Value>,
+    ) -> IpamResult<Reply> {
+        let (username, password) = self.credential(cx)?;
+        let mut relogged = false;
+        loop {
+            let session = self.session(username, password).await?;
+            let mut req = self
+                .http
+                .request(method.clone(), format!("{}/{}", self.wapi_base, path))
+                .header(ACCEPT, "application/json");
+            match &session {
+                Session::Cookie(c) => {
+                    let mut v = HeaderValue::from_str(c.expose_secret()).map_err(|_| {
+                        IpamError::Unauthorized(
+                            "the grid's ibapauth cookie is not a valid header value".to_owned(),
+                        )
+                    })?;
+                    v.set_sensitive(true);
+                    req = req.header(COOKIE, v);
+                }
+                Session::Basic => {
+                    req = req.basic_auth(username, Some(password.expose_secret()));
+                }
+            }
+            if !query.is_empty() {
+                req = req.query(query);
+            }
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let resp = req.send().await.map_err(|e| self.transport(&e))?;
+            let status = resp.status();
+            let refreshed = ibapauth(&resp);
+            let reply = self.read(resp).await?;
+            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                if !relogged {
+                    tracing::debug!(backend = %self.backend, user = %username,
+                        "Infoblox session refused; logging in again");
+                    self.forget(username, password, &session).await;
+                    relogged = true;
+                    continue;
+                }
+                return Err(self.unauthorized(username, &reply));
+            }
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                return Err(self.unavailable(&reply));
+            }
+            if let Some(c) = refreshed
+                && reply.ok()
+                && !matches!(&session, Session::Cookie(old) if old.expose_secret() == c.expose_secret())
+            {
+                self.sessions
+                    .insert(credential_key(username, password), Session::Cookie(c))
+                    .await;
+            }
+            return Ok(reply);
+        }
+    }
+
+    pub async fn get(
+        &self,
+        cx: &CallContext,
+        path: &str,
+        query: &[(String, String)],
+    ) -> IpamResult<Reply> {
+        self.send(cx, Method::GET, path, query, None).await
+    }
+
+    /// Every object of a search, page by page (`_paging=1&_max_results=1000&_return_as_object=1`,
+    /// then `_page_id=<next_page_id>` until the grid sends none).
+    pub async fn get_all(
+        &self,
+        cx: &CallContext,
+        object: &str,
+        filters: &[(String, String)],
+        return_fields: &str,
+    ) -> IpamResult<Vec<Value>> {
+        let mut base: Vec<(String, String)> = filters.to_vec();
+        base.push(("_return_fields".into(), return_fields.into()));
+        base.push(("_paging".into(), "1".into()));
+        base.push(("_max_results".into(), PAGE_SIZE.into()));
+        base.push(("_return_as_object".into(), "1".into()));
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut q = base.clone();
+            if let Some(c) = &cursor {
+                q.push(("_page_id".into(), c.clone()));
+            }
+            let reply = self.get(cx, object, &q).await?;
+            if !reply.ok() {
+                return Err(self.error(&reply, &format!("search {object}")));
+            }
+            let page: Page =
+                serde_json::from_value(reply.body).map_err(|e| IpamError::Upstream {
+                    backend: self.backend.clone(),
+                    status: reply.status,
+                    detail: format!("unexpected answer to a paged search of {object}: {e}"),
+                })?;
+            let next = page.next();
+            out.extend(page.result);
+            match next {
+                Some(n) if cursor.as_deref() != Some(n.as_str()) => cursor = Some(n),
+                _ => return Ok(out),
+            }
+        }
+        Err(IpamError::Upstream {
+            backend: self.backend.clone(),
+            status: 200,
+            detail: format!("search of {object} did not end after {MAX_PAGES} pages"),
+        })
+    }
+
+    /// Maps a WAPI error answer: no free address → `Exhausted`, `already exists` → `Conflict`,
+    /// a missing ref or object → `NotFound`, anything else → `Upstream` with `{text, Error, code}`.
+    pub fn error(&self, reply: &Reply, context: &str) -> IpamError {
+        let detail = reply.detail();
+        if reply.says("Cannot find 1 available IP")
+            || (reply.says("Cannot find") && reply.says("available"))
+        {
+            return IpamError::Exhausted(format!("Infoblox, {context}: {detail}"));
+        }
+        if reply.says("already exists") {
+            return IpamError::Conflict(format!("Infoblox, {context}: {detail}"));
+        }
+        if reply.status == 404 || reply.says("Data.NotFound") {
+            return IpamError::NotFound(format!("Infoblox, {context}: {detail}"));
+        }
+        IpamError::Upstream {
+            backend: self.backend.clone(),
+            status: reply.status,
+            detail: format!("{context}: {detail}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn credential_keys_are_hashes_not_text() {
+        let k = credential_key("admin", &SecretString::from("infoblox"));
+        assert_eq!(k.len(), 64);
+        assert!(!k.contains("admin") && !k.contains("infoblox"));
+    }
+
+    #[test]
+    fn error_bodies_keep_text_type_and_code() {
+        let r = Reply {
+            status: 400,
+            body: json!({"Error": "AdmConProtoError: Unknown extensible attribute: VM Name",
+                "code": "Client.Ibap.Proto", "text": "Unknown extensible attribute: VM Name"}),
+            plain: String::new(),
+        };
+        assert_eq!(
+            r.detail(),
+            "Unknown extensible attribute: VM Name (AdmConProtoError, Client.Ibap.Proto)"
+        );
+        assert!(r.says("unknown extensible"));
+    }
+}

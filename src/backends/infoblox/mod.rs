@@ -1,0 +1,1599 @@
+//! The Infoblox NIOS WAPI backend (WAPI 2.x; the spec is `shared/contracts/infoblox-wapi.md`).
+//!
+//! - **Networks** are the `network` and `ipv6network` objects of the configured network views
+//!   (each view is an address space) that carry every `network_filter` extensible attribute
+//!   (`*vRA-Enabled=true`), read with paged searches. The gateway comes from the DHCP `routers`
+//!   option, DNS servers and domain from `domain-name-servers` / `domain-name` (`dhcp6.…` for
+//!   IPv6), extensible attributes become tags. Network ids are `<network view>/<cidr>`: stable,
+//!   and all an allocation needs.
+//! - **Blocks** are `networkcontainer` / `ipv6networkcontainer` objects picked by CIDR (`blocks`)
+//!   or extensible attributes (`block_filter`).
+//! - **Allocation** creates the record (`record:host`, `fixedaddress`, or `record:a` + `record:ptr`)
+//!   with `func:nextavailableip:<cidr>,<view>` as its address, so the grid picks and reserves in
+//!   one atomic call; a specific address is written as is. The owner is an extensible attribute
+//!   (`owner_ea`) or a `[ipamgw-owner:…]` comment marker, found again with one search.
+//! - **Release** deletes the record by `_ref` (a `404` means it is gone already); **update**
+//!   `PUT`s the record (the MAC lives on the host address or the fixed address).
+//! - **On-demand networks** are created with `func:nextavailablenetwork:<container>,<view>,<len>`,
+//!   then given a `routers` option and a reservation for the gateway.
+
+mod client;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ipnet::IpNet;
+use moka::future::Cache;
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use self::client::{Api, Reply};
+use self::wire::{DhcpOption, IpAddressEntry, Network, Record, ea_text};
+use super::{Backend, CallContext};
+use crate::config::{InfobloxSettings, OwnerMarker, RecordStyle, usable_range};
+use crate::domain::{
+    AllocateIn, AllocationInfo, BackendStatus, BlockInfo, CarveRequest, Family, IpamError,
+    IpamResult, Lookup, Mac, NetworkInfo, Owner, RecordChanges, RecordDetails, Tag,
+};
+
+/// Marker of an owner in a comment (`owner_marker = "comment"`, and carved networks' names).
+const OWNER_MARK: &str = "[ipamgw-owner:";
+/// How long the set of exposed networks is trusted for allocation routing.
+const INVENTORY_TTL: Duration = Duration::from_secs(30);
+/// The MAC of a fixed address that is a reservation, not a DHCP client.
+const NO_MAC: &str = "00:00:00:00:00:00";
+
+const NETWORK_FIELDS: &str = "network,network_view,comment,extattrs,options,network_container";
+const V6_NETWORK_FIELDS: &str = "network,network_view,comment,extattrs,options,network_container,domain_name,domain_name_servers";
+const HOST_FIELDS: &str = "name,view,network_view,comment,extattrs,ipv4addrs,ipv6addrs";
+const FIXED4_FIELDS: &str = "ipv4addr,mac,name,network_view,comment,extattrs";
+const FIXED6_FIELDS: &str = "ipv6addr,duid,name,network_view,comment,extattrs";
+const A_FIELDS: &str = "name,view,ipv4addr,comment,extattrs";
+const AAAA_FIELDS: &str = "name,view,ipv6addr,comment,extattrs";
+const PTR_FIELDS: &str = "ptrdname,view,ipv4addr,ipv6addr,comment,extattrs";
+const ADDRESS_FIELDS: &str = "ip_address,network,network_view,status,types,objects";
+
+/// A network or container of an exposed view.
+#[derive(Debug, Clone)]
+struct Net {
+    id: String,
+    cidr: IpNet,
+    view: String,
+    wire: Network,
+}
+
+#[derive(Debug, Default)]
+struct Inventory {
+    networks: Vec<Net>,
+    blocks: Vec<Net>,
+}
+
+impl Inventory {
+    fn network(&self, id: &str) -> Option<&Net> {
+        self.networks.iter().find(|n| n.id == id)
+    }
+
+    fn block(&self, id: &str) -> Option<&Net> {
+        self.blocks.iter().find(|n| n.id == id)
+    }
+
+    /// The block a network was carved from: a block container of its view whose CIDR is its
+    /// `network_container`.
+    fn block_of(&self, n: &Net) -> Option<&Net> {
+        let parent: IpNet = n.wire.network_container.as_deref()?.trim().parse().ok()?;
+        self.blocks
+            .iter()
+            .find(|b| b.view == n.view && b.cidr == parent.trunc())
+    }
+
+    /// The exposed network holding `addr` (in `view` when known; the most specific one).
+    fn holding(&self, addr: IpAddr, view: Option<&str>) -> Option<&Net> {
+        self.networks
+            .iter()
+            .filter(|n| n.cidr.contains(&addr) && view.is_none_or(|v| v == n.view))
+            .max_by_key(|n| n.cidr.prefix_len())
+    }
+}
+
+/// `<view>/<cidr>` → (view, cidr).
+fn parse_id(id: &str) -> Option<(String, IpNet)> {
+    let (head, len) = id.rsplit_once('/')?;
+    let (view, addr) = head.rsplit_once('/')?;
+    let cidr: IpNet = format!("{addr}/{len}").parse().ok()?;
+    (!view.is_empty()).then(|| (view.to_owned(), cidr))
+}
+
+fn net_id(view: &str, cidr: &IpNet) -> String {
+    format!("{view}/{cidr}")
+}
+
+/// Splits `"web servers [ipamgw-owner:vra:123/nic0]"` into text and owner.
+fn split_owner(comment: &str) -> (String, Option<Owner>) {
+    if let Some(at) = comment.rfind(OWNER_MARK)
+        && let Some(inner) = comment[at + OWNER_MARK.len()..].strip_suffix(']')
+    {
+        return (comment[..at].trim().to_owned(), Owner::parse(inner).ok());
+    }
+    (comment.trim().to_owned(), None)
+}
+
+/// A POSIX regular expression matching `text` literally.
+fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    for c in text.chars() {
+        if "\\^$.|?*+()[]{}".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn split_list(text: &str) -> Vec<String> {
+    text.split([',', ';', ' '])
+        .map(|s| s.trim().trim_matches('"'))
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn q(k: &str, v: impl Into<String>) -> (String, String) {
+    (k.to_owned(), v.into())
+}
+
+/// Eight hex digits of the SHA-256 of an owner.
+fn owner_hash(owner: &Owner) -> String {
+    Sha256::digest(owner.as_str().as_bytes())
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `web-01.lab.example.com` → `web-01-1a2b3c4d.lab.example.com`: the first label gets a hash of
+/// the owner and the network (one owner may hold addresses in several networks: dual stack).
+fn unique_name(name: &str, owner: &Owner, network: &str) -> String {
+    let hash: String = Sha256::digest(format!("{owner}\0{network}").as_bytes())
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    match name.split_once('.') {
+        Some((first, rest)) => format!("{first}-{hash}.{rest}"),
+        None => format!("{name}-{hash}"),
+    }
+}
+
+/// A DUID-LL (type 3, hardware type 1) from a MAC: what DHCPv6 clients derive from an Ethernet
+/// address.
+fn duid_from_mac(mac: &Mac) -> String {
+    format!("00:03:00:01:{}", mac.as_str())
+}
+
+pub struct InfobloxBackend {
+    name: String,
+    api: Arc<Api>,
+    cfg: Arc<InfobloxSettings>,
+    inventory: Cache<String, Arc<Inventory>>,
+}
+
+impl fmt::Debug for InfobloxBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InfobloxBackend")
+            .field("name", &self.name)
+            .field("url", &self.cfg.base_url)
+            .field("wapi_version", &self.cfg.wapi_version)
+            .field("auth", &self.api.auth_mode())
+            .field("record_style", &self.cfg.record_style)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InfobloxBackend {
+    pub fn new(name: &str, settings: &InfobloxSettings) -> IpamResult<Self> {
+        Ok(InfobloxBackend {
+            name: name.to_owned(),
+            api: Arc::new(Api::new(name, settings)?),
+            cfg: Arc::new(settings.clone()),
+            inventory: Cache::builder()
+                .name("infoblox_inventory")
+                .max_capacity(1_000)
+                .time_to_live(INVENTORY_TTL)
+                .build(),
+        })
+    }
+
+    /// Sessions opened with the grid so far (one per credential, plus one per expiry).
+    pub fn logins(&self) -> usize {
+        self.api.logins()
+    }
+
+    fn bad_data(&self, what: &str, e: impl fmt::Display) -> IpamError {
+        IpamError::Upstream {
+            backend: self.name.clone(),
+            status: 200,
+            detail: format!("unexpected {what}: {e}"),
+        }
+    }
+
+    fn error(&self, reply: &Reply, context: &str) -> IpamError {
+        self.api.error(reply, context)
+    }
+
+    // ---- inventory -------------------------------------------------------------------------
+
+    fn to_net(&self, v: Value, view: &str) -> Option<Net> {
+        let wire: Network = serde_json::from_value(v)
+            .map_err(|e| {
+                tracing::warn!(backend = %self.name, error = %e,
+                    "skipping an Infoblox network that cannot be read");
+            })
+            .ok()?;
+        let cidr = wire.cidr()?;
+        let view = wire.network_view.clone().unwrap_or_else(|| view.to_owned());
+        Some(Net {
+            id: net_id(&view, &cidr),
+            cidr,
+            view,
+            wire,
+        })
+    }
+
+    fn eas_match(wire: &Network, filter: &[(String, String)]) -> bool {
+        filter.iter().all(|(k, v)| {
+            wire.extattrs
+                .get(k)
+                .and_then(ea_text)
+                .is_some_and(|t| t.split(',').any(|x| x == v))
+        })
+    }
+
+    async fn load_inventory(&self, cx: &CallContext) -> IpamResult<Inventory> {
+        let mut inv = Inventory::default();
+        let want_blocks = !self.cfg.blocks.is_empty() || !self.cfg.block_filter.is_empty();
+        for view in &self.cfg.network_views {
+            let mut filters = vec![q("network_view", view.as_str())];
+            for (k, v) in &self.cfg.network_filter {
+                filters.push((format!("*{k}"), v.clone()));
+            }
+            for (object, fields) in [
+                ("network", NETWORK_FIELDS),
+                ("ipv6network", V6_NETWORK_FIELDS),
+            ] {
+                for v in self.api.get_all(cx, object, &filters, fields).await? {
+                    inv.networks.extend(self.to_net(v, view));
+                }
+            }
+            if !want_blocks {
+                continue;
+            }
+            let mut filters = vec![q("network_view", view.as_str())];
+            if self.cfg.blocks.is_empty() {
+                for (k, v) in &self.cfg.block_filter {
+                    filters.push((format!("*{k}"), v.clone()));
+                }
+            }
+            for object in ["networkcontainer", "ipv6networkcontainer"] {
+                for v in self
+                    .api
+                    .get_all(cx, object, &filters, NETWORK_FIELDS)
+                    .await?
+                {
+                    let Some(n) = self.to_net(v, view) else {
+                        continue;
+                    };
+                    let by_cidr = self.cfg.blocks.contains(&n.cidr);
+                    let by_ea = !self.cfg.block_filter.is_empty()
+                        && Self::eas_match(&n.wire, &self.cfg.block_filter);
+                    if by_cidr || by_ea {
+                        inv.blocks.push(n);
+                    }
+                }
+            }
+        }
+        inv.networks.sort_by(|a, b| {
+            (a.view.as_str(), Family::of(&a.cidr) == Family::V6, a.cidr).cmp(&(
+                b.view.as_str(),
+                Family::of(&b.cidr) == Family::V6,
+                b.cidr,
+            ))
+        });
+        Ok(inv)
+    }
+
+    async fn fresh_inventory(&self, cx: &CallContext) -> IpamResult<Arc<Inventory>> {
+        let inv = Arc::new(self.load_inventory(cx).await?);
+        self.inventory.insert(self.api.scope(cx), inv.clone()).await;
+        Ok(inv)
+    }
+
+    async fn cached_inventory(&self, cx: &CallContext) -> IpamResult<Arc<Inventory>> {
+        self.inventory
+            .try_get_with(self.api.scope(cx), async {
+                self.load_inventory(cx).await.map(Arc::new)
+            })
+            .await
+            .map_err(|e| (*e).clone())
+    }
+
+    /// An exposed network by id; reloads the inventory once when it is not known.
+    async fn exposed_network(&self, cx: &CallContext, network: &str) -> IpamResult<Net> {
+        if parse_id(network).is_none() {
+            return Err(IpamError::NotFound(format!("network {network}")));
+        }
+        if let Some(n) = self.cached_inventory(cx).await?.network(network) {
+            return Ok(n.clone());
+        }
+        self.fresh_inventory(cx)
+            .await?
+            .network(network)
+            .cloned()
+            .ok_or_else(|| {
+                IpamError::NotFound(format!(
+                    "network {network} is not exposed by backend {}",
+                    self.name
+                ))
+            })
+    }
+
+    // ---- mapping ---------------------------------------------------------------------------
+
+    /// The DHCP `routers` option, else the `gateway_ea` extensible attribute.
+    fn gateway(&self, n: &Network) -> Option<IpAddr> {
+        n.option(&["routers"])
+            .and_then(|v| split_list(v).into_iter().find_map(|s| s.parse().ok()))
+            .or_else(|| {
+                n.extattrs
+                    .get(&self.cfg.gateway_ea)
+                    .and_then(ea_text)
+                    .and_then(|t| t.trim().parse().ok())
+            })
+    }
+
+    fn vlan(&self, n: &Network) -> Option<u16> {
+        n.extattrs
+            .get(&self.cfg.vlan_ea)
+            .and_then(ea_text)
+            .and_then(|t| t.trim().parse().ok())
+    }
+
+    fn dns_servers(n: &Network) -> Vec<IpAddr> {
+        let from_option: Vec<IpAddr> = n
+            .option(&["domain-name-servers", "dhcp6.name-servers"])
+            .map(|v| {
+                split_list(v)
+                    .iter()
+                    .filter_map(|s| s.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !from_option.is_empty() {
+            return from_option;
+        }
+        n.domain_name_servers
+            .iter()
+            .filter_map(|s| s.trim().parse().ok())
+            .collect()
+    }
+
+    fn dns_domain(n: &Network) -> Option<String> {
+        n.option(&["domain-name"])
+            .or(n.domain_name.as_deref())
+            .map(|d| d.trim().trim_matches('"').to_owned())
+            .filter(|d| !d.is_empty())
+    }
+
+    fn search_domains(n: &Network) -> Vec<String> {
+        n.option(&["domain-search", "dhcp6.domain-search"])
+            .map(split_list)
+            .unwrap_or_default()
+    }
+
+    fn owner_of(&self, extattrs: &Map<String, Value>, comment: Option<&str>) -> Option<Owner> {
+        match self.cfg.owner_marker {
+            OwnerMarker::Ea => extattrs
+                .get(&self.cfg.owner_ea)
+                .and_then(ea_text)
+                .and_then(|o| Owner::parse(&o).ok()),
+            OwnerMarker::Comment => split_owner(comment.unwrap_or_default()).1,
+        }
+    }
+
+    fn tags(&self, n: &Network) -> Vec<Tag> {
+        let mut tags: Vec<Tag> = n
+            .extattrs
+            .iter()
+            .filter(|(k, _)| {
+                !(self.cfg.owner_marker == OwnerMarker::Ea && **k == self.cfg.owner_ea)
+                    && **k != self.cfg.gateway_ea
+            })
+            .filter_map(|(k, v)| {
+                ea_text(v).map(|value| Tag {
+                    key: k.clone(),
+                    value,
+                })
+            })
+            .collect();
+        tags.sort_by(|a, b| a.key.cmp(&b.key));
+        tags
+    }
+
+    fn network_info(&self, inv: &Inventory, n: &Net) -> NetworkInfo {
+        let (mut range_start, range_end) = usable_range(&n.cidr);
+        let gateway = self.gateway(&n.wire);
+        // The gateway is never handed out: a range starting on it starts after it.
+        if gateway == Some(range_start) && range_start < range_end {
+            range_start = match range_start {
+                IpAddr::V4(a) => IpAddr::from((u32::from(a) + 1).to_be_bytes()),
+                IpAddr::V6(a) => IpAddr::from((u128::from(a) + 1).to_be_bytes()),
+            };
+        }
+        let (name, marked) = split_owner(n.wire.comment.as_deref().unwrap_or_default());
+        let block = inv.block_of(n);
+        let owner = match self.cfg.owner_marker {
+            OwnerMarker::Ea => self.owner_of(&n.wire.extattrs, None),
+            OwnerMarker::Comment => marked,
+        };
+        NetworkInfo {
+            backend_id: n.id.clone(),
+            name: if name.is_empty() {
+                n.cidr.to_string()
+            } else {
+                name
+            },
+            description: n.wire.comment.clone().filter(|c| !c.trim().is_empty()),
+            cidr: n.cidr,
+            range_start,
+            range_end,
+            gateway,
+            dns_servers: Self::dns_servers(&n.wire),
+            dns_domain: Self::dns_domain(&n.wire),
+            dns_search_domains: Self::search_domains(&n.wire),
+            address_space: n.view.clone(),
+            vlan: self.vlan(&n.wire),
+            tags: self.tags(&n.wire),
+            free: None,
+            block: block.map(|b| b.id.clone()),
+            owner: block.and(owner),
+        }
+    }
+
+    fn block_info(&self, b: &Net) -> BlockInfo {
+        let (name, _) = split_owner(b.wire.comment.as_deref().unwrap_or_default());
+        BlockInfo {
+            backend_id: b.id.clone(),
+            name: if name.is_empty() {
+                b.cidr.to_string()
+            } else {
+                name
+            },
+            description: b.wire.comment.clone().filter(|c| !c.trim().is_empty()),
+            cidr: b.cidr,
+            address_space: b.view.clone(),
+            gateway: None,
+            dns_servers: Self::dns_servers(&b.wire),
+            dns_domain: Self::dns_domain(&b.wire),
+            dns_search_domains: Self::search_domains(&b.wire),
+            tags: self.tags(&b.wire),
+        }
+    }
+
+    /// The allocation a record makes of `addr`, when `addr` is in an exposed network.
+    fn allocation(&self, inv: &Inventory, rec: &Record, addr: IpAddr) -> Option<AllocationInfo> {
+        let net = inv.holding(addr, rec.network_view.as_deref())?;
+        let comment = rec.comment.as_deref().unwrap_or_default();
+        let description = match self.cfg.owner_marker {
+            OwnerMarker::Ea => comment.trim().to_owned(),
+            OwnerMarker::Comment => split_owner(comment).0,
+        };
+        let mac = rec
+            .host_address(addr)
+            .and_then(|h| h.mac.clone())
+            .or_else(|| rec.mac.clone())
+            .filter(|m| m != NO_MAC)
+            .and_then(|m| Mac::parse(&m).ok());
+        Some(AllocationInfo {
+            network: net.id.clone(),
+            address: addr,
+            owner: self.owner_of(&rec.extattrs, rec.comment.as_deref()),
+            details: RecordDetails {
+                hostname: rec.name.clone().filter(|n| !n.is_empty()),
+                description: (!description.is_empty()).then_some(description),
+                mac,
+            },
+            reference: Some(rec.reference.clone()),
+        })
+    }
+
+    // ---- records ---------------------------------------------------------------------------
+
+    /// The object types the record style creates, with the fields the gateway reads.
+    fn record_types(&self) -> &'static [(&'static str, &'static str)] {
+        match self.cfg.record_style {
+            RecordStyle::Host => &[("record:host", HOST_FIELDS)],
+            RecordStyle::FixedAddress => &[
+                ("fixedaddress", FIXED4_FIELDS),
+                ("ipv6fixedaddress", FIXED6_FIELDS),
+            ],
+            RecordStyle::APtr => &[("record:a", A_FIELDS), ("record:aaaa", AAAA_FIELDS)],
+        }
+    }
+
+    fn fields_of(object: &str) -> &'static str {
+        match object {
+            "record:host" => HOST_FIELDS,
+            "fixedaddress" => FIXED4_FIELDS,
+            "ipv6fixedaddress" => FIXED6_FIELDS,
+            "record:a" => A_FIELDS,
+            "record:aaaa" => AAAA_FIELDS,
+            "record:ptr" => PTR_FIELDS,
+            _ => "comment",
+        }
+    }
+
+    /// The record-style object and its address field for a family.
+    fn object_for(&self, family: Family) -> (&'static str, &'static str) {
+        match (self.cfg.record_style, family) {
+            (RecordStyle::Host, _) => ("record:host", HOST_FIELDS),
+            (RecordStyle::FixedAddress, Family::V4) => ("fixedaddress", FIXED4_FIELDS),
+            (RecordStyle::FixedAddress, Family::V6) => ("ipv6fixedaddress", FIXED6_FIELDS),
+            (RecordStyle::APtr, Family::V4) => ("record:a", A_FIELDS),
+            (RecordStyle::APtr, Family::V6) => ("record:aaaa", AAAA_FIELDS),
+        }
+    }
+
+    fn parse_records(&self, values: Vec<Value>) -> Vec<Record> {
+        values
+            .into_iter()
+            .filter_map(|v| match serde_json::from_value::<Record>(v) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!(backend = %self.name, error = %e,
+                        "skipping an Infoblox record that cannot be read");
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// The search filters that find an address of `object` in `net`.
+    fn address_filters(&self, object: &str, net: &Net, addr: IpAddr) -> Vec<(String, String)> {
+        let field = if addr.is_ipv4() {
+            "ipv4addr"
+        } else {
+            "ipv6addr"
+        };
+        let mut f = vec![q(field, addr.to_string())];
+        match object {
+            "record:a" | "record:aaaa" | "record:ptr" => {
+                f.push(q("view", self.cfg.dns_view.as_str()))
+            }
+            _ => f.push(q("network_view", net.view.as_str())),
+        }
+        f
+    }
+
+    /// The gateway's records holding `addr` in `net`.
+    async fn records_at(
+        &self,
+        cx: &CallContext,
+        net: &Net,
+        addr: IpAddr,
+    ) -> IpamResult<Vec<Record>> {
+        let (object, fields) = self.object_for(Family::of_addr(&addr));
+        let found = self
+            .api
+            .get_all(cx, object, &self.address_filters(object, net, addr), fields)
+            .await?;
+        Ok(self
+            .parse_records(found)
+            .into_iter()
+            .filter(|r| r.addresses().contains(&addr))
+            .collect())
+    }
+
+    /// Is anything at all using `addr` in `net` (`ipv4address` / `ipv6address` status)?
+    async fn address_used(&self, cx: &CallContext, net: &Net, addr: IpAddr) -> IpamResult<bool> {
+        let object = if addr.is_ipv4() {
+            "ipv4address"
+        } else {
+            "ipv6address"
+        };
+        let reply = self
+            .api
+            .get(
+                cx,
+                object,
+                &[
+                    q("ip_address", addr.to_string()),
+                    q("network_view", net.view.as_str()),
+                    q("_return_fields", ADDRESS_FIELDS),
+                ],
+            )
+            .await?;
+        if !reply.ok() {
+            return Err(self.error(&reply, &format!("search {object} {addr}")));
+        }
+        let entries: Vec<IpAddressEntry> = serde_json::from_value(reply.body).unwrap_or_default();
+        Ok(entries
+            .iter()
+            .any(|e| e.addr() == Some(addr) && e.is_held()))
+    }
+
+    /// The owner marker as extensible attributes, merged into `extra`.
+    fn owner_eas(&self, owner: &Owner, mut extra: Map<String, Value>) -> Map<String, Value> {
+        if self.cfg.owner_marker == OwnerMarker::Ea {
+            extra.insert(self.cfg.owner_ea.clone(), json!({"value": owner.as_str()}));
+        }
+        extra
+    }
+
+    fn comment(&self, owner: &Owner, description: Option<&str>) -> String {
+        let text = description
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("ipam-gateway: {owner}"));
+        match self.cfg.owner_marker {
+            OwnerMarker::Ea => text,
+            OwnerMarker::Comment => format!("{} {OWNER_MARK}{owner}]", text.trim())
+                .trim()
+                .to_owned(),
+        }
+    }
+
+    /// The record name: the hostname (completed with the network's `domain-name` when DNS needs
+    /// an FQDN), or one derived from the owner.
+    fn record_name(&self, net: &Net, owner: &Owner, hostname: Option<&str>) -> IpamResult<String> {
+        let given = hostname
+            .map(|h| h.trim().trim_end_matches('.'))
+            .filter(|h| !h.is_empty());
+        let base = match given {
+            Some(h) => h.to_owned(),
+            None => {
+                let mut s: String = owner
+                    .as_str()
+                    .to_ascii_lowercase()
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                    .collect();
+                while s.contains("--") {
+                    s = s.replace("--", "-");
+                }
+                let s: String = s.trim_matches('-').chars().take(40).collect();
+                format!("ipamgw-{}-{}", s.trim_matches('-'), owner_hash(owner))
+            }
+        };
+        let dns = self.cfg.record_style == RecordStyle::APtr
+            || (self.cfg.record_style == RecordStyle::Host && self.cfg.configure_for_dns);
+        if !dns || base.contains('.') {
+            return Ok(base);
+        }
+        match Self::dns_domain(&net.wire) {
+            Some(d) => Ok(format!("{base}.{d}")),
+            None if self.cfg.record_style == RecordStyle::APtr => Err(IpamError::invalid(
+                "hostname",
+                format!(
+                    "'{base}' is not fully qualified and network {} has no domain-name option; \
+                     A records need an FQDN",
+                    net.cidr
+                ),
+            )),
+            None => Ok(base),
+        }
+    }
+
+    /// A created (or updated) object from a `201`/`200`: the object itself when the grid
+    /// honoured `_return_fields`, else read back by its ref.
+    async fn object_reply(
+        &self,
+        cx: &CallContext,
+        reply: Reply,
+        fields: &str,
+        context: &str,
+    ) -> IpamResult<Record> {
+        if !reply.ok() {
+            return Err(self.create_error(&reply, context));
+        }
+        match reply.body {
+            Value::Object(_) => serde_json::from_value(reply.body)
+                .map_err(|e| self.bad_data(&format!("answer to {context}"), e)),
+            Value::String(reference) => {
+                let got = self
+                    .api
+                    .get(cx, &reference, &[q("_return_fields", fields)])
+                    .await?;
+                if !got.ok() {
+                    return Err(self.error(&got, &format!("read {reference}")));
+                }
+                serde_json::from_value(got.body)
+                    .map_err(|e| self.bad_data(&format!("answer to read {reference}"), e))
+            }
+            other => Err(self.bad_data(&format!("answer to {context}"), other)),
+        }
+    }
+
+    fn create_error(&self, reply: &Reply, context: &str) -> IpamError {
+        if reply.says("parent was not found") {
+            return IpamError::invalid(
+                "hostname",
+                format!(
+                    "Infoblox, {context}: {} (no DNS zone holds the name)",
+                    reply.detail()
+                ),
+            );
+        }
+        if reply.says("Unknown extensible attribute") {
+            return IpamError::Upstream {
+                backend: self.name.clone(),
+                status: reply.status,
+                detail: format!(
+                    "{context}: {} (create the extensible attribute in the grid, see the README)",
+                    reply.detail()
+                ),
+            };
+        }
+        self.error(reply, context)
+    }
+
+    async fn post(
+        &self,
+        cx: &CallContext,
+        object: &str,
+        fields: &str,
+        body: &Value,
+    ) -> IpamResult<Reply> {
+        self.api
+            .send(
+                cx,
+                Method::POST,
+                object,
+                &[q("_return_fields", fields)],
+                Some(body),
+            )
+            .await
+    }
+
+    async fn delete_ref(&self, cx: &CallContext, reference: &str) -> IpamResult<()> {
+        let reply = self
+            .api
+            .send(cx, Method::DELETE, reference, &[], None)
+            .await?;
+        match reply.status {
+            200..=299 | 404 => Ok(()),
+            _ if reply.says("Data.NotFound") => Ok(()),
+            _ => Err(self.error(&reply, &format!("delete {reference}"))),
+        }
+    }
+
+    async fn create_record(
+        &self,
+        cx: &CallContext,
+        net: &Net,
+        req: &AllocateIn,
+        target: String,
+    ) -> IpamResult<(Record, Option<String>)> {
+        let family = Family::of(&net.cidr);
+        let v4 = family == Family::V4;
+        let (object, fields) = self.object_for(family);
+        let comment = self.comment(&req.owner, req.details.description.as_deref());
+        let extattrs = self.owner_eas(&req.owner, Map::new());
+        let context = format!("create {object} in {} (view {})", net.cidr, net.view);
+        let mac = req.details.mac.as_ref();
+        match self.cfg.record_style {
+            RecordStyle::Host => {
+                let name = self.record_name(net, &req.owner, req.details.hostname.as_deref())?;
+                let mut entry = Map::new();
+                entry.insert(
+                    (if v4 { "ipv4addr" } else { "ipv6addr" }).into(),
+                    json!(target),
+                );
+                match mac {
+                    Some(m) if v4 => {
+                        entry.insert("mac".into(), json!(m.as_str()));
+                        entry.insert(
+                            "configure_for_dhcp".into(),
+                            json!(self.cfg.configure_for_dhcp),
+                        );
+                    }
+                    _ => {
+                        entry.insert("configure_for_dhcp".into(), json!(false));
+                    }
+                }
+                let mut body = json!({
+                    "name": name,
+                    "configure_for_dns": self.cfg.configure_for_dns,
+                    "network_view": net.view,
+                    "comment": comment,
+                    "extattrs": extattrs,
+                });
+                body[if v4 { "ipv4addrs" } else { "ipv6addrs" }] = json!([Value::Object(entry)]);
+                if self.cfg.configure_for_dns {
+                    body["view"] = json!(self.cfg.dns_view);
+                }
+                let mut reply = self.post(cx, object, fields, &body).await?;
+                if !reply.ok() && reply.says("already exists") {
+                    // Host names are unique per view, but one machine holds several addresses
+                    // (one owner each: `vra:<id>/nic0`, `…/nic1`; or one owner in two networks:
+                    // dual stack): the next one is named `<name>-<hash of owner and network>`.
+                    let unique = unique_name(&name, &req.owner, &net.id);
+                    tracing::debug!(backend = %self.name, taken = %name, name = %unique,
+                        "host name taken by another record; using an owner-specific one");
+                    body["name"] = json!(unique);
+                    reply = self.post(cx, object, fields, &body).await?;
+                }
+                Ok((self.object_reply(cx, reply, fields, &context).await?, None))
+            }
+            RecordStyle::FixedAddress => {
+                let mut body = json!({
+                    "network_view": net.view,
+                    "comment": comment,
+                    "extattrs": extattrs,
+                });
+                if let Some(h) = req
+                    .details
+                    .hostname
+                    .as_deref()
+                    .filter(|h| !h.trim().is_empty())
+                {
+                    body["name"] = json!(h.trim());
+                }
+                if v4 {
+                    body["ipv4addr"] = json!(target);
+                    body["mac"] = json!(mac.map(Mac::as_str).unwrap_or(NO_MAC));
+                } else {
+                    body["ipv6addr"] = json!(target);
+                    body["duid"] = json!(
+                        mac.map(duid_from_mac)
+                            .unwrap_or_else(|| "00:00:00:00:00:00:00:00".to_owned())
+                    );
+                }
+                let reply = self.post(cx, object, fields, &body).await?;
+                Ok((self.object_reply(cx, reply, fields, &context).await?, None))
+            }
+            RecordStyle::APtr => {
+                let name = self.record_name(net, &req.owner, req.details.hostname.as_deref())?;
+                let addr_field = if v4 { "ipv4addr" } else { "ipv6addr" };
+                let mut body = json!({
+                    "name": name,
+                    "view": self.cfg.dns_view,
+                    "comment": comment,
+                    "extattrs": extattrs,
+                });
+                body[addr_field] = json!(target);
+                let reply = self.post(cx, object, fields, &body).await?;
+                let rec = self.object_reply(cx, reply, fields, &context).await?;
+                let Some(addr) = rec.addresses().into_iter().next() else {
+                    let _ = self.delete_ref(cx, &rec.reference).await;
+                    return Err(self.bad_data(&context, "the record holds no address"));
+                };
+                let mut ptr = json!({
+                    "ptrdname": name,
+                    "view": self.cfg.dns_view,
+                    "comment": comment,
+                    "extattrs": extattrs,
+                });
+                ptr[addr_field] = json!(addr.to_string());
+                let created = self.post(cx, "record:ptr", PTR_FIELDS, &ptr).await;
+                let failure = match created {
+                    Ok(r) if r.ok() => None,
+                    Ok(r) => Some(self.create_error(&r, &format!("create record:ptr for {addr}"))),
+                    Err(e) => Some(e),
+                };
+                if let Some(e) = failure {
+                    if let Err(undo) = self.delete_ref(cx, &rec.reference).await {
+                        tracing::error!(backend = %self.name, error = %undo,
+                            "could not delete an A record after its PTR failed");
+                    }
+                    return Err(e);
+                }
+                Ok((rec, Some(name)))
+            }
+        }
+    }
+
+    /// Host addresses of a record as they go back in a `PUT` (read-only fields dropped).
+    fn host_entries(
+        rec: &Record,
+        v4: bool,
+        keep: impl Fn(&wire::HostAddress) -> bool,
+        mac_for: Option<(IpAddr, &Mac, bool)>,
+    ) -> Vec<Value> {
+        let list = if v4 { &rec.ipv4addrs } else { &rec.ipv6addrs };
+        list.iter()
+            .filter(|h| keep(h))
+            .filter_map(|h| {
+                let addr = h.addr()?;
+                let mut e = Map::new();
+                e.insert(
+                    (if v4 { "ipv4addr" } else { "ipv6addr" }).into(),
+                    json!(addr.to_string()),
+                );
+                let mut mac = h.mac.clone();
+                let mut dhcp = h.configure_for_dhcp;
+                if let Some((at, m, on)) = mac_for
+                    && at == addr
+                {
+                    mac = Some(m.as_str().to_owned());
+                    dhcp = Some(on);
+                }
+                if let Some(m) = mac.filter(|_| v4) {
+                    e.insert("mac".into(), json!(m));
+                }
+                if let Some(d) = h.duid.clone().filter(|_| !v4) {
+                    e.insert("duid".into(), json!(d));
+                }
+                if let Some(d) = dhcp {
+                    e.insert("configure_for_dhcp".into(), json!(d));
+                }
+                Some(Value::Object(e))
+            })
+            .collect()
+    }
+
+    async fn put(
+        &self,
+        cx: &CallContext,
+        reference: &str,
+        fields: &str,
+        body: &Value,
+    ) -> IpamResult<Reply> {
+        self.api
+            .send(
+                cx,
+                Method::PUT,
+                reference,
+                &[q("_return_fields", fields)],
+                Some(body),
+            )
+            .await
+    }
+
+    /// Deletes the PTR records of `addr` in the DNS view (A + PTR style).
+    async fn delete_ptrs(&self, cx: &CallContext, net: &Net, addr: IpAddr) -> IpamResult<()> {
+        let found = self
+            .api
+            .get_all(
+                cx,
+                "record:ptr",
+                &self.address_filters("record:ptr", net, addr),
+                PTR_FIELDS,
+            )
+            .await?;
+        for p in self.parse_records(found) {
+            self.delete_ref(cx, &p.reference).await?;
+        }
+        Ok(())
+    }
+
+    /// Addresses of the network's range that nothing uses (saturating for large IPv6 networks).
+    async fn free_in(&self, cx: &CallContext, net: &Net, info: &NetworkInfo) -> IpamResult<u64> {
+        let num = |a: IpAddr| match a {
+            IpAddr::V4(v) => u128::from(u32::from(v)),
+            IpAddr::V6(v) => u128::from(v),
+        };
+        let (lo, hi) = (num(info.range_start), num(info.range_end));
+        let size = (hi - lo).saturating_add(1);
+        let used = self
+            .used_in(cx, net)
+            .await?
+            .iter()
+            .filter_map(IpAddressEntry::addr)
+            .filter(|a| (lo..=hi).contains(&num(*a)))
+            .count() as u128;
+        Ok(u64::try_from(size.saturating_sub(used)).unwrap_or(u64::MAX))
+    }
+
+    async fn used_in(&self, cx: &CallContext, net: &Net) -> IpamResult<Vec<IpAddressEntry>> {
+        let object = match Family::of(&net.cidr) {
+            Family::V4 => "ipv4address",
+            Family::V6 => "ipv6address",
+        };
+        let found = self
+            .api
+            .get_all(
+                cx,
+                object,
+                &[
+                    q("network", net.cidr.to_string()),
+                    q("network_view", net.view.as_str()),
+                    q("status", "USED"),
+                ],
+                ADDRESS_FIELDS,
+            )
+            .await?;
+        Ok(found
+            .into_iter()
+            .filter_map(|v| serde_json::from_value::<IpAddressEntry>(v).ok())
+            .filter(IpAddressEntry::is_held)
+            .collect())
+    }
+}
+
+#[async_trait]
+impl Backend for InfobloxBackend {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "infoblox"
+    }
+
+    fn supports_passthrough(&self) -> bool {
+        matches!(
+            self.cfg.auth,
+            crate::config::InfobloxAuth::Passthrough { .. }
+        )
+    }
+
+    async fn check(&self, cx: &CallContext) -> IpamResult<BackendStatus> {
+        let views = self.api.get_all(cx, "networkview", &[], "name").await?;
+        let known: Vec<String> = views
+            .iter()
+            .filter_map(|v| v.get("name").and_then(Value::as_str).map(str::to_owned))
+            .collect();
+        let missing: Vec<&str> = self
+            .cfg
+            .network_views
+            .iter()
+            .filter(|v| !known.contains(v))
+            .map(String::as_str)
+            .collect();
+        let inv = self.fresh_inventory(cx).await?;
+        let mut detail = format!(
+            "Infoblox {} WAPI v{} (auth {}), network views {}, record style {}",
+            self.api.base_url(),
+            self.cfg.wapi_version,
+            self.api.auth_mode(),
+            self.cfg.network_views.join(", "),
+            self.cfg.record_style.as_str()
+        );
+        if !missing.is_empty() {
+            detail.push_str(&format!(
+                "; WARNING: network view(s) not found: {}",
+                missing.join(", ")
+            ));
+        }
+        Ok(BackendStatus {
+            backend: self.name.clone(),
+            kind: "infoblox",
+            detail,
+            networks: inv.networks.len(),
+            blocks: inv.blocks.len(),
+        })
+    }
+
+    async fn networks(&self, cx: &CallContext) -> IpamResult<Vec<NetworkInfo>> {
+        let inv = self.fresh_inventory(cx).await?;
+        let mut out = Vec::with_capacity(inv.networks.len());
+        for n in &inv.networks {
+            let mut info = self.network_info(&inv, n);
+            if self.cfg.count_free {
+                info.free = Some(self.free_in(cx, n, &info).await?);
+            }
+            out.push(info);
+        }
+        Ok(out)
+    }
+
+    async fn blocks(&self, cx: &CallContext) -> IpamResult<Vec<BlockInfo>> {
+        let inv = self.cached_inventory(cx).await?;
+        Ok(inv.blocks.iter().map(|b| self.block_info(b)).collect())
+    }
+
+    async fn allocate(&self, cx: &CallContext, req: &AllocateIn) -> IpamResult<AllocationInfo> {
+        let net = self.exposed_network(cx, &req.network).await?;
+        let target = match req.address {
+            Some(a) => {
+                if !net.cidr.contains(&a) {
+                    return Err(IpamError::invalid(
+                        "address",
+                        format!("{a} is not in network {}", net.cidr),
+                    ));
+                }
+                let (lo, hi) = usable_range(&net.cidr);
+                if a < lo || a > hi {
+                    return Err(IpamError::invalid(
+                        "address",
+                        format!("{a} is the network or broadcast address of {}", net.cidr),
+                    ));
+                }
+                if self.address_used(cx, &net, a).await? {
+                    return Err(IpamError::Conflict(format!(
+                        "{a} in {} (view {}) is already in use",
+                        net.cidr, net.view
+                    )));
+                }
+                a.to_string()
+            }
+            None => format!("func:nextavailableip:{},{}", net.cidr, net.view),
+        };
+        let (rec, _) = self.create_record(cx, &net, req, target).await?;
+        let family = Family::of(&net.cidr);
+        let address = match req.address {
+            Some(a) => a,
+            None => rec
+                .addresses()
+                .into_iter()
+                .find(|a| Family::of_addr(a) == family && net.cidr.contains(a))
+                .ok_or_else(|| self.bad_data("create answer", "no address in the network"))?,
+        };
+        let inv = self.cached_inventory(cx).await?;
+        let mut info = self
+            .allocation(&inv, &rec, address)
+            .unwrap_or(AllocationInfo {
+                network: net.id.clone(),
+                address,
+                owner: None,
+                details: RecordDetails::default(),
+                reference: Some(rec.reference.clone()),
+            });
+        info.network = net.id.clone();
+        info.owner = Some(req.owner.clone());
+        if info.details.mac.is_none() {
+            info.details.mac = req
+                .details
+                .mac
+                .clone()
+                .filter(|_| self.cfg.record_style != RecordStyle::APtr && family == Family::V4);
+        }
+        Ok(info)
+    }
+
+    async fn find(&self, cx: &CallContext, lookup: &Lookup) -> IpamResult<Vec<AllocationInfo>> {
+        let inv = self.cached_inventory(cx).await?;
+        let mut out = Vec::new();
+        match lookup {
+            Lookup::Owner(owner) => {
+                let filter = match self.cfg.owner_marker {
+                    OwnerMarker::Ea => q(&format!("*{}", self.cfg.owner_ea), owner.as_str()),
+                    OwnerMarker::Comment => q(
+                        "comment~",
+                        format!("{}$", regex_escape(&format!("{OWNER_MARK}{owner}]"))),
+                    ),
+                };
+                for (object, fields) in self.record_types() {
+                    let found = self
+                        .api
+                        .get_all(cx, object, std::slice::from_ref(&filter), fields)
+                        .await?;
+                    for rec in self.parse_records(found) {
+                        if self
+                            .owner_of(&rec.extattrs, rec.comment.as_deref())
+                            .as_ref()
+                            != Some(owner)
+                        {
+                            continue;
+                        }
+                        for addr in rec.addresses() {
+                            out.extend(self.allocation(&inv, &rec, addr));
+                        }
+                    }
+                }
+            }
+            Lookup::Address { address, network } => {
+                let nets: Vec<Net> = match network {
+                    Some(id) => match inv.network(id) {
+                        Some(n) => vec![n.clone()],
+                        None => return Ok(Vec::new()),
+                    },
+                    None => {
+                        let mut by_view: HashMap<&str, &Net> = HashMap::new();
+                        for n in inv.networks.iter().filter(|n| n.cidr.contains(address)) {
+                            by_view.entry(n.view.as_str()).or_insert(n);
+                        }
+                        by_view.into_values().cloned().collect()
+                    }
+                };
+                for net in &nets {
+                    for rec in self.records_at(cx, net, *address).await? {
+                        if let Some(mut a) = self.allocation(&inv, &rec, *address) {
+                            a.network = net.id.clone();
+                            out.push(a);
+                        }
+                    }
+                }
+            }
+        }
+        out.sort_by(|a, b| (&a.network, a.address).cmp(&(&b.network, b.address)));
+        out.dedup_by(|a, b| a.network == b.network && a.address == b.address);
+        Ok(out)
+    }
+
+    async fn release(&self, cx: &CallContext, network: &str, address: IpAddr) -> IpamResult<()> {
+        let net = self.exposed_network(cx, network).await?;
+        if self.gateway(&net.wire) == Some(address) {
+            return Err(IpamError::Conflict(format!(
+                "{address} is the gateway of network {network}; it is not released"
+            )));
+        }
+        let v4 = address.is_ipv4();
+        for rec in self.records_at(cx, &net, address).await? {
+            if rec.object_type() == "record:host" && rec.addresses().len() > 1 {
+                let entries = Self::host_entries(&rec, v4, |h| h.addr() != Some(address), None);
+                let mut body = Map::new();
+                body.insert(
+                    (if v4 { "ipv4addrs" } else { "ipv6addrs" }).into(),
+                    Value::Array(entries),
+                );
+                let reply = self
+                    .put(cx, &rec.reference, HOST_FIELDS, &Value::Object(body))
+                    .await?;
+                if !reply.ok() && reply.status != 404 {
+                    return Err(self.error(&reply, &format!("update {}", rec.reference)));
+                }
+            } else {
+                self.delete_ref(cx, &rec.reference).await?;
+            }
+        }
+        if self.cfg.record_style == RecordStyle::APtr {
+            self.delete_ptrs(cx, &net, address).await?;
+        }
+        Ok(())
+    }
+
+    async fn update(
+        &self,
+        cx: &CallContext,
+        network: &str,
+        address: IpAddr,
+        changes: &RecordChanges,
+    ) -> IpamResult<AllocationInfo> {
+        let net = self.exposed_network(cx, network).await?;
+        let rec = self
+            .records_at(cx, &net, address)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                IpamError::NotFound(format!("{address} is not allocated in network {network}"))
+            })?;
+        let v4 = address.is_ipv4();
+        let owner = self.owner_of(&rec.extattrs, rec.comment.as_deref());
+        let mut body = Map::new();
+        let mut new_name = None;
+        if let Some(h) = changes.hostname.as_deref().filter(|h| !h.trim().is_empty()) {
+            let name = match &owner {
+                Some(o) if self.cfg.record_style != RecordStyle::FixedAddress => {
+                    self.record_name(&net, o, Some(h))?
+                }
+                _ => h.trim().to_owned(),
+            };
+            body.insert("name".into(), json!(name));
+            new_name = Some(name);
+        }
+        if let Some(d) = &changes.description {
+            let comment = match (&owner, self.cfg.owner_marker) {
+                (Some(o), OwnerMarker::Comment) => self.comment(o, Some(d)),
+                _ => d.clone(),
+            };
+            body.insert("comment".into(), json!(comment));
+        }
+        if let Some(m) = &changes.mac {
+            match (self.cfg.record_style, v4) {
+                (RecordStyle::APtr, _) => {
+                    return Err(IpamError::Unsupported(format!(
+                        "backend {} keeps A and PTR records (record_style = \"a_ptr\"): \
+                         they hold no MAC address",
+                        self.name
+                    )));
+                }
+                (_, false) => {
+                    return Err(IpamError::invalid(
+                        "mac",
+                        "Infoblox matches IPv6 host and fixed addresses by DUID, not by MAC; \
+                         no MAC is kept for an IPv6 address",
+                    ));
+                }
+                (RecordStyle::Host, true) => {
+                    let on = self.cfg.configure_for_dhcp;
+                    body.insert(
+                        "ipv4addrs".into(),
+                        Value::Array(Self::host_entries(
+                            &rec,
+                            true,
+                            |_| true,
+                            Some((address, m, on)),
+                        )),
+                    );
+                }
+                (RecordStyle::FixedAddress, true) => {
+                    body.insert("mac".into(), json!(m.as_str()));
+                }
+            }
+        }
+        let inv = self.cached_inventory(cx).await?;
+        if body.is_empty() {
+            return self
+                .allocation(&inv, &rec, address)
+                .ok_or_else(|| IpamError::NotFound(format!("{address} in network {network}")));
+        }
+        let fields = Self::fields_of(rec.object_type());
+        let reply = self
+            .put(cx, &rec.reference, fields, &Value::Object(body))
+            .await?;
+        let context = format!("update {}", rec.reference);
+        if reply.status == 404 {
+            return Err(IpamError::NotFound(format!(
+                "{address} is not allocated in network {network}"
+            )));
+        }
+        if !reply.ok() && reply.says("mac") {
+            return Err(IpamError::invalid("mac", reply.detail()));
+        }
+        let updated = self.object_reply(cx, reply, fields, &context).await?;
+        if let Some(name) = new_name
+            && self.cfg.record_style == RecordStyle::APtr
+        {
+            let found = self
+                .api
+                .get_all(
+                    cx,
+                    "record:ptr",
+                    &self.address_filters("record:ptr", &net, address),
+                    PTR_FIELDS,
+                )
+                .await?;
+            for p in self.parse_records(found) {
+                let reply = self
+                    .put(cx, &p.reference, PTR_FIELDS, &json!({"ptrdname": name}))
+                    .await?;
+                if !reply.ok() {
+                    return Err(self.error(&reply, &format!("update {}", p.reference)));
+                }
+            }
+        }
+        let mut info = self
+            .allocation(&inv, &updated, address)
+            .ok_or_else(|| IpamError::NotFound(format!("{address} in network {network}")))?;
+        info.network = net.id.clone();
+        Ok(info)
+    }
+
+    async fn allocate_network(
+        &self,
+        cx: &CallContext,
+        req: &CarveRequest,
+    ) -> IpamResult<NetworkInfo> {
+        let inv = self.fresh_inventory(cx).await?;
+        let block = inv
+            .block(&req.block)
+            .cloned()
+            .ok_or_else(|| IpamError::NotFound(format!("block {}", req.block)))?;
+        let max = block.cidr.max_prefix_len();
+        if req.prefix_len <= block.cidr.prefix_len() || req.prefix_len > max {
+            return Err(IpamError::invalid(
+                "prefix_len",
+                format!(
+                    "/{} does not fit in block {} ({}); use /{}../{max}",
+                    req.prefix_len,
+                    req.block,
+                    block.cidr,
+                    block.cidr.prefix_len() + 1
+                ),
+            ));
+        }
+        let v4 = Family::of(&block.cidr) == Family::V4;
+        let object = if v4 { "network" } else { "ipv6network" };
+        let target = match req.subnet {
+            Some(net) => {
+                let net = net.trunc();
+                if !block.cidr.contains(&net) || net.prefix_len() != req.prefix_len {
+                    return Err(IpamError::invalid(
+                        "subnet",
+                        format!(
+                            "{net} is not a /{} inside block {}",
+                            req.prefix_len, block.cidr
+                        ),
+                    ));
+                }
+                net.to_string()
+            }
+            None => format!(
+                "func:nextavailablenetwork:{},{},{}",
+                block.cidr, block.view, req.prefix_len
+            ),
+        };
+        let name = req
+            .name
+            .clone()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| "on-demand network".to_owned());
+        let comment = match self.cfg.owner_marker {
+            OwnerMarker::Ea => name.trim().to_owned(),
+            OwnerMarker::Comment => format!("{} {OWNER_MARK}{}]", name.trim(), req.owner),
+        };
+        let mut eas = Map::new();
+        for (k, v) in &self.cfg.network_filter {
+            eas.insert(k.clone(), json!({"value": v}));
+        }
+        let body = json!({
+            "network": target,
+            "network_view": block.view,
+            "comment": comment,
+            "extattrs": self.owner_eas(&req.owner, eas),
+        });
+        let context = format!(
+            "create {object} in container {} (view {})",
+            block.cidr, block.view
+        );
+        let reply = self.post(cx, object, NETWORK_FIELDS, &body).await?;
+        if !reply.ok() {
+            let e = self.create_error(&reply, &context);
+            return Err(match e {
+                IpamError::Exhausted(_) => IpamError::Exhausted(format!(
+                    "block {} ({}) has no free /{}: {}",
+                    req.block,
+                    block.cidr,
+                    req.prefix_len,
+                    reply.detail()
+                )),
+                other => other,
+            });
+        }
+        let created: Network = match reply.body {
+            Value::Object(_) => serde_json::from_value(reply.body)
+                .map_err(|e| self.bad_data(&format!("answer to {context}"), e))?,
+            Value::String(r) => {
+                let got = self
+                    .api
+                    .get(cx, &r, &[q("_return_fields", NETWORK_FIELDS)])
+                    .await?;
+                if !got.ok() {
+                    return Err(self.error(&got, &format!("read {r}")));
+                }
+                serde_json::from_value(got.body)
+                    .map_err(|e| self.bad_data(&format!("answer to read {r}"), e))?
+            }
+            other => return Err(self.bad_data(&format!("answer to {context}"), other)),
+        };
+        let cidr = created
+            .cidr()
+            .ok_or_else(|| self.bad_data(&format!("answer to {context}"), "no network"))?;
+        // DHCP options: the gateway on the first host, DNS as the block has it.
+        let (lo, hi) = usable_range(&cidr);
+        let gateway = (v4 && lo < hi).then_some(lo);
+        let mut options: Vec<DhcpOption> = Vec::new();
+        if let Some(gw) = gateway {
+            options.push(DhcpOption {
+                name: Some("routers".into()),
+                num: Some(3),
+                value: Some(gw.to_string()),
+                use_option: Some(true),
+                vendor_class: Some("DHCP".into()),
+            });
+        }
+        for o in &block.wire.options {
+            let copy = matches!(
+                o.name.as_deref(),
+                Some("domain-name-servers" | "domain-name" | "domain-search")
+                    | Some("dhcp6.name-servers" | "dhcp6.domain-search")
+            );
+            if copy && o.use_option != Some(false) {
+                options.push(o.clone());
+            }
+        }
+        let finish = async {
+            if !options.is_empty() {
+                let reply = self
+                    .put(
+                        cx,
+                        &created.reference,
+                        NETWORK_FIELDS,
+                        &json!({"options": options}),
+                    )
+                    .await?;
+                if !reply.ok() {
+                    return Err(self.error(&reply, &format!("set options of {cidr}")));
+                }
+            }
+            if let Some(gw) = gateway {
+                let reserve = json!({
+                    "ipv4addr": gw.to_string(),
+                    "mac": NO_MAC,
+                    "network_view": block.view,
+                    "comment": "gateway (ipam-gateway)",
+                });
+                let reply = self
+                    .post(cx, "fixedaddress", FIXED4_FIELDS, &reserve)
+                    .await?;
+                if !reply.ok() {
+                    return Err(self.create_error(&reply, &format!("reserve gateway {gw}")));
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = finish.await {
+            if let Err(undo) = self.delete_ref(cx, &created.reference).await {
+                tracing::error!(backend = %self.name, network = %cidr, error = %undo,
+                    "could not delete a carved network after setting it up failed");
+            }
+            return Err(e);
+        }
+        self.inventory.invalidate(&self.api.scope(cx)).await;
+        let net = Net {
+            id: net_id(&block.view, &cidr),
+            cidr,
+            view: block.view.clone(),
+            wire: Network {
+                options,
+                network_container: Some(block.cidr.to_string()),
+                ..created
+            },
+        };
+        let mut info = self.network_info(&inv, &net);
+        info.block = Some(block.id.clone());
+        info.owner = Some(req.owner.clone());
+        info.name = name.trim().to_owned();
+        Ok(info)
+    }
+
+    async fn release_network(&self, cx: &CallContext, network: &str) -> IpamResult<()> {
+        if parse_id(network).is_none() {
+            return Err(IpamError::NotFound(format!("network {network}")));
+        }
+        let inv = self.fresh_inventory(cx).await?;
+        let Some(net) = inv.network(network).cloned() else {
+            return Ok(());
+        };
+        if inv.block_of(&net).is_none() {
+            return Err(IpamError::Conflict(format!(
+                "network {network} was not carved from a block; delete it in Infoblox"
+            )));
+        }
+        let gateway = self.gateway(&net.wire);
+        let held = self
+            .used_in(cx, &net)
+            .await?
+            .iter()
+            .filter(|e| e.addr().is_some() && e.addr() != gateway)
+            .count();
+        if held > 0 {
+            return Err(IpamError::Conflict(format!(
+                "network {network} still holds {held} allocated address(es); release them first"
+            )));
+        }
+        self.delete_ref(cx, &net.wire.reference).await?;
+        self.inventory.invalidate(&self.api.scope(cx)).await;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_with_views_holding_slashes() {
+        let cidr: IpNet = "2001:db8:20::/64".parse().expect("cidr");
+        let id = net_id("lab/east", &cidr);
+        assert_eq!(parse_id(&id), Some(("lab/east".to_owned(), cidr)));
+        assert_eq!(parse_id("10.0.0.0/24"), None, "a view is required");
+        assert_eq!(parse_id("default/garbage/24"), None);
+    }
+
+    #[test]
+    fn owner_markers_and_regexes() {
+        let (text, owner) = split_owner("web [ipamgw-owner:vra:a.b/nic0]");
+        assert_eq!(text, "web");
+        assert_eq!(owner.map(String::from).as_deref(), Some("vra:a.b/nic0"));
+        assert_eq!(regex_escape("[x:a.b]"), "\\[x:a\\.b\\]");
+        let mac = Mac::parse("00:50:56:aa:bb:cc").expect("mac");
+        assert_eq!(duid_from_mac(&mac), "00:03:00:01:00:50:56:aa:bb:cc");
+        let o = Owner::parse("vra:1/nic1").expect("owner");
+        let u = unique_name("web-01.lab.example.com", &o, "default/10.0.0.0/24");
+        assert!(
+            u.starts_with("web-01-") && u.ends_with(".lab.example.com"),
+            "{u}"
+        );
+        assert_ne!(
+            unique_name("web-01", &o, "default/10.0.0.0/24"),
+            unique_name("web-01", &o, "default/2001:db8::/64")
+        );
+    }
+}

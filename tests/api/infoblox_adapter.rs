@@ -1,0 +1,625 @@
+//! The Infoblox backend against wiremock mocks built from `fixtures/infoblox/` (each fixture
+//! follows the source its `source` field names).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ipam_gateway::backends::{Backend, CallContext};
+use ipam_gateway::domain::{
+    AllocateIn, CarveRequest, IpamError, Lookup, Mac, Owner, RecordChanges, RecordDetails,
+};
+use serde_json::Value;
+use wiremock::ResponseTemplate;
+
+use crate::support::infoblox::{COOKIE, Exchange, InfobloxMock, PASSWORD, backend};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("ip")
+}
+
+fn owner(s: &str) -> Owner {
+    Owner::parse(s).expect("owner")
+}
+
+const SERVERS: &str = "default/10.20.0.0/24";
+const TINY: &str = "default/10.40.0.0/29";
+
+fn alloc(o: &str, net: &str) -> AllocateIn {
+    AllocateIn {
+        network: net.into(),
+        owner: owner(o),
+        address: None,
+        details: RecordDetails {
+            hostname: Some(format!("{o}.lab.example.com")),
+            description: None,
+            mac: None,
+        },
+    }
+}
+
+fn body_of(r: &wiremock::Request) -> Value {
+    serde_json::from_slice(&r.body).unwrap_or(Value::Null)
+}
+
+#[test]
+fn every_fixture_names_its_source() {
+    for name in crate::support::infoblox::all() {
+        let ex = Exchange::load(&name);
+        assert!(
+            ex.source().len() > 10,
+            "{name}: a fixture must say which source it follows"
+        );
+        assert!(ex.target().starts_with("/wapi/v2.12/"), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn networks_follow_next_page_id_and_map_options_and_eas() {
+    let m = InfobloxMock::start().await;
+    m.fixture("01").mounted().expect(1).mount().await;
+    for f in ["04", "05", "06", "07", "08"] {
+        m.fixture(f).with_cookie().mounted().expect(1).mount().await;
+    }
+    let b = backend(&m.uri(), "count_free = false");
+    let cx = CallContext::default();
+    let nets = match b.networks(&cx).await {
+        Ok(n) => n,
+        Err(e) => {
+            for r in m.requests().await {
+                eprintln!("{} {} {:?}", r.method, r.url, r.headers.get("cookie"));
+            }
+            panic!("{e:?}");
+        }
+    };
+    let names: Vec<&str> = nets.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["lab-servers", "lab-dmz", "lab-tiny", "lab-servers-v6"],
+        "both pages of networks, then IPv6"
+    );
+    let s = &nets[0];
+    assert_eq!(s.backend_id, SERVERS);
+    assert_eq!(s.cidr.to_string(), "10.20.0.0/24");
+    assert_eq!(s.address_space, "default");
+    assert_eq!(s.gateway, Some(ip("10.20.0.1")), "from the routers option");
+    assert_eq!(s.dns_servers, [ip("10.20.0.53"), ip("10.20.0.54")]);
+    assert_eq!(s.dns_domain.as_deref(), Some("lab.example.com"));
+    assert_eq!(s.dns_search_domains, ["lab.example.com", "example.com"]);
+    assert_eq!(s.vlan, Some(20), "from the VLAN EA");
+    assert!(
+        s.tags
+            .iter()
+            .any(|t| t.key == "Tier" && t.value == "servers"),
+        "EAs are tags: {:?}",
+        s.tags
+    );
+    assert_eq!(
+        (s.range_start, s.range_end),
+        (ip("10.20.0.2"), ip("10.20.0.254")),
+        "the gateway is not in the range"
+    );
+    assert_eq!((s.block.as_ref(), s.owner.as_ref()), (None, None));
+    let v6 = &nets[3];
+    assert_eq!(
+        v6.gateway,
+        Some(ip("2001:db8:20::1")),
+        "IPv6: the Gateway EA"
+    );
+    assert_eq!(v6.dns_servers, [ip("2001:db8:20::53")]);
+    assert_eq!(v6.dns_domain.as_deref(), Some("lab.example.com"));
+    assert!(!v6.tags.iter().any(|t| t.key == "Gateway"));
+
+    let blocks = b.blocks(&cx).await.expect("blocks (cached inventory)");
+    assert_eq!(blocks.len(), 1);
+    assert_eq!(blocks[0].name, "lab-on-demand");
+    assert_eq!(blocks[0].dns_domain.as_deref(), Some("lab.example.com"));
+
+    // One login; every data call rode the cookie, none carried the password.
+    let reqs = m.requests().await;
+    let with_basic = reqs
+        .iter()
+        .filter(|r| r.headers.contains_key("authorization"))
+        .count();
+    assert_eq!(with_basic, 1, "only the login sends Basic");
+    assert!(
+        reqs.iter()
+            .filter(|r| !r.headers.contains_key("authorization"))
+            .all(|r| r.headers.get("cookie").and_then(|v| v.to_str().ok()) == Some(COOKIE))
+    );
+}
+
+#[tokio::test]
+async fn check_reports_views_networks_and_blocks() {
+    let m = InfobloxMock::start().await;
+    m.inventory().await;
+    m.fixture("09").with_cookie().mount().await;
+    let status = backend(&m.uri(), "")
+        .check(&CallContext::default())
+        .await
+        .expect("check");
+    assert_eq!(
+        (status.kind, status.networks, status.blocks),
+        ("infoblox", 4, 1)
+    );
+    assert!(status.detail.contains("WAPI v2.12"), "{}", status.detail);
+    assert!(!status.detail.contains("WARNING"), "{}", status.detail);
+    assert!(!status.detail.contains(PASSWORD));
+}
+
+#[tokio::test]
+async fn allocation_creates_a_host_with_func_nextavailableip() {
+    let m = InfobloxMock::start().await;
+    m.inventory().await;
+    m.fixture("10")
+        .with_cookie()
+        .mounted()
+        .expect(1)
+        .mount()
+        .await;
+    let b = backend(&m.uri(), "");
+    let a = b
+        .allocate(&CallContext::default(), &alloc("vm-1", SERVERS))
+        .await
+        .expect("allocate");
+    assert_eq!(a.address, ip("10.20.0.2"));
+    assert_eq!(a.network, SERVERS);
+    assert_eq!(a.owner, Some(owner("vm-1")));
+    assert_eq!(a.details.hostname.as_deref(), Some("vm-1.lab.example.com"));
+    assert!(
+        a.reference
+            .as_deref()
+            .is_some_and(|r| r.starts_with("record:host/"))
+    );
+    let sent = m
+        .requests()
+        .await
+        .into_iter()
+        .find(|r| r.method.as_str() == "POST")
+        .expect("a POST");
+    assert_eq!(body_of(&sent), *Exchange::load("10").request_body());
+}
+
+#[tokio::test]
+async fn no_free_address_is_exhausted_and_names_the_network() {
+    let m = InfobloxMock::start().await;
+    m.inventory().await;
+    m.fixture("11").with_cookie().mount().await;
+    let b = backend(&m.uri(), "");
+    let e = b
+        .allocate(&CallContext::default(), &alloc("vm-1", TINY))
+        .await
+        .expect_err("exhausted");
+    let IpamError::Exhausted(msg) = &e else {
+        panic!("Exhausted expected, got {e:?}");
+    };
+    assert!(msg.contains("Cannot find 1 available IP address"), "{msg}");
+    assert!(
+        msg.contains("10.40.0.0/29") && msg.contains("Client.Ibap.Data.Conflict"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn an_existing_record_is_a_conflict_and_an_unknown_ea_carries_the_wapi_body() {
+    let m = InfobloxMock::start().await;
+    m.inventory().await;
+    m.fixture("12").with_cookie().mount().await;
+    let b = backend(&m.uri(), "");
+    let e = b
+        .allocate(&CallContext::default(), &alloc("vm-1", SERVERS))
+        .await
+        .expect_err("duplicate");
+    assert!(
+        matches!(&e, IpamError::Conflict(m) if m.contains("already exists")),
+        "{e:?}"
+    );
+
+    let m = InfobloxMock::start().await;
+    m.inventory().await;
+    m.fixture_as("10", "26").with_cookie().mount().await;
+    let e = backend(&m.uri(), "")
+        .allocate(&CallContext::default(), &alloc("vm-1", SERVERS))
+        .await
+        .expect_err("unknown EA");
+    match &e {
+        IpamError::Upstream { status, detail, .. } => {
+            assert_eq!(*status, 400);
+            assert!(
+                detail.contains("Unknown extensible attribute: VM Name")
+                    && detail.contains("AdmConProtoError")
+                    && detail.contains("Client.Ibap.Proto"),
+                "{detail}"
+            );
+        }
+        other => panic!("Upstream expected, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn find_by_owner_searches_the_owner_ea() {
+    let m = InfobloxMock::start().await;
+    m.inventory().await;
+    m.fixture("13")
+        .with_cookie()
+        .mounted()
+        .expect(1)
+        .mount()
+        .await;
+    let found = backend(&m.uri(), "")
+        .find(&CallContext::default(), &Lookup::Owner(owner("vm-1")))
+        .await
+        .expect("find");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].address, ip("10.20.0.2"));
+    assert_eq!(found[0].network, SERVERS);
+    assert_eq!(found[0].owner, Some(owner("vm-1")));
+    assert_eq!(
+        found[0].details.description.as_deref(),
+        Some("ipam-gateway: vm-1")
+    );
+}
+
+#[tokio::test]
+async fn a_mac_goes_on_the_host_address() {
+    let m = InfobloxMock::start().await;
+    m.inventory().await;
+    m.fixture("14").with_cookie().mount().await;
+    m.fixture("15")
+        .with_cookie()
+        .mounted()
+        .expect(1)
+        .mount()
+        .await;
+    let b = backend(&m.uri(), "");
+    let mac = Mac::parse("00:50:56:AA:BB:CC").expect("mac");
+    let changes = RecordChanges {
+        mac: Some(mac.clone()),
+        ..RecordChanges::default()
+    };
+    let a = b
+        .update(&CallContext::default(), SERVERS, ip("10.20.0.2"), &changes)
+        .await
+        .expect("update");
+    assert_eq!(a.details.mac, Some(mac));
+    let put = m
+        .requests()
+        .await
+        .into_iter()
+        .find(|r| r.method.as_str() == "PUT")
+        .expect("a PUT");
+    assert_eq!(body_of(&put), *Exchange::load("15").request_body());
+}
+
+#[tokio::test]
+async fn release_deletes_by_ref_and_a_gone_ref_is_success() {
+    let m = InfobloxMock::start().await;
+    m.inventory().await;
+    m.fixture("14").with_cookie().mount().await;
+    m.fixture("16")
+        .with_cookie()
+        .mounted()
+        .expect(1)
+        .times(1)
+        .mount()
+        .await;
+    let b = backend(&m.uri(), "");
+    let cx = CallContext::default();
+    b.release(&cx, SERVERS, ip("10.20.0.2"))
+        .await
+        .expect("release");
+    m.fixture("17")
+        .with_cookie()
+        .mounted()
+        .expect(1)
+        .mount()
+        .await;
+    b.release(&cx, SERVERS, ip("10.20.0.2"))
+        .await
+        .expect("a ref deleted meanwhile is released already");
+    let gw = b
+        .release(&cx, SERVERS, ip("10.20.0.1"))
+        .await
+        .expect_err("gateway");
+    assert!(matches!(gw, IpamError::Conflict(_)), "{gw:?}");
+}
+
+#[tokio::test]
+async fn fixed_address_style_reserves_with_the_zero_mac() {
+    let m = InfobloxMock::start().await;
+    m.inventory().await;
+    m.fixture("18")
+        .with_cookie()
+        .mounted()
+        .expect(1)
+        .mount()
+        .await;
+    let b = backend(&m.uri(), "record_style = \"fixed_address\"");
+    let mut req = alloc("vm-2", SERVERS);
+    req.details.hostname = None;
+    let a = b
+        .allocate(&CallContext::default(), &req)
+        .await
+        .expect("allocate");
+    assert_eq!(a.address, ip("10.20.0.3"));
+    assert_eq!(a.details.mac, None, "the zero MAC is no MAC");
+    assert!(
+        a.reference
+            .as_deref()
+            .is_some_and(|r| r.starts_with("fixedaddress/"))
+    );
+}
+
+#[tokio::test]
+async fn a_ptr_style_creates_the_a_record_then_its_ptr() {
+    let m = InfobloxMock::start().await;
+    m.inventory().await;
+    m.fixture("19")
+        .with_cookie()
+        .mounted()
+        .expect(1)
+        .mount()
+        .await;
+    m.fixture("20")
+        .with_cookie()
+        .mounted()
+        .expect(1)
+        .mount()
+        .await;
+    let b = backend(&m.uri(), "record_style = \"a_ptr\"");
+    let a = b
+        .allocate(&CallContext::default(), &alloc("vm-3", SERVERS))
+        .await
+        .expect("allocate");
+    assert_eq!(a.address, ip("10.20.0.4"));
+    let posts: Vec<String> = m
+        .requests()
+        .await
+        .into_iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .map(|r| r.url.path().to_owned())
+        .collect();
+    assert_eq!(posts, ["/wapi/v2.12/record:a", "/wapi/v2.12/record:ptr"]);
+    // A records keep no MAC.
+    let e = b
+        .update(
+            &CallContext::default(),
+            SERVERS,
+            a.address,
+            &RecordChanges {
+                mac: Some(Mac::parse("00:50:56:00:00:01").expect("mac")),
+                ..RecordChanges::default()
+            },
+        )
+        .await;
+    assert!(e.is_err());
+}
+
+#[tokio::test]
+async fn a_specific_address_in_use_is_a_conflict_before_any_create() {
+    let m = InfobloxMock::start().await;
+    m.inventory().await;
+    m.fixture("21").with_cookie().mount().await;
+    let b = backend(&m.uri(), "");
+    let mut req = alloc("vm-9", SERVERS);
+    req.address = Some(ip("10.20.0.1"));
+    let e = b
+        .allocate(&CallContext::default(), &req)
+        .await
+        .expect_err("in use");
+    assert!(matches!(e, IpamError::Conflict(_)), "{e:?}");
+    assert!(
+        m.requests()
+            .await
+            .iter()
+            .all(|r| r.method.as_str() != "POST")
+    );
+    req.address = Some(ip("10.21.0.1"));
+    let e = b
+        .allocate(&CallContext::default(), &req)
+        .await
+        .expect_err("outside");
+    assert!(
+        matches!(&e, IpamError::InvalidInput { field, .. } if field == "address"),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn carving_uses_nextavailablenetwork_then_sets_routers_and_reserves_the_gateway() {
+    let m = InfobloxMock::start().await;
+    m.inventory().await;
+    m.fixture("22")
+        .with_cookie()
+        .mounted()
+        .expect(1)
+        .mount()
+        .await;
+    m.fixture("23")
+        .with_cookie()
+        .mounted()
+        .expect(1)
+        .mount()
+        .await;
+    m.fixture("24")
+        .with_cookie()
+        .mounted()
+        .expect(1)
+        .mount()
+        .await;
+    let b = backend(&m.uri(), "");
+    let n = b
+        .allocate_network(
+            &CallContext::default(),
+            &CarveRequest {
+                block: "default/10.100.0.0/16".into(),
+                prefix_len: 28,
+                owner: owner("project-a"),
+                name: Some("app net".into()),
+                subnet: None,
+            },
+        )
+        .await
+        .expect("carve");
+    assert_eq!(n.cidr.to_string(), "10.100.0.0/28");
+    assert_eq!(n.backend_id, "default/10.100.0.0/28");
+    assert_eq!(n.gateway, Some(ip("10.100.0.1")));
+    assert_eq!(n.dns_servers, [ip("10.20.0.53")]);
+    assert_eq!(n.block.as_deref(), Some("default/10.100.0.0/16"));
+    assert_eq!(n.owner, Some(owner("project-a")));
+    for (f, verb) in [("22", "POST"), ("23", "PUT"), ("24", "POST")] {
+        let want = Exchange::load(f);
+        let got = m
+            .requests()
+            .await
+            .into_iter()
+            .find(|r| r.method.as_str() == verb && r.url.path() == want.path())
+            .unwrap_or_else(|| panic!("request of fixture {f}"));
+        assert_eq!(body_of(&got), *want.request_body(), "fixture {f}");
+    }
+}
+
+#[tokio::test]
+async fn html_401_is_unauthorized_and_never_shows_the_password() {
+    let m = InfobloxMock::start().await;
+    m.fixture("02").mounted().expect(1).mount().await;
+    let b = backend(
+        &m.uri(),
+        "username = \"admin\"\npassword = \"wrong-pw-xyz\"",
+    );
+    let cx = CallContext::default();
+    let e = b.networks(&cx).await.expect_err("401");
+    let IpamError::Unauthorized(msg) = &e else {
+        panic!("Unauthorized expected, got {e:?}");
+    };
+    assert!(
+        msg.contains("401") && msg.contains("Authorization Required"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("<html>"),
+        "the HTML page is reduced to its title: {msg}"
+    );
+    assert!(!format!("{e} {e:?} {b:?}").contains("wrong-pw-xyz"));
+    // A failed login is remembered: the grid is not asked again (its lockout would follow).
+    let again = b.networks(&cx).await.expect_err("still 401");
+    assert!(matches!(again, IpamError::Unauthorized(_)));
+}
+
+#[tokio::test]
+async fn lockout_403_is_unauthorized_and_says_why() {
+    let m = InfobloxMock::start().await;
+    m.fixture("03").mount().await;
+    let e = backend(&m.uri(), "")
+        .networks(&CallContext::default())
+        .await
+        .expect_err("403");
+    assert!(
+        matches!(&e, IpamError::Unauthorized(m) if m.contains("locked")),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn grid_503_is_unavailable() {
+    let m = InfobloxMock::start().await;
+    m.fixture("25").mount().await;
+    let e = backend(&m.uri(), "")
+        .networks(&CallContext::default())
+        .await
+        .expect_err("503");
+    assert!(
+        matches!(&e, IpamError::Unavailable { backend, detail } if backend == "ipam" && detail.contains("Temporary Unavailable")),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn connection_refused_is_unavailable_naming_the_backend() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    let e = backend(&format!("http://127.0.0.1:{port}"), "")
+        .networks(&CallContext::default())
+        .await
+        .expect_err("refused");
+    match &e {
+        IpamError::Unavailable { backend, detail } => {
+            assert_eq!(backend, "ipam");
+            assert!(detail.contains("cannot connect"), "{detail}");
+        }
+        other => panic!("Unavailable expected, got {other:?}"),
+    }
+    assert!(!e.to_string().contains(PASSWORD));
+}
+
+#[tokio::test]
+async fn a_slow_grid_is_a_timeout() {
+    let m = InfobloxMock::start().await;
+    m.respond(
+        "GET",
+        "/wapi/v2.12/",
+        ResponseTemplate::new(200).set_delay(Duration::from_secs(3)),
+    )
+    .mount()
+    .await;
+    let text = crate::support::infoblox::config(&m.uri(), "")
+        .replace("timeout_secs = 5", "timeout_secs = 1");
+    let b = crate::support::infoblox::backend_from(&text);
+    let e = b
+        .networks(&CallContext::default())
+        .await
+        .expect_err("timeout");
+    assert!(
+        matches!(e, IpamError::Timeout { ref backend, seconds: 1 } if backend == "ipam"),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_cookie_costs_one_login_then_the_call_succeeds() {
+    let m = InfobloxMock::start().await;
+    // Login 1 sets the fixture cookie; the grid then refuses it once (expired), login 2 again.
+    m.fixture("01").mounted().expect(2).mount().await;
+    m.respond(
+        "GET",
+        "/wapi/v2.12/network",
+        ResponseTemplate::new(401).set_body_raw(
+            Exchange::load("02").body_text(),
+            "text/html; charset=iso-8859-1",
+        ),
+    )
+    .mounted()
+    .times(1)
+    .priority(1)
+    .mount()
+    .await;
+    for f in ["04", "05", "06", "07", "08"] {
+        m.fixture(f).with_cookie().mount().await;
+    }
+    let b = backend(&m.uri(), "count_free = false");
+    let nets = b
+        .networks(&CallContext::default())
+        .await
+        .expect("re-login, then success");
+    assert_eq!(nets.len(), 4);
+    assert_eq!(b.logins(), 2);
+}
+
+#[tokio::test]
+async fn secrets_stay_out_of_debug_and_errors() {
+    let m = InfobloxMock::start().await;
+    m.fixture("02").mount().await;
+    let b = backend(
+        &m.uri(),
+        "username = \"admin\"\npassword = \"s3cret-Infoblox-pw\"",
+    );
+    let e = b.check(&CallContext::default()).await.expect_err("401");
+    let text = format!("{b:?} {e} {e:?}");
+    assert!(!text.contains("s3cret-Infoblox-pw"), "{text}");
+    let s = crate::support::infoblox::settings(&crate::support::infoblox::config(
+        &m.uri(),
+        "username = \"admin\"\npassword = \"s3cret-Infoblox-pw\"",
+    ));
+    let printed = format!("{s:?} {}", serde_json::to_string(&s.config).expect("json"));
+    assert!(!printed.contains("s3cret-Infoblox-pw"), "{printed}");
+}
