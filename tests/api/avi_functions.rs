@@ -37,6 +37,14 @@ macro_rules! on_every_backend {
                 }
             )*
         }
+        mod infoblox {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::BackendKind::Infoblox).await
+                }
+            )*
+        }
     };
 }
 

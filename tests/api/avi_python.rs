@@ -96,3 +96,8 @@ async fn generated_avi_script_passes_its_python_tests_on_embedded() {
 async fn generated_avi_script_passes_its_python_tests_on_phpipam() {
     run_python_suite(BackendKind::Phpipam).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_avi_script_passes_its_python_tests_on_infoblox() {
+    run_python_suite(BackendKind::Infoblox).await;
+}

@@ -102,9 +102,7 @@ async fn avis_own_validator_passes_test_all_on_every_backend() {
         return;
     }
     let Some(python) = python() else { return };
-    // Infoblox joins when its backend lets one owner hold a v4 and a v6 address (today a second
-    // host record for the same owner is refused with "already exists").
-    for kind in [BackendKind::Embedded, BackendKind::Phpipam] {
+    for &kind in BackendKind::ALL {
         let (stdout, stderr) = run_validator(kind, &python, &validator).await;
         eprintln!("=== validate_custom_ipam_script.py, Test all, {kind} backend ===\n{stdout}");
         for line in MUST_PASS {
