@@ -7,6 +7,10 @@
 //! live in a moka cache keyed by the SHA-256 of `user NUL password`; concurrent first calls share
 //! one login (`try_get_with`). Failed logins are remembered for a minute: repeated bad passwords
 //! make NIOS lock out every user of the gateway's address for a while (403).
+//!
+//! Concurrent calls whose cookie is refused share one new login (each drops only the session it
+//! used, and `try_get_with` runs one login per key). Reads (`GET`) are retried a bounded number of
+//! times ([`retry`]); writes are sent once.
 
 use std::fmt;
 use std::time::Duration;
@@ -19,7 +23,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::wire::{Page, WapiError};
-use crate::backends::CallContext;
+use crate::backends::{CallContext, retry};
 use crate::config::{InfobloxAuth, InfobloxSettings};
 use crate::domain::{IpamError, IpamResult};
 
@@ -114,7 +118,7 @@ pub struct Api {
     http: reqwest::Client,
     base_url: String,
     wapi_base: String,
-    timeout_secs: u64,
+    timeout: Duration,
     auth: InfobloxAuth,
     sessions: Cache<String, Session>,
     failed_logins: Cache<String, IpamError>,
@@ -140,8 +144,8 @@ fn credential_key(username: &str, password: &SecretString) -> String {
 }
 
 /// `ibapauth=<value>` from a `Set-Cookie` header, as it goes back in `Cookie`.
-fn ibapauth(resp: &reqwest::Response) -> Option<SecretString> {
-    resp.headers().get_all(SET_COOKIE).iter().find_map(|v| {
+fn ibapauth(headers: &reqwest::header::HeaderMap) -> Option<SecretString> {
+    headers.get_all(SET_COOKIE).iter().find_map(|v| {
         let text = v.to_str().ok()?;
         let pair = text.split(';').next()?.trim();
         let value = pair.strip_prefix("ibapauth=")?;
@@ -180,7 +184,7 @@ impl Api {
             http,
             base_url: s.base_url.clone(),
             wapi_base: s.wapi_base(),
-            timeout_secs: s.timeout.as_secs(),
+            timeout: s.timeout,
             auth: s.auth.clone(),
             sessions: Cache::builder()
                 .name("infoblox_sessions")
@@ -239,7 +243,7 @@ impl Api {
         if e.is_timeout() {
             IpamError::Timeout {
                 backend: self.backend.clone(),
-                seconds: self.timeout_secs,
+                seconds: self.timeout.as_secs(),
             }
         } else if e.is_connect() {
             IpamError::Unavailable {
@@ -260,12 +264,32 @@ impl Api {
         }
     }
 
-    async fn read(&self, resp: reqwest::Response) -> IpamResult<Reply> {
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| self.transport(&e))?;
-        let body = serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null);
+    /// Sends a request (`GET`s with bounded retries, see [`retry`]) and reads the answer; returns
+    /// it with the `ibapauth` cookie it set, if any. A success answer that is not JSON is an
+    /// `Upstream` error, never an empty result.
+    async fn exchange(
+        &self,
+        method: &Method,
+        build: impl FnMut() -> reqwest::RequestBuilder,
+    ) -> IpamResult<(Reply, Option<SecretString>)> {
+        let raw = retry::exchange(&self.backend, method, self.timeout, build)
+            .await
+            .map_err(|e| self.transport(&e))?;
+        let cookie = ibapauth(&raw.headers);
+        let status = raw.status;
+        let parsed = serde_json::from_slice::<Value>(&raw.body);
+        if let Err(e) = &parsed
+            && (200..300).contains(&status)
+        {
+            return Err(IpamError::Upstream {
+                backend: self.backend.clone(),
+                status,
+                detail: format!("the grid answered with something that is not JSON: {e}"),
+            });
+        }
+        let body = parsed.unwrap_or(Value::Null);
         let plain = if body.is_null() {
-            let text = String::from_utf8_lossy(&bytes);
+            let text = String::from_utf8_lossy(&raw.body);
             // HTML error pages carry nothing useful beyond their title.
             let text = match (text.find("<title>"), text.find("</title>")) {
                 (Some(a), Some(b)) if b > a => text[a + 7..b].to_owned(),
@@ -275,11 +299,14 @@ impl Api {
         } else {
             String::new()
         };
-        Ok(Reply {
-            status,
-            body,
-            plain,
-        })
+        Ok((
+            Reply {
+                status,
+                body,
+                plain,
+            },
+            cookie,
+        ))
     }
 
     fn unauthorized(&self, username: &str, reply: &Reply) -> IpamError {
@@ -323,17 +350,15 @@ impl Api {
         tracing::debug!(backend = %self.backend, user = %username, "Infoblox login");
         self.logins
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let resp = self
-            .http
-            .get(format!("{}/", self.wapi_base))
-            .query(&[("_schema", "1")])
-            .header(ACCEPT, "application/json")
-            .basic_auth(username, Some(password.expose_secret()))
-            .send()
-            .await
-            .map_err(|e| self.transport(&e))?;
-        let cookie = ibapauth(&resp);
-        let reply = self.read(resp).await?;
+        let (reply, cookie) = self
+            .exchange(&Method::GET, || {
+                self.http
+                    .get(format!("{}/", self.wapi_base))
+                    .query(&[("_schema", "1")])
+                    .header(ACCEPT, "application/json")
+                    .basic_auth(username, Some(password.expose_secret()))
+            })
+            .await?;
         match reply.status {
             200..=299 => Ok(cookie.map(Session::Cookie).unwrap_or(Session::Basic)),
             401 | 403 => Err(self.unauthorized(username, &reply)),
@@ -369,11 +394,7 @@ impl Api {
         let mut relogged = false;
         loop {
             let session = self.session(username, password).await?;
-            let mut req = self
-                .http
-                .request(method.clone(), format!("{}/{}", self.wapi_base, path))
-                .header(ACCEPT, "application/json");
-            match &session {
+            let cookie = match &session {
                 Session::Cookie(c) => {
                     let mut v = HeaderValue::from_str(c.expose_secret()).map_err(|_| {
                         IpamError::Unauthorized(
@@ -381,22 +402,31 @@ impl Api {
                         )
                     })?;
                     v.set_sensitive(true);
-                    req = req.header(COOKIE, v);
+                    Some(v)
                 }
-                Session::Basic => {
-                    req = req.basic_auth(username, Some(password.expose_secret()));
-                }
-            }
-            if !query.is_empty() {
-                req = req.query(query);
-            }
-            if let Some(b) = body {
-                req = req.json(b);
-            }
-            let resp = req.send().await.map_err(|e| self.transport(&e))?;
-            let status = resp.status();
-            let refreshed = ibapauth(&resp);
-            let reply = self.read(resp).await?;
+                Session::Basic => None,
+            };
+            let url = format!("{}/{}", self.wapi_base, path);
+            let (reply, refreshed) = self
+                .exchange(&method, || {
+                    let mut req = self
+                        .http
+                        .request(method.clone(), &url)
+                        .header(ACCEPT, "application/json");
+                    req = match &cookie {
+                        Some(v) => req.header(COOKIE, v.clone()),
+                        None => req.basic_auth(username, Some(password.expose_secret())),
+                    };
+                    if !query.is_empty() {
+                        req = req.query(query);
+                    }
+                    if let Some(b) = body {
+                        req = req.json(b);
+                    }
+                    req
+                })
+                .await?;
+            let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
             if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
                 if !relogged {
                     tracing::debug!(backend = %self.backend, user = %username,

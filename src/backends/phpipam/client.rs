@@ -5,6 +5,10 @@
 //! credentials. A 401 drops the token and logs in once more; failed logins are remembered for a
 //! minute so a caller with a wrong password cannot push phpIPAM into its IP block (more than 10
 //! failures in 5 minutes blocks the gateway's address for every user).
+//!
+//! Concurrent calls that find the token refused share one new login: each drops the token it used
+//! only if the cache still holds that very token, and `try_get_with` runs one login per key.
+//! Reads (`GET`) are retried a bounded number of times ([`retry`]); writes are sent once.
 
 use std::fmt;
 use std::time::Duration;
@@ -17,7 +21,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::wire::{Envelope, Login};
-use crate::backends::CallContext;
+use crate::backends::{CallContext, retry};
 use crate::config::{PhpipamAuth, PhpipamSettings};
 use crate::domain::{IpamError, IpamResult};
 
@@ -58,7 +62,7 @@ pub struct Api {
     http: reqwest::Client,
     base_url: String,
     api_base: String,
-    timeout_secs: u64,
+    timeout: Duration,
     auth: PhpipamAuth,
     tokens: Cache<String, SecretString>,
     failed_logins: Cache<String, IpamError>,
@@ -111,7 +115,7 @@ impl Api {
             http,
             base_url: s.base_url.clone(),
             api_base: format!("{}/api/{}", s.base_url, s.app_id),
-            timeout_secs: s.timeout.as_secs(),
+            timeout: s.timeout,
             auth: s.auth.clone(),
             tokens: Cache::builder()
                 .name("phpipam_tokens")
@@ -187,7 +191,7 @@ impl Api {
         if e.is_timeout() {
             IpamError::Timeout {
                 backend: self.backend.clone(),
-                seconds: self.timeout_secs,
+                seconds: self.timeout.as_secs(),
             }
         } else if e.is_connect() {
             IpamError::Unavailable {
@@ -209,11 +213,29 @@ impl Api {
         }
     }
 
-    async fn read(&self, resp: reqwest::Response) -> IpamResult<Reply> {
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| self.transport(&e))?;
-        let env = serde_json::from_slice::<Envelope>(&bytes).unwrap_or_default();
-        Ok(Reply { status, env })
+    /// Sends a request (`GET`s with bounded retries, see [`retry`]) and reads phpIPAM's envelope.
+    /// A success answer that is not phpIPAM's JSON is an `Upstream` error, never an empty result.
+    async fn exchange(
+        &self,
+        method: &Method,
+        build: impl FnMut() -> reqwest::RequestBuilder,
+    ) -> IpamResult<Reply> {
+        let raw = retry::exchange(&self.backend, method, self.timeout, build)
+            .await
+            .map_err(|e| self.transport(&e))?;
+        let status = raw.status;
+        match serde_json::from_slice::<Envelope>(&raw.body) {
+            Ok(env) => Ok(Reply { status, env }),
+            Err(e) if (200..300).contains(&status) => Err(IpamError::Upstream {
+                backend: self.backend.clone(),
+                status,
+                detail: format!("phpIPAM answered with something that is not its JSON: {e}"),
+            }),
+            Err(_) => Ok(Reply {
+                status,
+                env: Envelope::default(),
+            }),
+        }
     }
 
     /// Availability failures every controller can answer with.
@@ -221,7 +243,14 @@ impl Api {
         if reply.says("has been blocked") || reply.status == 503 {
             return Some(IpamError::Unavailable {
                 backend: self.backend.clone(),
-                detail: format!("phpIPAM: {}", reply.message()),
+                detail: if reply.message().is_empty() {
+                    format!(
+                        "phpIPAM answered {} (empty or non-JSON answer)",
+                        reply.status
+                    )
+                } else {
+                    format!("phpIPAM answered {}: {}", reply.status, reply.message())
+                },
             });
         }
         None
@@ -245,15 +274,14 @@ impl Api {
 
     async fn login(&self, username: &str, password: &SecretString) -> IpamResult<SecretString> {
         tracing::debug!(backend = %self.backend, user = %username, "phpIPAM login");
-        let resp = self
-            .http
-            .post(format!("{}/user/", self.api_base))
-            .header(ACCEPT, "application/json")
-            .basic_auth(username, Some(password.expose_secret()))
-            .send()
-            .await
-            .map_err(|e| self.transport(&e))?;
-        let reply = self.read(resp).await?;
+        let reply = self
+            .exchange(&Method::POST, || {
+                self.http
+                    .post(format!("{}/user/", self.api_base))
+                    .header(ACCEPT, "application/json")
+                    .basic_auth(username, Some(password.expose_secret()))
+            })
+            .await?;
         if let Some(e) = self.availability(&reply) {
             return Err(e);
         }
@@ -323,20 +351,24 @@ impl Api {
                 IpamError::Unauthorized("phpIPAM token is not a valid header value".to_owned())
             })?;
             value.set_sensitive(true);
-            let mut req = self
-                .http
-                .request(method.clone(), format!("{}/{}", self.api_base, path))
-                .header(ACCEPT, "application/json")
-                .header("phpipam-token", value);
-            if !query.is_empty() {
-                req = req.query(query);
-            }
-            if let Some(b) = body {
-                req = req.json(b);
-            }
-            let resp = req.send().await.map_err(|e| self.transport(&e))?;
-            let status = resp.status();
-            let reply = self.read(resp).await?;
+            let url = format!("{}/{}", self.api_base, path);
+            let reply = self
+                .exchange(&method, || {
+                    let mut req = self
+                        .http
+                        .request(method.clone(), &url)
+                        .header(ACCEPT, "application/json")
+                        .header("phpipam-token", value.clone());
+                    if !query.is_empty() {
+                        req = req.query(query);
+                    }
+                    if let Some(b) = body {
+                        req = req.json(b);
+                    }
+                    req
+                })
+                .await?;
+            let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
             if let Some(e) = self.availability(&reply) {
                 return Err(e);
             }
