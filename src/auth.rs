@@ -2,8 +2,10 @@
 //! the backend. Verified credentials are remembered briefly by their SHA-256, never in clear.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
 use base64::Engine as _;
@@ -40,6 +42,7 @@ pub struct Authenticator {
     clients: HashMap<String, Client>,
     passthrough: Option<String>,
     verified: Cache<[u8; 32], Caller>,
+    limiter: Option<FailureLimiter>,
 }
 
 /// A valid argon2 hash of nothing anyone can send, verified for unknown users so that the answer
@@ -72,7 +75,17 @@ impl Authenticator {
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(settings.config.cache.auth_ttl_secs))
                 .build(),
+            limiter: FailureLimiter::new(
+                settings.config.server.auth_failure_limit,
+                Duration::from_secs(settings.config.server.auth_failure_window_secs),
+                Duration::from_secs(settings.config.server.auth_block_secs),
+            ),
         }
+    }
+
+    /// The failed-authentication throttle (`None` when `server.auth_failure_limit = 0`).
+    pub fn limiter(&self) -> Option<&FailureLimiter> {
+        self.limiter.as_ref()
     }
 
     pub async fn authenticate(
@@ -190,6 +203,80 @@ pub fn hash_password(password: &SecretString) -> Result<String, String> {
 /// Shared handle used by the server.
 pub type SharedAuth = Arc<Authenticator>;
 
+/// Failed-authentication throttle, per client address (IPv6: per /64).
+///
+/// After `limit` failures within `window` from one address, that address is refused (429 with
+/// `Retry-After`) for `block` without its credentials being looked at; other addresses are not
+/// affected, and successful authentications never count. Memory is bounded: both tables are
+/// moka caches with a capacity and a time-to-live.
+pub struct FailureLimiter {
+    limit: u32,
+    failures: Cache<IpAddr, Arc<AtomicU32>>,
+    blocked: Cache<IpAddr, Instant>,
+    block: Duration,
+}
+
+/// The unit of throttling: an IPv4 address (also when it arrives IPv4-mapped on a dual-stack
+/// socket), or an IPv6 /64 — one host commonly owns a whole /64 and could rotate through it.
+fn bucket(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(_) => addr,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !((1u128 << 64) - 1),
+            )),
+        },
+    }
+}
+
+/// Addresses tracked at once (each table); beyond that the least recently used are forgotten.
+const LIMITER_CAPACITY: u64 = 100_000;
+
+impl FailureLimiter {
+    /// `None` when `limit` is 0 (throttling off).
+    pub fn new(limit: u32, window: Duration, block: Duration) -> Option<Self> {
+        (limit > 0).then(|| FailureLimiter {
+            limit,
+            failures: Cache::builder()
+                .name("auth_failures")
+                .max_capacity(LIMITER_CAPACITY)
+                .time_to_live(window)
+                .build(),
+            blocked: Cache::builder()
+                .name("auth_blocked")
+                .max_capacity(LIMITER_CAPACITY)
+                .time_to_live(block)
+                .build(),
+            block,
+        })
+    }
+
+    /// The remaining block time when `addr` is currently refused.
+    pub async fn blocked_for(&self, addr: IpAddr) -> Option<Duration> {
+        let until = self.blocked.get(&bucket(addr)).await?;
+        let left = until.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
+    }
+
+    /// Records a failed attempt; returns the block duration when this failure starts a block.
+    pub async fn record_failure(&self, addr: IpAddr) -> Option<Duration> {
+        let addr = bucket(addr);
+        let counter = self
+            .failures
+            .get_with(addr, async { Arc::new(AtomicU32::new(0)) })
+            .await;
+        let seen = counter.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        if seen < self.limit {
+            return None;
+        }
+        self.failures.invalidate(&addr).await;
+        self.blocked.insert(addr, Instant::now() + self.block).await;
+        metrics::counter!("ipamgw_auth_blocked_total").increment(1);
+        Some(self.block)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,5 +311,39 @@ mod tests {
         assert!(verify(SecretString::from(h.clone()), SecretString::from("pw")).await);
         assert!(!verify(SecretString::from(h), SecretString::from("nope")).await);
         assert!(PasswordHash::new(DECOY_HASH).is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_limiter_blocks_one_address_after_the_limit_and_no_other() {
+        let limiter =
+            FailureLimiter::new(3, Duration::from_secs(60), Duration::from_secs(30)).expect("on");
+        let (a, b): (IpAddr, IpAddr) =
+            ("127.0.0.1".parse().expect("ip"), "::1".parse().expect("ip"));
+        assert_eq!(limiter.record_failure(a).await, None);
+        assert_eq!(limiter.record_failure(a).await, None);
+        assert_eq!(limiter.blocked_for(a).await, None, "below the limit");
+        assert_eq!(
+            limiter.record_failure(a).await,
+            Some(Duration::from_secs(30))
+        );
+        let left = limiter.blocked_for(a).await.expect("blocked");
+        assert!(left <= Duration::from_secs(30) && left > Duration::from_secs(25));
+        assert_eq!(
+            limiter.blocked_for(b).await,
+            None,
+            "another address is not blocked"
+        );
+        assert!(FailureLimiter::new(0, Duration::from_secs(1), Duration::from_secs(1)).is_none());
+        // IPv4-mapped is the IPv4 address; an IPv6 /64 is one client.
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().expect("ip");
+        assert!(limiter.blocked_for(mapped).await.is_some());
+        for i in 1..=3 {
+            let ip: IpAddr = format!("2001:db8:1:2::{i}").parse().expect("ip");
+            limiter.record_failure(ip).await;
+        }
+        let sibling: IpAddr = "2001:db8:1:2:ffff::9".parse().expect("ip");
+        let elsewhere: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        assert!(limiter.blocked_for(sibling).await.is_some(), "same /64");
+        assert_eq!(limiter.blocked_for(elsewhere).await, None, "another /64");
     }
 }

@@ -152,6 +152,14 @@ pub struct ServerConfig {
     /// How long `/readyz` waits for each backend's check.
     #[serde(default = "default_readyz_timeout")]
     pub readyz_timeout_secs: u64,
+    /// Failed authentications from one client address within `auth_failure_window_secs` before
+    /// that address is refused (429) for `auth_block_secs`. 0 turns the throttle off.
+    #[serde(default = "default_auth_failure_limit")]
+    pub auth_failure_limit: u32,
+    #[serde(default = "default_auth_failure_window")]
+    pub auth_failure_window_secs: u64,
+    #[serde(default = "default_auth_block")]
+    pub auth_block_secs: u64,
     #[serde(default)]
     pub tls: TlsConfig,
 }
@@ -165,6 +173,9 @@ impl Default for ServerConfig {
             body_limit_bytes: default_body_limit(),
             shutdown_grace_secs: default_shutdown_grace(),
             readyz_timeout_secs: default_readyz_timeout(),
+            auth_failure_limit: default_auth_failure_limit(),
+            auth_failure_window_secs: default_auth_failure_window(),
+            auth_block_secs: default_auth_block(),
             tls: TlsConfig::default(),
         }
     }
@@ -187,6 +198,15 @@ fn default_shutdown_grace() -> u64 {
 }
 fn default_readyz_timeout() -> u64 {
     5
+}
+fn default_auth_failure_limit() -> u32 {
+    10
+}
+fn default_auth_failure_window() -> u64 {
+    60
+}
+fn default_auth_block() -> u64 {
+    300
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -776,6 +796,20 @@ impl Config {
                 "server.body_limit_bytes",
                 "must be at least 1024",
             ));
+        }
+        if self.server.auth_failure_limit > 0 {
+            if !(1..=86_400).contains(&self.server.auth_failure_window_secs) {
+                return Err(ConfigError::new(
+                    "server.auth_failure_window_secs",
+                    "must be between 1 and 86400",
+                ));
+            }
+            if !(1..=86_400).contains(&self.server.auth_block_secs) {
+                return Err(ConfigError::new(
+                    "server.auth_block_secs",
+                    "must be between 1 and 86400",
+                ));
+            }
         }
         if self.server.tls.mode == TlsMode::Files {
             if self.server.tls.cert_file.is_none() {

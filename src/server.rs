@@ -1,9 +1,10 @@
 //! HTTP edge: router, authentication, middleware, health, metrics.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -109,6 +110,18 @@ async fn run_to_completion(req: Request, next: Next) -> Response {
 }
 
 async fn require_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    // The peer address, when the server was started with connect info (it always is in
+    // `Application`); behind a proxy that is the proxy's address.
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    let limiter = state.auth.limiter().zip(peer);
+    if let Some((limiter, ip)) = limiter
+        && let Some(left) = limiter.blocked_for(ip).await
+    {
+        return too_many_failures(left);
+    }
     match state
         .auth
         .authenticate(req.headers().get(header::AUTHORIZATION), &state.ipam)
@@ -119,8 +132,35 @@ async fn require_auth(State(state): State<AppState>, mut req: Request, next: Nex
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
-        Err(e) => unauthorized(&e),
+        Err(e) => {
+            // Wrong or garbled credentials count; a missing header (the Basic challenge's first
+            // step) and an unreachable verifier do not.
+            if matches!(e, AuthError::Invalid | AuthError::Malformed(_))
+                && let Some((limiter, ip)) = limiter
+                && let Some(block) = limiter.record_failure(ip).await
+            {
+                tracing::warn!(client_address = %ip, block_secs = block.as_secs(),
+                    "too many failed authentications; address blocked");
+            }
+            unauthorized(&e)
+        }
     }
+}
+
+fn too_many_failures(left: Duration) -> Response {
+    // Round up so a client that waits exactly Retry-After is let in.
+    let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+    let mut resp = (
+        StatusCode::TOO_MANY_REQUESTS,
+        Json(json!({"error": {
+            "code": "too_many_failed_authentications",
+            "message": format!("too many failed authentications from this address; retry in {secs}s"),
+        }})),
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    resp
 }
 
 fn unauthorized(e: &AuthError) -> Response {

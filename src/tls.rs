@@ -92,6 +92,36 @@ pub fn load_or_create(cfg: &TlsConfig, state_dir: &Path) -> Result<Option<TlsMat
     }
 }
 
+/// Protocol versions the server speaks: TLS 1.3 and 1.2, nothing older (rustls cannot speak older
+/// ones at all; this makes the choice explicit and keeps it if a dependency's defaults change).
+pub const PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
+
+/// The rustls server configuration for `material`: aws-lc-rs, TLS 1.2+ only, ALPN h2 and
+/// http/1.1, no client certificates.
+pub fn server_config(material: &TlsMaterial) -> Result<rustls::ServerConfig, TlsError> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let path = &material.cert_path;
+    let certs = CertificateDer::pem_slice_iter(&material.cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_err(path, format!("bad certificate PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(file_err(path, "no certificate found"));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&material.key_pem)
+        .map_err(|e| file_err(path, format!("bad private key PEM: {e}")))?;
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(PROTOCOL_VERSIONS)
+        .map_err(|e| TlsError::Generate(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| file_err(path, format!("certificate and key do not fit: {e}")))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();

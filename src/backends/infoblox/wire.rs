@@ -9,6 +9,9 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+/// Field-naming reads, shared with the phpIPAM adapter.
+pub use crate::backends::phpipam::wire::{WireError, parse};
+
 /// A WAPI error body: `{"Error": "AdmConDataError: …", "code": "Client.Ibap.…", "text": "…"}`.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct WapiError {

@@ -8,8 +8,36 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
+
+/// A backend answer that does not have the expected shape; `field` names where
+/// (`subnet.mask`, `record.ipv4addrs[0].ipv4addr`, or the object itself for a wrong type or a
+/// missing field, which the message then names).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct WireError {
+    pub field: String,
+    pub message: String,
+}
+
+/// Reads `v` as a `T`, naming the offending field on failure. `object` is what `v` is
+/// (`subnet`, `network`), the root of the field path.
+pub fn parse<T: DeserializeOwned>(object: &str, v: Value) -> Result<T, WireError> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            object.to_owned()
+        } else {
+            format!("{object}.{path}")
+        };
+        WireError {
+            field,
+            message: e.into_inner().to_string(),
+        }
+    })
+}
 
 /// A number or numeric string as `u64` (`13`, `"13"`); null, `""` and other text are `None`.
 pub fn value_u64(v: &Value) -> Option<u64> {
@@ -132,8 +160,8 @@ pub struct Subnet {
 }
 
 impl Subnet {
-    pub fn from_value(v: Value) -> Result<Self, serde_json::Error> {
-        let mut s: Subnet = serde_json::from_value(v.clone())?;
+    pub fn from_value(v: Value) -> Result<Self, WireError> {
+        let mut s: Subnet = parse("subnet", v.clone())?;
         if let Value::Object(map) = v {
             s.raw = map;
         }
@@ -203,8 +231,8 @@ pub struct Address {
 }
 
 impl Address {
-    pub fn from_value(v: Value) -> Result<Self, serde_json::Error> {
-        let mut a: Address = serde_json::from_value(v.clone())?;
+    pub fn from_value(v: Value) -> Result<Self, WireError> {
+        let mut a: Address = parse("address", v.clone())?;
         if let Value::Object(map) = v {
             a.raw = map;
         }
