@@ -2,9 +2,12 @@
 //!
 //! - Listings are cached per (backend, caller scope) in moka with `try_get_with`, so N concurrent
 //!   misses cost one backend call; errors are not cached; a change to a backend drops its listings.
-//! - Allocation is serialised per network inside this process; across processes the backend's own
-//!   atomic primitive decides (redb write transaction, phpIPAM `first_free`, Infoblox
-//!   `func:nextavailableip`).
+//! - Allocation is serialised per owner inside this process (so an owner lookup and the allocation
+//!   after it cannot race with a retry of the same request). Between owners, the backend's own
+//!   atomic primitive decides (redb write transaction, Infoblox `func:nextavailableip`); where that
+//!   step is not atomic (phpIPAM `first_free` looks up, then inserts), this process also
+//!   serialises its allocations per network, so only other replicas can race it, and a lost race
+//!   is retried by the backend.
 //! - An owner that already holds an address in a candidate network gets that address back, so a
 //!   retried request never takes a second one.
 //! - A batch either fully succeeds or is rolled back in reverse order, and the original error is
@@ -65,9 +68,28 @@ pub struct BatchFailure {
 
 type ListingKey = (String, String);
 
+/// A listing and when it was loaded.
+type LoadedListing = (Instant, Arc<Vec<Network>>);
+
+/// How [`Ipam::allocate_inner`] treats addresses the owner already holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reuse {
+    /// Candidates in order: one the owner holds an address in gives that address back.
+    InOrder,
+    /// Any candidate the owner holds an address in gives that address back, before trying the
+    /// candidates in order.
+    HeldFirst,
+    /// Never: take another address.
+    Never,
+}
+
 pub struct Ipam {
     backends: HashMap<String, Arc<dyn Backend>>,
     listings: Cache<ListingKey, Arc<Vec<Network>>>,
+    /// The last listing loaded per key and when, kept when a change drops the cached one: it
+    /// still describes the networks (CIDR, gateway, DNS) for answers that need no fresh counts.
+    last_listing: Mutex<HashMap<ListingKey, LoadedListing>>,
+    listing_ttl: Duration,
     locks: KeyedLocks,
 }
 
@@ -93,6 +115,8 @@ impl Ipam {
                 .map(|b| (b.name().to_owned(), b))
                 .collect(),
             listings,
+            last_listing: Mutex::new(HashMap::new()),
+            listing_ttl,
             locks: KeyedLocks::default(),
         }
     }
@@ -114,7 +138,7 @@ impl Ipam {
         let mut missed = false;
         let result = self
             .listings
-            .try_get_with(key, async {
+            .try_get_with(key.clone(), async {
                 missed = true;
                 let infos =
                     timed(&caller.backend, "networks", backend.networks(&caller.cx)).await?;
@@ -126,7 +150,12 @@ impl Ipam {
                     })
                     .collect();
                 nets.sort_by(|a, b| a.id.cmp(&b.id));
-                Ok::<_, IpamError>(Arc::new(nets))
+                let nets = Arc::new(nets);
+                self.last_listing
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key, (Instant::now(), nets.clone()));
+                Ok::<_, IpamError>(nets)
             })
             .await;
         metrics::counter!("ipamgw_cache_requests_total",
@@ -167,6 +196,29 @@ impl Ipam {
             .find(|n| &n.id == id)
             .cloned()
             .ok_or_else(|| IpamError::NotFound(format!("network {id}")))
+    }
+
+    /// One network as described by the last listing loaded within the listing TTL, even when a
+    /// change (an allocation) has dropped the cached listing since; otherwise as
+    /// [`Ipam::network`]. For answers that describe a network's settings (CIDR, gateway, DNS),
+    /// which changes to addresses do not touch: its `free` count may be behind.
+    pub async fn network_settings(&self, caller: &Caller, id: &NetworkId) -> IpamResult<Network> {
+        self.check_route(caller, id, "network")?;
+        let key = (caller.backend.clone(), caller.scope());
+        let last = self
+            .last_listing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .filter(|(at, _)| at.elapsed() < self.listing_ttl)
+            .map(|(_, nets)| nets.clone());
+        if let Some(n) = last
+            .as_ref()
+            .and_then(|nets| nets.iter().find(|n| &n.id == id))
+        {
+            return Ok(n.clone());
+        }
+        self.network(caller, id).await
     }
 
     pub async fn blocks(&self, caller: &Caller) -> IpamResult<Vec<Block>> {
@@ -220,7 +272,18 @@ impl Ipam {
         caller: &Caller,
         req: &AllocationRequest,
     ) -> IpamResult<Allocation> {
-        self.allocate_inner(caller, req, true).await
+        self.allocate_inner(caller, req, Reuse::InOrder).await
+    }
+
+    /// Like [`Ipam::allocate`], but an owner that already holds an address in any of the
+    /// candidate networks gets that one back, whatever the candidates' order (the retry of a
+    /// request whose first candidate was full when it first ran).
+    pub async fn allocate_held_first(
+        &self,
+        caller: &Caller,
+        req: &AllocationRequest,
+    ) -> IpamResult<Allocation> {
+        self.allocate_inner(caller, req, Reuse::HeldFirst).await
     }
 
     /// Takes one more address for an owner, trying candidate networks in order, even when the
@@ -232,14 +295,14 @@ impl Ipam {
         caller: &Caller,
         req: &AllocationRequest,
     ) -> IpamResult<Allocation> {
-        self.allocate_inner(caller, req, false).await
+        self.allocate_inner(caller, req, Reuse::Never).await
     }
 
     async fn allocate_inner(
         &self,
         caller: &Caller,
         req: &AllocationRequest,
-        reuse_held: bool,
+        reuse: Reuse,
     ) -> IpamResult<Allocation> {
         if req.networks.is_empty() {
             return Err(IpamError::invalid(
@@ -251,32 +314,51 @@ impl Ipam {
             self.check_route(caller, id, "network")?;
         }
         let backend = self.backend(&caller.backend)?;
+        // One request per owner at a time in this process: the lookup below and the allocation
+        // after it cannot race with a retry of the same request. Different owners go to the
+        // backend concurrently, as they do from several replicas; its atomic primitive decides.
+        let _guard = self
+            .locks
+            .lock(&format!("owner\u{0}{}\u{0}{}", caller.backend, req.owner))
+            .await;
+        let held = if reuse == Reuse::Never {
+            Vec::new()
+        } else {
+            timed(
+                &caller.backend,
+                "find",
+                backend.find(&caller.cx, &Lookup::Owner(req.owner.clone())),
+            )
+            .await?
+        };
+        let returning = |existing: AllocationInfo, id: &NetworkId| {
+            if let Some(wanted) = req.address
+                && wanted != existing.address
+            {
+                return Err(IpamError::Conflict(format!(
+                    "owner {} already holds {} in network {id}, not {wanted}",
+                    req.owner, existing.address
+                )));
+            }
+            tracing::debug!(owner = %req.owner, address = %existing.address, "owner already holds an address; returning it");
+            Ok(self.to_allocation(&caller.backend, existing))
+        };
+        if reuse == Reuse::HeldFirst
+            && let Some((existing, id)) = held.iter().find_map(|a| {
+                req.networks
+                    .iter()
+                    .find(|id| id.backend_id() == a.network)
+                    .map(|id| (a.clone(), id))
+            })
+        {
+            return returning(existing, id);
+        }
         let mut exhausted = Vec::new();
         let mut outside = 0usize;
         for id in &req.networks {
             let local = id.backend_id();
-            let _guard = self.locks.lock(id.as_str()).await;
-            let held = if reuse_held {
-                timed(
-                    &caller.backend,
-                    "find",
-                    backend.find(&caller.cx, &Lookup::Owner(req.owner.clone())),
-                )
-                .await?
-            } else {
-                Vec::new()
-            };
-            if let Some(existing) = held.into_iter().find(|a| a.network == local) {
-                if let Some(wanted) = req.address
-                    && wanted != existing.address
-                {
-                    return Err(IpamError::Conflict(format!(
-                        "owner {} already holds {} in network {id}, not {wanted}",
-                        req.owner, existing.address
-                    )));
-                }
-                tracing::debug!(owner = %req.owner, address = %existing.address, "owner already holds an address; returning it");
-                return Ok(self.to_allocation(&caller.backend, existing));
+            if let Some(existing) = held.iter().find(|a| a.network == local) {
+                return returning(existing.clone(), id);
             }
             let one = AllocateIn {
                 network: local,
@@ -284,13 +366,20 @@ impl Ipam {
                 address: req.address,
                 details: req.details.clone(),
             };
-            match timed(
+            // Per-network serialisation only where the backend's allocation is not atomic.
+            let network_guard = if backend.atomic_allocation() {
+                None
+            } else {
+                Some(self.locks.lock(&format!("network\u{0}{id}")).await)
+            };
+            let outcome = timed(
                 &caller.backend,
                 "allocate",
                 backend.allocate(&caller.cx, &one),
             )
-            .await
-            {
+            .await;
+            drop(network_guard);
+            match outcome {
                 Ok(a) => {
                     self.invalidate(&caller.backend);
                     metrics::counter!("ipamgw_allocations_total", "backend" => caller.backend.clone()).increment(1);

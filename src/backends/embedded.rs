@@ -672,6 +672,10 @@ impl Backend for EmbeddedBackend {
         "embedded"
     }
 
+    fn atomic_allocation(&self) -> bool {
+        true
+    }
+
     async fn check(&self, _cx: &CallContext) -> IpamResult<BackendStatus> {
         let networks = self.networks(_cx).await?.len();
         Ok(BackendStatus {

@@ -18,6 +18,7 @@ use crate::domain::{
 pub mod embedded;
 pub mod infoblox;
 pub mod phpipam;
+pub mod retry;
 
 /// Credentials a caller handed over for passthrough auth. Never logged: `Debug` shows the user only.
 #[derive(Clone)]
@@ -52,6 +53,14 @@ pub trait Backend: Send + Sync + fmt::Debug {
 
     /// Whether callers' own credentials can be handed to this backend (passthrough auth).
     fn supports_passthrough(&self) -> bool {
+        false
+    }
+
+    /// Whether taking the next free address is one atomic step on the backend (redb write
+    /// transaction, Infoblox `func:nextavailableip`). When it is not (phpIPAM's `first_free` looks
+    /// up, then inserts, and a lost race surfaces as a duplicate to retry), the service serialises
+    /// this process's allocations per network, so that only other replicas can race it.
+    fn atomic_allocation(&self) -> bool {
         false
     }
 

@@ -303,3 +303,130 @@ async fn a_batch_runs_to_the_end_when_the_caller_hangs_up() {
         "the whole batch, not a half"
     );
 }
+
+/// A backend whose "next free" looks up, then inserts, like phpIPAM's `first_free`, and does not
+/// declare itself atomic: the service must serialise this process's allocations per network.
+#[derive(Debug, Default)]
+struct CheckThenInsert {
+    taken: std::sync::Mutex<Vec<std::net::IpAddr>>,
+}
+
+#[async_trait::async_trait]
+impl ipam_gateway::backends::Backend for CheckThenInsert {
+    fn name(&self) -> &str {
+        "racy"
+    }
+    fn kind(&self) -> &'static str {
+        "racy"
+    }
+    async fn check(
+        &self,
+        _cx: &ipam_gateway::backends::CallContext,
+    ) -> ipam_gateway::domain::IpamResult<ipam_gateway::domain::BackendStatus> {
+        Err(IpamError::Unsupported("check".into()))
+    }
+    async fn networks(
+        &self,
+        _cx: &ipam_gateway::backends::CallContext,
+    ) -> ipam_gateway::domain::IpamResult<Vec<ipam_gateway::domain::NetworkInfo>> {
+        Ok(vec![])
+    }
+    async fn blocks(
+        &self,
+        _cx: &ipam_gateway::backends::CallContext,
+    ) -> ipam_gateway::domain::IpamResult<Vec<ipam_gateway::domain::BlockInfo>> {
+        Ok(vec![])
+    }
+    async fn allocate(
+        &self,
+        _cx: &ipam_gateway::backends::CallContext,
+        req: &ipam_gateway::domain::AllocateIn,
+    ) -> ipam_gateway::domain::IpamResult<ipam_gateway::domain::AllocationInfo> {
+        let next = self.taken.lock().expect("taken").len() + 1;
+        // The gap between phpIPAM's lookup and its insert.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let address: std::net::IpAddr = format!("198.51.100.{next}").parse().expect("ip");
+        self.taken.lock().expect("taken").push(address);
+        Ok(ipam_gateway::domain::AllocationInfo {
+            network: req.network.clone(),
+            address,
+            owner: Some(req.owner.clone()),
+            details: req.details.clone(),
+            reference: None,
+        })
+    }
+    async fn find(
+        &self,
+        _cx: &ipam_gateway::backends::CallContext,
+        _lookup: &ipam_gateway::domain::Lookup,
+    ) -> ipam_gateway::domain::IpamResult<Vec<ipam_gateway::domain::AllocationInfo>> {
+        Ok(vec![])
+    }
+    async fn release(
+        &self,
+        _cx: &ipam_gateway::backends::CallContext,
+        _network: &str,
+        _address: std::net::IpAddr,
+    ) -> ipam_gateway::domain::IpamResult<()> {
+        Ok(())
+    }
+    async fn update(
+        &self,
+        _cx: &ipam_gateway::backends::CallContext,
+        _network: &str,
+        _address: std::net::IpAddr,
+        _changes: &ipam_gateway::domain::RecordChanges,
+    ) -> ipam_gateway::domain::IpamResult<ipam_gateway::domain::AllocationInfo> {
+        Err(IpamError::Unsupported("update".into()))
+    }
+    async fn allocate_network(
+        &self,
+        _cx: &ipam_gateway::backends::CallContext,
+        _req: &ipam_gateway::domain::CarveRequest,
+    ) -> ipam_gateway::domain::IpamResult<ipam_gateway::domain::NetworkInfo> {
+        Err(IpamError::Unsupported("carve".into()))
+    }
+    async fn release_network(
+        &self,
+        _cx: &ipam_gateway::backends::CallContext,
+        _network: &str,
+    ) -> ipam_gateway::domain::IpamResult<()> {
+        Err(IpamError::Unsupported("carve".into()))
+    }
+}
+
+#[tokio::test]
+async fn allocations_are_serialised_per_network_when_the_backend_is_not_atomic() {
+    let backend = std::sync::Arc::new(CheckThenInsert::default());
+    let ipam = std::sync::Arc::new(ipam_gateway::service::Ipam::new(
+        vec![backend.clone() as std::sync::Arc<dyn ipam_gateway::backends::Backend>],
+        Duration::from_secs(60),
+    ));
+    let caller = ipam_gateway::service::Caller {
+        name: "t".into(),
+        backend: "racy".into(),
+        cx: Default::default(),
+    };
+    let net = ipam_gateway::domain::NetworkId::new("racy", "n1");
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (ipam, caller, net) = (ipam.clone(), caller.clone(), net.clone());
+        tasks.push(tokio::spawn(async move {
+            let req = ipam_gateway::service::AllocationRequest {
+                owner: ipam_gateway::domain::Owner::parse(&format!("o{i}")).expect("owner"),
+                networks: vec![net],
+                address: None,
+                details: Default::default(),
+            };
+            ipam.allocate(&caller, &req)
+                .await
+                .expect("allocate")
+                .address
+        }));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for t in tasks {
+        assert!(seen.insert(t.await.expect("task")), "duplicate address");
+    }
+    assert_eq!(backend.taken.lock().expect("taken").len(), 20);
+}

@@ -229,7 +229,7 @@ impl InfobloxBackend {
     // ---- inventory -------------------------------------------------------------------------
 
     fn to_net(&self, v: Value, view: &str) -> Option<Net> {
-        let wire: Network = serde_json::from_value(v)
+        let wire: Network = wire::parse("network", v)
             .map_err(|e| {
                 tracing::warn!(backend = %self.name, error = %e,
                     "skipping an Infoblox network that cannot be read");
@@ -551,7 +551,7 @@ impl InfobloxBackend {
     fn parse_records(&self, values: Vec<Value>) -> Vec<Record> {
         values
             .into_iter()
-            .filter_map(|v| match serde_json::from_value::<Record>(v) {
+            .filter_map(|v| match wire::parse::<Record>("record", v) {
                 Ok(r) => Some(r),
                 Err(e) => {
                     tracing::warn!(backend = %self.name, error = %e,
@@ -1022,6 +1022,10 @@ impl Backend for InfobloxBackend {
 
     fn kind(&self) -> &'static str {
         "infoblox"
+    }
+
+    fn atomic_allocation(&self) -> bool {
+        true
     }
 
     fn supports_passthrough(&self) -> bool {

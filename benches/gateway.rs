@@ -1,0 +1,1107 @@
+//! The performance figures of issue 7, printed: `cargo bench --bench gateway`.
+//!
+//! Everything runs side by side in this one process run (so ratios hold on a noisy machine),
+//! except the footprint figures, which run the release binary as its own process.
+//!
+//! 1. Overhead: an in-process fake backend answering every call in a fixed 5 ms; a vRA
+//!    allocate-ip through the real router over HTTPS (loopback, rustls) against the direct
+//!    `Backend::allocate` call, p50/p99 at 1, 16 and 128 concurrent clients.
+//! 2. Listings: get-ip-ranges over 10,000 networks over HTTPS, warm and cold, backend requests
+//!    counted, paging checked for duplicates and gaps; on the fake backend, the phpIPAM fake and
+//!    the Infoblox fake.
+//! 3. Allocation: vRA allocate-ip/s at 64 concurrent clients on each backend's fake, zero
+//!    duplicates.
+//! 4. Footprint: RSS of the gateway process with 10,000 networks cached; start-up to ready.
+//!
+//! The phpIPAM and Infoblox fakes are the ones of the integration tests, included with `#[path]`
+//! from `tests/api/support/` (they depend on nothing but crates).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use axum_server::tls_rustls::RustlsConfig;
+use ipam_gateway::backends::{Backend, CallContext};
+use ipam_gateway::config::{Settings, TlsMode};
+use ipam_gateway::domain::{
+    AllocateIn, AllocationInfo, BackendStatus, BlockInfo, CarveRequest, IpamError, IpamResult,
+    Lookup, NetworkInfo, RecordChanges, Tag,
+};
+use serde_json::{Value, json};
+
+#[path = "../tests/api/support/phpipam_fake.rs"]
+#[allow(dead_code)]
+mod phpipam_fake;
+
+#[path = "../tests/api/support/infoblox_fake.rs"]
+#[allow(dead_code)]
+mod infoblox_fake;
+
+const PASSWORD_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$mG+Bt3ThSoG+7SkVqpyauQ$/9lV+JzeO8xIswWra3gFvERnnMYWZBWN86mkcv0xGvo";
+const PASSWORD: &str = "demo-secret";
+const LATENCY: Duration = Duration::from_millis(5);
+const NETWORKS: usize = 10_000;
+/// Networks per simulated backend page (the fake backend's listing costs one 5 ms request each).
+const BACKEND_PAGE: usize = 1_000;
+
+// ---------------------------------------------------------------------------------------------
+// Figures
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "MISSED" }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The in-process fake backend: every call takes a fixed 5 ms (a listing: 5 ms per page)
+
+#[derive(Debug)]
+struct SlowBackend {
+    networks: Vec<NetworkInfo>,
+    held: Mutex<HashMap<String, AllocationInfo>>,
+    next: AtomicU32,
+    /// Simulated backend requests (a listing counts one per page).
+    requests: AtomicUsize,
+    listing_requests: AtomicUsize,
+}
+
+fn fake_network(i: usize) -> NetworkInfo {
+    let cidr: ipnet::IpNet = format!("10.{}.{}.0/24", i / 256, i % 256)
+        .parse()
+        .expect("cidr");
+    let base = match cidr.network() {
+        IpAddr::V4(v) => u32::from(v),
+        IpAddr::V6(_) => unreachable!(),
+    };
+    NetworkInfo {
+        backend_id: format!("net-{i:05}"),
+        name: format!("bench-{i}"),
+        description: Some(format!("bench network {i}")),
+        cidr,
+        range_start: IpAddr::from((base + 2).to_be_bytes()),
+        range_end: IpAddr::from((base + 254).to_be_bytes()),
+        gateway: Some(IpAddr::from((base + 1).to_be_bytes())),
+        dns_servers: vec!["10.0.0.53".parse().expect("ip")],
+        dns_domain: Some("bench.example".into()),
+        dns_search_domains: vec!["bench.example".into()],
+        address_space: "default".into(),
+        vlan: Some(100),
+        tags: vec![Tag {
+            key: "env".into(),
+            value: "bench".into(),
+        }],
+        free: Some(253),
+        block: None,
+        owner: None,
+    }
+}
+
+impl SlowBackend {
+    fn new(networks: usize) -> Arc<Self> {
+        // net-big: a /8 so that allocations never run out.
+        let mut nets: Vec<NetworkInfo> = (0..networks).map(fake_network).collect();
+        let mut big = fake_network(0);
+        big.backend_id = "net-big".into();
+        big.name = "big".into();
+        big.cidr = "11.0.0.0/8".parse().expect("cidr");
+        big.range_start = "11.0.0.2".parse().expect("ip");
+        big.range_end = "11.255.255.254".parse().expect("ip");
+        big.gateway = Some("11.0.0.1".parse().expect("ip"));
+        nets.push(big);
+        Arc::new(SlowBackend {
+            networks: nets,
+            held: Mutex::new(HashMap::new()),
+            next: AtomicU32::new(2),
+            requests: AtomicUsize::new(0),
+            listing_requests: AtomicUsize::new(0),
+        })
+    }
+
+    async fn request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(LATENCY).await;
+    }
+}
+
+#[async_trait]
+impl Backend for SlowBackend {
+    fn name(&self) -> &str {
+        "fake"
+    }
+    fn kind(&self) -> &'static str {
+        "fake"
+    }
+    /// In-memory and under one lock: atomic, like redb or Infoblox.
+    fn atomic_allocation(&self) -> bool {
+        true
+    }
+    async fn check(&self, _cx: &CallContext) -> IpamResult<BackendStatus> {
+        self.request().await;
+        Ok(BackendStatus {
+            backend: "fake".into(),
+            kind: "fake",
+            detail: String::new(),
+            networks: self.networks.len(),
+            blocks: 0,
+        })
+    }
+    async fn networks(&self, _cx: &CallContext) -> IpamResult<Vec<NetworkInfo>> {
+        let mut out = Vec::with_capacity(self.networks.len());
+        for page in self.networks.chunks(BACKEND_PAGE) {
+            self.request().await;
+            self.listing_requests.fetch_add(1, Ordering::Relaxed);
+            out.extend_from_slice(page);
+        }
+        Ok(out)
+    }
+    async fn blocks(&self, _cx: &CallContext) -> IpamResult<Vec<BlockInfo>> {
+        Err(IpamError::Unsupported("no blocks".into()))
+    }
+    async fn allocate(&self, _cx: &CallContext, req: &AllocateIn) -> IpamResult<AllocationInfo> {
+        self.request().await;
+        if req.network != "net-big" {
+            return Err(IpamError::Exhausted(format!("{} is full", req.network)));
+        }
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let a = AllocationInfo {
+            network: req.network.clone(),
+            address: IpAddr::from((0x0b00_0000u32 + n).to_be_bytes()),
+            owner: Some(req.owner.clone()),
+            details: req.details.clone(),
+            reference: None,
+        };
+        self.held
+            .lock()
+            .expect("held")
+            .insert(req.owner.as_str().to_owned(), a.clone());
+        Ok(a)
+    }
+    async fn find(&self, _cx: &CallContext, lookup: &Lookup) -> IpamResult<Vec<AllocationInfo>> {
+        self.request().await;
+        let held = self.held.lock().expect("held");
+        Ok(match lookup {
+            Lookup::Owner(o) => held.get(o.as_str()).cloned().into_iter().collect(),
+            Lookup::Address { address, .. } => held
+                .values()
+                .filter(|a| &a.address == address)
+                .cloned()
+                .collect(),
+        })
+    }
+    async fn release(&self, _cx: &CallContext, _network: &str, address: IpAddr) -> IpamResult<()> {
+        self.request().await;
+        self.held
+            .lock()
+            .expect("held")
+            .retain(|_, a| a.address != address);
+        Ok(())
+    }
+    async fn update(
+        &self,
+        _cx: &CallContext,
+        _network: &str,
+        _address: IpAddr,
+        _changes: &RecordChanges,
+    ) -> IpamResult<AllocationInfo> {
+        Err(IpamError::Unsupported("update".into()))
+    }
+    async fn allocate_network(
+        &self,
+        _cx: &CallContext,
+        _req: &CarveRequest,
+    ) -> IpamResult<NetworkInfo> {
+        Err(IpamError::Unsupported("on-demand networks".into()))
+    }
+    async fn release_network(&self, _cx: &CallContext, _network: &str) -> IpamResult<()> {
+        Err(IpamError::Unsupported("on-demand networks".into()))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gateways
+
+struct Gateway {
+    base: String,
+    client: reqwest::Client,
+    ipam: Arc<ipam_gateway::service::Ipam>,
+    _dir: tempfile::TempDir,
+    _upstream: Option<Box<dyn std::any::Any + Send>>,
+}
+
+fn https_client(dir: &Path) -> reqwest::Client {
+    let pem = std::fs::read(dir.join("tls/cert.pem")).expect("generated cert");
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("pem")])
+        .pool_max_idle_per_host(256)
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("client")
+}
+
+/// The real router over HTTPS in front of the in-process fake backend.
+/// `nodelay`: set TCP_NODELAY on accepted connections (the shipped server does not).
+async fn gateway_on_fake(backend: Arc<SlowBackend>, nodelay: bool) -> Gateway {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "[clients.demo]\npassword_hash = \"{PASSWORD_HASH}\"\nbackend = \"fake\"\n\
+         [backends.fake]\nkind = \"embedded\"\n"
+    );
+    let settings = Settings::from_toml(&text).expect("settings");
+    let mut tls_cfg = settings.config.server.tls.clone();
+    tls_cfg.mode = TlsMode::SelfSigned;
+    let material = ipam_gateway::tls::load_or_create(&tls_cfg, dir.path())
+        .expect("tls")
+        .expect("material");
+    let rustls = RustlsConfig::from_pem(material.cert_pem, material.key_pem)
+        .await
+        .expect("rustls");
+    let ipam = Arc::new(ipam_gateway::service::Ipam::new(
+        vec![backend as Arc<dyn Backend>],
+        Duration::from_secs(3600),
+    ));
+    let state = ipam_gateway::server::AppState {
+        ipam: ipam.clone(),
+        auth: Arc::new(ipam_gateway::auth::Authenticator::new(&settings)),
+        backend_timeout: Duration::from_secs(5),
+    };
+    let router = ipam_gateway::server::router(state, Duration::from_secs(120), 1 << 20);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let server = axum_server::from_tcp_rustls(listener, rustls).expect("server");
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let _ = if nodelay {
+            server
+                .map(|a| a.acceptor(axum_server::accept::NoDelayAcceptor::new()))
+                .serve(service)
+                .await
+        } else {
+            server.serve(service).await
+        };
+    });
+    Gateway {
+        base: format!("https://{addr}"),
+        client: https_client(dir.path()),
+        ipam,
+        _dir: dir,
+        _upstream: None,
+    }
+}
+
+/// The real `Application` over HTTPS on a config text.
+async fn gateway_on_config(text: &str, upstream: Option<Box<dyn std::any::Any + Send>>) -> Gateway {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = Settings::from_toml(text).expect("config").config;
+    cfg.server.listen = "127.0.0.1:0".into();
+    cfg.server.state_dir = dir.path().to_owned();
+    cfg.server.tls.mode = TlsMode::SelfSigned;
+    cfg.metrics.enabled = false;
+    cfg.cache.networks_ttl_secs = 3600;
+    let app = ipam_gateway::Application::build(cfg.validate().expect("valid"))
+        .await
+        .expect("app");
+    let base = app.base_url();
+    let ipam = app.ipam();
+    tokio::spawn(app.run_until_stopped());
+    Gateway {
+        base,
+        client: https_client(dir.path()),
+        ipam,
+        _dir: dir,
+        _upstream: upstream,
+    }
+}
+
+impl Gateway {
+    async fn vra(&self, op: &str, body: &Value) -> (Value, usize) {
+        let r = self
+            .client
+            .post(format!("{}/vra/v1/{op}", self.base))
+            .basic_auth("demo", Some(PASSWORD))
+            .json(body)
+            .send()
+            .await
+            .expect("send");
+        let status = r.status();
+        let bytes = r.bytes().await.expect("body");
+        assert!(
+            status.is_success(),
+            "{op}: {status} {}",
+            String::from_utf8_lossy(&bytes)
+        );
+        let v: Value = serde_json::from_slice(&bytes).expect("json");
+        (v, bytes.len())
+    }
+
+    /// The answer's size only: timed samples do not parse the JSON on the client side.
+    async fn vra_raw(&self, op: &str, body: &Value) -> usize {
+        let r = self
+            .client
+            .post(format!("{}/vra/v1/{op}", self.base))
+            .basic_auth("demo", Some(PASSWORD))
+            .json(body)
+            .send()
+            .await
+            .expect("send");
+        let status = r.status();
+        let bytes = r.bytes().await.expect("body");
+        assert!(status.is_success(), "{op}: {status}");
+        bytes.len()
+    }
+
+    fn caller(&self, backend: &str) -> ipam_gateway::service::Caller {
+        ipam_gateway::service::Caller {
+            name: "demo".into(),
+            backend: backend.into(),
+            cx: CallContext::default(),
+        }
+    }
+
+    /// Drops the cached listing the way a change does: releasing a free address in a network.
+    async fn drop_listing(&self, backend: &str, network_id: &str, free: &str) {
+        let id = ipam_gateway::domain::NetworkId::parse(network_id).expect("id");
+        let free: IpAddr = free.parse().expect("ip");
+        self.ipam
+            .release(&self.caller(backend), &id, free)
+            .await
+            .expect("release of a free address");
+    }
+}
+
+fn allocate_body(rid: &str, range: &str) -> Value {
+    json!({
+        "resourceInfo": {"id": rid, "name": format!("vm-{}", rid.replace(['/', ':'], "-"))},
+        "ipAllocations": [{"id": "a0", "ipRangeIds": [range], "nicIndex": "0", "isPrimary": "true", "size": "1"}],
+    })
+}
+
+fn ranges_body(max: Option<usize>, token: Option<&str>) -> Value {
+    let mut paging = serde_json::Map::new();
+    if let Some(m) = max {
+        paging.insert("maxResults".into(), json!(m));
+    }
+    if let Some(t) = token {
+        paging.insert("pageToken".into(), json!(t));
+    }
+    json!({"endpoint": {"endpointProperties": {}}, "pagingAndSorting": paging})
+}
+
+/// Every range id of a listing, page by page; asserts no duplicates and no gaps.
+async fn page_through(gw: &Gateway, page: usize, expected: usize) -> (usize, usize) {
+    let mut ids: Vec<String> = Vec::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let (v, _) = gw
+            .vra("get-ip-ranges", &ranges_body(Some(page), token.as_deref()))
+            .await;
+        pages += 1;
+        for r in v["ipRanges"].as_array().expect("ipRanges") {
+            ids.push(r["id"].as_str().expect("id").to_owned());
+        }
+        match v["nextPageToken"].as_str() {
+            Some(t) => token = Some(t.to_owned()),
+            None => break,
+        }
+    }
+    let unique: HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "paging returned duplicates");
+    assert_eq!(ids.len(), expected, "paging has gaps");
+    (pages, ids.len())
+}
+
+async fn time_ranges(gw: &Gateway, max: Option<usize>, n: usize) -> (Vec<Duration>, usize) {
+    let mut out = Vec::with_capacity(n);
+    let mut bytes = 0;
+    for _ in 0..n {
+        let t = Instant::now();
+        bytes = gw.vra_raw("get-ip-ranges", &ranges_body(max, None)).await;
+        out.push(t.elapsed());
+    }
+    out.sort();
+    (out, bytes)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Overhead
+
+async fn overhead() {
+    println!(
+        "== 1. Overhead: vRA allocate-ip over HTTPS vs the direct backend call (fixed 5 ms backend)"
+    );
+    let backend = SlowBackend::new(16);
+    let gw = gateway_on_fake(backend.clone(), false).await;
+    let range = ipam_gateway::domain::NetworkId::new("fake", "net-big").to_string();
+    // Warm up: TLS connections, auth cache, listing cache.
+    for i in 0..8 {
+        gw.vra("allocate-ip", &allocate_body(&format!("warm-{i}"), &range))
+            .await;
+    }
+    println!(
+        "  {:>7} | {:>9} {:>9} | {:>9} {:>9} | {:>12} {:>12} | calls | {:>9} {:>9} {:>6} {:>6}",
+        "clients",
+        "direct50",
+        "direct99",
+        "gw p50",
+        "gw p99",
+        "p50 ratio",
+        "p99 ratio",
+        "find+a50",
+        "find+a99",
+        "vs p50",
+        "vs p99"
+    );
+    for (clients, per_client) in [(1usize, 100usize), (16, 25), (128, 6)] {
+        // Direct: the same allocation, straight to the backend.
+        let mut tasks = Vec::new();
+        for c in 0..clients {
+            let b = backend.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                for i in 0..per_client {
+                    let req = AllocateIn {
+                        network: "net-big".into(),
+                        owner: ipam_gateway::domain::Owner::parse(&format!(
+                            "direct-{clients}-{c}-{i}"
+                        ))
+                        .expect("owner"),
+                        address: None,
+                        details: Default::default(),
+                    };
+                    let t = Instant::now();
+                    b.allocate(&CallContext::default(), &req)
+                        .await
+                        .expect("allocate");
+                    let one = t.elapsed();
+                    // The least an idempotent client does: look the owner up, then allocate.
+                    let t = Instant::now();
+                    b.find(&CallContext::default(), &Lookup::Owner(req.owner.clone()))
+                        .await
+                        .expect("find");
+                    b.allocate(&CallContext::default(), &req)
+                        .await
+                        .expect("allocate");
+                    lat.push((one, t.elapsed()));
+                }
+                lat
+            }));
+        }
+        let mut direct = Vec::new();
+        let mut idempotent = Vec::new();
+        for t in tasks {
+            for (one, two) in t.await.expect("task") {
+                direct.push(one);
+                idempotent.push(two);
+            }
+        }
+        direct.sort();
+        idempotent.sort();
+        // Through the gateway: first open the clients' connections (TLS handshakes are not
+        // what is measured: vRA's calls are steady state), then measure.
+        let mut warm = Vec::new();
+        for c in 0..clients {
+            let (client, base, range) = (gw.client.clone(), gw.base.clone(), range.clone());
+            warm.push(tokio::spawn(async move {
+                let body = allocate_body(&format!("/resources/warm-{clients}-{c}"), &range);
+                let r = client
+                    .post(format!("{base}/vra/v1/allocate-ip"))
+                    .basic_auth("demo", Some(PASSWORD))
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("send");
+                let _ = r.bytes().await;
+            }));
+        }
+        for t in warm {
+            t.await.expect("warm");
+        }
+        let before = backend.requests.load(Ordering::Relaxed);
+        let mut tasks = Vec::new();
+        for c in 0..clients {
+            let (client, base, range) = (gw.client.clone(), gw.base.clone(), range.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                for i in 0..per_client {
+                    let body = allocate_body(&format!("/resources/gw-{clients}-{c}-{i}"), &range);
+                    let t = Instant::now();
+                    let r = client
+                        .post(format!("{base}/vra/v1/allocate-ip"))
+                        .basic_auth("demo", Some(PASSWORD))
+                        .json(&body)
+                        .send()
+                        .await
+                        .expect("send");
+                    assert!(r.status().is_success(), "{}", r.status());
+                    let _ = r.bytes().await.expect("body");
+                    lat.push(t.elapsed());
+                }
+                lat
+            }));
+        }
+        let mut via = Vec::new();
+        for t in tasks {
+            via.extend(t.await.expect("task"));
+        }
+        via.sort();
+        let calls = (backend.requests.load(Ordering::Relaxed) - before) as f64 / via.len() as f64;
+        let (d50, d99) = (percentile(&direct, 0.5), percentile(&direct, 0.99));
+        let (g50, g99) = (percentile(&via, 0.5), percentile(&via, 0.99));
+        let r50 = g50.as_secs_f64() / d50.as_secs_f64();
+        let r99 = g99.as_secs_f64() / d99.as_secs_f64();
+        let (i50, i99) = (percentile(&idempotent, 0.5), percentile(&idempotent, 0.99));
+        println!(
+            "  {clients:>7} | {:>9} {:>9} | {:>9} {:>9} | {:>5.2}x {:<6} {:>5.2}x {:<6} | {calls:.2} | {:>9} {:>9} {:>5.2}x {:>5.2}x",
+            ms(d50),
+            ms(d99),
+            ms(g50),
+            ms(g99),
+            r50,
+            verdict(r50 <= 1.05),
+            r99,
+            verdict(r99 <= 1.2),
+            ms(i50),
+            ms(i99),
+            g50.as_secs_f64() / i50.as_secs_f64(),
+            g99.as_secs_f64() / i99.as_secs_f64(),
+        );
+    }
+    println!(
+        "  direct = one Backend::allocate; calls = backend calls per gateway allocate-ip;\n  find+a = the direct idempotent floor (owner lookup, then allocate), with the gateway's ratios to it.\n  targets: p50 <= 1.05x, p99 <= 1.2x the direct call"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Listings
+
+async fn listing_figures(
+    name: &str,
+    gw: &Gateway,
+    backend: &str,
+    count: &dyn Fn() -> usize,
+    expected: usize,
+) {
+    // Cold: the listing cache dropped before each sample.
+    let (first, _) = gw.vra("get-ip-ranges", &ranges_body(Some(1), None)).await;
+    let some_id = first["ipRanges"][0]["id"].as_str().expect("id").to_owned();
+    let free = first["ipRanges"][0]["endIPAddress"]
+        .as_str()
+        .expect("end")
+        .to_owned();
+    let mut cold = Vec::new();
+    let mut cold_requests = Vec::new();
+    for _ in 0..5 {
+        gw.drop_listing(backend, &some_id, &free).await;
+        let before = count();
+        let t = Instant::now();
+        gw.vra_raw("get-ip-ranges", &ranges_body(Some(1000), None))
+            .await;
+        cold.push(t.elapsed());
+        cold_requests.push(count() - before);
+    }
+    cold.sort();
+    let (page, page_bytes) = time_ranges(gw, Some(1000), 500).await;
+    let (full, full_bytes) = time_ranges(gw, Some(100_000), 40).await;
+    let before = count();
+    let (pages, seen) = page_through(gw, 1000, expected).await;
+    let paging_requests = count() - before;
+    let cold50 = percentile(&cold, 0.5);
+    let warm_p99 = percentile(&page, 0.99);
+    let ratio = cold50.as_secs_f64() / percentile(&page, 0.5).as_secs_f64();
+    println!("  [{name}] {expected} ranges");
+    println!(
+        "    warm, page of 1,000 ({:.0} KiB): p50 {}  p99 {}  ({}, target p99 <= 20 ms)",
+        page_bytes as f64 / 1024.0,
+        ms(percentile(&page, 0.5)),
+        ms(warm_p99),
+        verdict(warm_p99 <= Duration::from_millis(20))
+    );
+    println!(
+        "    warm, full listing ({:.1} MiB): p50 {}  p99 {}  ({})",
+        full_bytes as f64 / 1048576.0,
+        ms(percentile(&full, 0.5)),
+        ms(percentile(&full, 0.99)),
+        verdict(percentile(&full, 0.99) <= Duration::from_millis(20))
+    );
+    println!(
+        "    cold, page of 1,000: p50 {}  max {}; backend requests per cold listing: {:?}",
+        ms(cold50),
+        ms(cold[cold.len() - 1]),
+        cold_requests
+    );
+    println!(
+        "    warm/cold ratio (page of 1,000, p50): {ratio:.1}x ({}, target >= 20x)",
+        verdict(ratio >= 20.0)
+    );
+    println!(
+        "    paging through all in pages of 1,000: {pages} pages, {seen} distinct ids, no duplicates, no gaps; {paging_requests} backend requests"
+    );
+}
+
+async fn listings() {
+    println!("\n== 2. Listings: get-ip-ranges over HTTPS, 10,000 networks");
+    // In-process fake: 5 ms per backend page of 1,000.
+    let backend = SlowBackend::new(NETWORKS);
+    let gw = gateway_on_fake(backend.clone(), false).await;
+    let b = backend.clone();
+    listing_figures(
+        "fake backend, 5 ms per page of 1,000",
+        &gw,
+        "fake",
+        &move || b.listing_requests.load(Ordering::Relaxed),
+        NETWORKS + 1,
+    )
+    .await;
+    drop(gw);
+    // The same with TCP_NODELAY on the server's connections: the ~40 ms tail is Nagle's
+    // algorithm meeting the client's delayed ACK.
+    let gw = gateway_on_fake(backend.clone(), true).await;
+    let b = backend.clone();
+    listing_figures(
+        "fake backend, server with TCP_NODELAY",
+        &gw,
+        "fake",
+        &move || b.listing_requests.load(Ordering::Relaxed),
+        NETWORKS + 1,
+    )
+    .await;
+    drop(gw);
+
+    // phpIPAM fake.
+    let t = Instant::now();
+    let (fake, text) = phpipam_with(NETWORKS).await;
+    let seeded = t.elapsed();
+    let state = fake.state.clone();
+    let gw = gateway_on_config(&text, Some(Box::new(fake))).await;
+    println!(
+        "  (phpIPAM fake seeded with {NETWORKS} subnets in {})",
+        ms(seeded)
+    );
+    listing_figures(
+        "phpIPAM fake",
+        &gw,
+        "ipam",
+        &move || state.lock().expect("state").requests,
+        NETWORKS + 1,
+    )
+    .await;
+    drop(gw);
+
+    // Infoblox fake. With `count_free` (the default) the backend counts each network's free
+    // addresses with one search per network: O(networks), shown on 1,000 networks first.
+    let (fake, text) = infoblox_with(1_000, true).await;
+    let state = fake.state.clone();
+    let gw = gateway_on_config(&text, Some(Box::new(fake))).await;
+    let before = state.lock().expect("state").requests;
+    let t = Instant::now();
+    gw.vra_raw("get-ip-ranges", &ranges_body(Some(1000), None))
+        .await;
+    println!(
+        "  [Infoblox fake, count_free = true (default), 1,000 networks] cold listing: {} and {} backend requests (one per network: O(networks))",
+        ms(t.elapsed()),
+        state.lock().expect("state").requests - before
+    );
+    drop(gw);
+    let t = Instant::now();
+    let (fake, text) = infoblox_with(NETWORKS, false).await;
+    let seeded = t.elapsed();
+    let state = fake.state.clone();
+    let gw = gateway_on_config(&text, Some(Box::new(fake))).await;
+    println!(
+        "  (Infoblox fake seeded with {NETWORKS} networks in {})",
+        ms(seeded)
+    );
+    listing_figures(
+        "Infoblox fake, count_free = false",
+        &gw,
+        "ipam",
+        &move || state.lock().expect("state").requests,
+        NETWORKS + 1,
+    )
+    .await;
+}
+
+async fn phpipam_with(networks: usize) -> (phpipam_fake::FakePhpipam, String) {
+    let mut s = phpipam_fake::FakeState::empty();
+    let section = s.add_section("default", "bench");
+    let ns = s.add_nameserver("dns", &["10.0.0.53"]);
+    for i in 0..networks {
+        let cidr = format!("10.{}.{}.0/24", i / 256, i % 256);
+        s.add_subnet(section, &cidr, &format!("bench-{i}"), |sn| {
+            sn.vra_range = 1;
+            sn.nameserver = ns;
+        });
+    }
+    let big = s.add_subnet(section, "11.0.0.0/16", "big", |sn| {
+        sn.vra_range = 1;
+        sn.nameserver = ns;
+    });
+    s.add_gateway(big, "11.0.0.1");
+    let block = s.add_subnet(section, "12.0.0.0/16", "block", |_| {});
+    let fake = phpipam_fake::FakePhpipam::start_with(s).await;
+    let text = format!(
+        r#"
+[clients.demo]
+password_hash = "{PASSWORD_HASH}"
+backend = "ipam"
+[backends.ipam]
+kind = "phpipam"
+url = "{url}"
+app_id = "gateway"
+username = "Admin"
+password = "phpipam-lab"
+sections = ["default"]
+connect_timeout_secs = 2
+timeout_secs = 60
+[backends.ipam.networks]
+field = "custom_vRA_Range"
+value = 1
+[backends.ipam.blocks]
+ids = [{block}]
+"#,
+        url = fake.url
+    );
+    (fake, text)
+}
+
+async fn infoblox_with(networks: usize, count_free: bool) -> (infoblox_fake::FakeWapi, String) {
+    let mut s = infoblox_fake::FakeWapiState::empty();
+    let seed = |cidr: String, comment: String| infoblox_fake::SeedNetwork {
+        view: "default".into(),
+        cidr,
+        comment,
+        gateway: None,
+        dns_servers: vec!["10.0.0.53".into()],
+        domain: Some("bench.example".into()),
+        search_domains: vec![],
+        eas: vec![("vRA-Enabled".into(), "true".into())],
+    };
+    for i in 0..networks {
+        s.add_network(seed(
+            format!("10.{}.{}.0/24", i / 256, i % 256),
+            format!("bench-{i}"),
+        ));
+    }
+    let mut big = seed("11.0.0.0/16".into(), "big".into());
+    big.gateway = Some("11.0.0.1".into());
+    s.add_network(big);
+    s.add_zone("bench.example");
+    let mut block = seed("12.0.0.0/16".into(), "block".into());
+    block.eas.clear();
+    s.add_container(block);
+    let fake = infoblox_fake::FakeWapi::start_with(s).await;
+    let text = format!(
+        r#"
+[clients.demo]
+password_hash = "{PASSWORD_HASH}"
+backend = "ipam"
+[backends.ipam]
+kind = "infoblox"
+url = "{url}"
+username = "admin"
+password = "infoblox"
+network_views = ["default"]
+blocks = ["12.0.0.0/16"]
+connect_timeout_secs = 2
+timeout_secs = 60
+count_free = {count_free}
+[backends.ipam.network_filter]
+"vRA-Enabled" = "true"
+"#,
+        url = fake.url
+    );
+    (fake, text)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Allocation throughput
+
+async fn find_range(gw: &Gateway, name: &str) -> String {
+    let (v, _) = gw
+        .vra("get-ip-ranges", &ranges_body(Some(100_000), None))
+        .await;
+    v["ipRanges"]
+        .as_array()
+        .expect("ranges")
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no range {name}"))["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
+
+async fn throughput(name: &str, gw: &Gateway, range: &str, total: usize) {
+    let clients = 64usize;
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (client, base, range) = (gw.client.clone(), gw.base.clone(), range.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for i in (c..total).step_by(clients) {
+                let body = allocate_body(&format!("/resources/tp-{i}"), &range);
+                let r = client
+                    .post(format!("{base}/vra/v1/allocate-ip"))
+                    .basic_auth("demo", Some(PASSWORD))
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("send");
+                let status = r.status();
+                let v: Value = r.json().await.expect("json");
+                assert!(status.is_success(), "{status} {v}");
+                got.push(
+                    v["ipAllocations"][0]["ipAddresses"][0]
+                        .as_str()
+                        .expect("address")
+                        .to_owned(),
+                );
+            }
+            got
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("task"));
+    }
+    let el = t.elapsed();
+    let unique: BTreeSet<&String> = all.iter().collect();
+    assert_eq!(all.len(), total);
+    assert_eq!(unique.len(), total, "duplicate addresses handed out");
+    println!(
+        "  {name:<10}: {total} allocations in {} = {:.0}/s, {} distinct addresses, 0 duplicates",
+        ms(el),
+        total as f64 / el.as_secs_f64(),
+        unique.len()
+    );
+}
+
+async fn allocation() {
+    println!("\n== 3. Allocation: vRA allocate-ip over HTTPS, 64 concurrent clients");
+    let mut text = String::new();
+    let _ = write!(
+        text,
+        "[clients.demo]\npassword_hash = \"{PASSWORD_HASH}\"\nbackend = \"local\"\n\
+         [backends.local]\nkind = \"embedded\"\n\
+         [[backends.local.networks]]\nname = \"big\"\ncidr = \"11.0.0.0/16\"\ngateway = \"11.0.0.1\"\n"
+    );
+    let gw = gateway_on_config(&text, None).await;
+    let range = find_range(&gw, "big").await;
+    throughput("embedded", &gw, &range, 1280).await;
+    drop(gw);
+
+    let (fake, text) = phpipam_with(16).await;
+    let gw = gateway_on_config(&text, Some(Box::new(fake))).await;
+    let range = find_range(&gw, "big").await;
+    throughput("phpIPAM", &gw, &range, 1280).await;
+    drop(gw);
+
+    let (fake, text) = infoblox_with(16, true).await;
+    let gw = gateway_on_config(&text, Some(Box::new(fake))).await;
+    let range = find_range(&gw, "big").await;
+    throughput("Infoblox", &gw, &range, 1280).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Footprint (a separate process: the release binary)
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn status_kib(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .unwrap_or(f64::NAN)
+}
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_gateway(dir: &Path, config: Option<&Path>, port: u16) -> Child {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ipam-gateway"));
+    cmd.current_dir(dir)
+        .env_remove("IPAMGW_CONFIG")
+        .env("IPAMGW_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "IPAMGW_METRICS__LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .env("IPAMGW_LOG__LEVEL", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    cmd.arg("serve");
+    Child(cmd.spawn().expect("spawn ipam-gateway"))
+}
+
+async fn until_ready(client: &reqwest::Client, port: u16, started: Instant) -> Duration {
+    loop {
+        if let Ok(r) = client
+            .get(format!("https://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            && r.status() == 200
+        {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "never ready");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+fn insecure_client() -> reqwest::Client {
+    // The cert is generated by the child on first start; loopback only.
+    reqwest::Client::builder()
+        .tls_danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
+async fn footprint() {
+    println!("\n== 4. Footprint: the release binary as its own process");
+    let client = insecure_client();
+    // Start-up to ready on the embedded default config.
+    let mut first = Vec::new();
+    let mut again = Vec::new();
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let t = Instant::now();
+        let child = spawn_gateway(dir.path(), None, port);
+        first.push(until_ready(&client, port, t).await);
+        drop(child);
+        let port = free_port();
+        let t = Instant::now();
+        let child = spawn_gateway(dir.path(), None, port);
+        again.push(until_ready(&client, port, t).await);
+        drop(child);
+    }
+    first.sort();
+    again.sort();
+    println!(
+        "  start-up to first 200 from /readyz, embedded default: first start (cert + data file created) p50 {} max {}; restart p50 {} max {} ({}, target <= 200 ms)",
+        ms(percentile(&first, 0.5)),
+        ms(first[first.len() - 1]),
+        ms(percentile(&again, 0.5)),
+        ms(again[again.len() - 1]),
+        verdict(first[first.len() - 1] <= Duration::from_millis(200))
+    );
+
+    // RSS with 10,000 networks cached.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = format!(
+        "[server]\nstate_dir = \"data\"\n[server.tls]\nmode = \"self_signed\"\n[metrics]\nenabled = false\n\
+         [clients.demo]\npassword_hash = \"{PASSWORD_HASH}\"\nbackend = \"local\"\n\
+         [backends.local]\nkind = \"embedded\"\npath = \"local.redb\"\n"
+    );
+    for i in 0..NETWORKS {
+        let _ = write!(
+            c,
+            "[[backends.local.networks]]\nname = \"net-{i}\"\ncidr = \"10.{}.{}.0/24\"\n\
+             gateway = \"10.{}.{}.1\"\ndns_servers = [\"10.0.0.53\"]\ndomain = \"bench.example\"\n\
+             tags = {{ env = \"bench\" }}\n",
+            i / 256,
+            i % 256,
+            i / 256,
+            i % 256
+        );
+    }
+    let path = dir.path().join("bench.toml");
+    std::fs::write(&path, c).expect("config");
+    let port = free_port();
+    let t = Instant::now();
+    let child = spawn_gateway(dir.path(), Some(&path), port);
+    let ready = until_ready(&client, port, t).await;
+    let pid = child.0.id();
+    let idle = status_kib(pid, "VmRSS:");
+    // Warm: the native listing, the vRA full listing, and a paged walk (page tokens cached).
+    for _ in 0..5 {
+        let r = client
+            .get(format!("https://127.0.0.1:{port}/api/v1/networks"))
+            .basic_auth("demo", Some(PASSWORD))
+            .send()
+            .await
+            .expect("list");
+        assert_eq!(r.status(), 200);
+        let _ = r.bytes().await;
+        let r = client
+            .post(format!("https://127.0.0.1:{port}/vra/v1/get-ip-ranges"))
+            .basic_auth("demo", Some(PASSWORD))
+            .json(&ranges_body(Some(1000), None))
+            .send()
+            .await
+            .expect("ranges");
+        assert_eq!(r.status(), 200);
+        let _ = r.bytes().await;
+    }
+    let rss = status_kib(pid, "VmRSS:") / 1024.0;
+    let hwm = status_kib(pid, "VmHWM:") / 1024.0;
+    println!(
+        "  RSS with {NETWORKS} networks cached (10k-network config, ready in {}): idle {:.1} MiB, after warming {rss:.1} MiB, peak (VmHWM) {hwm:.1} MiB ({}, target <= 64 MiB)",
+        ms(ready),
+        idle / 1024.0,
+        verdict(rss <= 64.0)
+    );
+    drop(child);
+}
+
+fn main() {
+    // Which sections to run: all by default, or the numbers given (`-- 1 2`).
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let want = |n: &str| only.is_empty() || only.iter().any(|a| a == n);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        if want("1") {
+            overhead().await;
+        }
+        if want("2") {
+            listings().await;
+        }
+        if want("3") {
+            allocation().await;
+        }
+        if want("4") {
+            footprint().await;
+        }
+    });
+}
