@@ -292,3 +292,56 @@ async fn get_ip_blocks_answers_an_empty_list_when_there_are_no_blocks() {
     .await;
     assert_eq!(out, json!({"ipBlocks": []}));
 }
+
+/// A replica that did not serve the first page has no snapshot for the token: it continues after
+/// the token's last id over its own listing. Simulated by replacing the snapshot id of every token
+/// with one no replica issued; a network carved mid-walk is then neither duplicated nor causes a gap.
+#[tokio::test]
+async fn page_tokens_continue_on_a_replica_that_never_saw_them() {
+    let app = spawn_app().await;
+    let (reference, _) = walk(&app, json!(1)).await;
+    let values = placeholders(&app).await;
+    let mut inputs = filled("get-ip-ranges", &values, &[]);
+    inputs["pagingAndSorting"]["maxResults"] = json!(2);
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let out = vra_ok(&app, "get-ip-ranges", &inputs).await;
+        pages += 1;
+        seen.extend(ids(out["ipRanges"].as_array().expect("ipRanges")));
+        if pages == 1 {
+            // Another replica's listing may change between pages; the walk stays consistent.
+            let block: Value = app
+                .get("/api/v1/blocks")
+                .send()
+                .await
+                .expect("blocks")
+                .json()
+                .await
+                .expect("json");
+            let r = app
+                .post(
+                    "/api/v1/networks",
+                    &json!({"block": block["blocks"][0]["id"], "prefix_len": 28, "owner": "mid-walk"}),
+                )
+                .send()
+                .await
+                .expect("carve");
+            assert_eq!(r.status(), 201);
+        }
+        let Some(token) = out.get("nextPageToken").and_then(Value::as_str) else {
+            break;
+        };
+        let (_, rest) = token.split_once('.').expect("token has a snapshot id");
+        inputs["pagingAndSorting"]["pageToken"] = json!(format!("{}.{rest}", "ab".repeat(16)));
+        assert!(pages < 50, "paging does not end");
+    }
+    let unique: BTreeSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "no duplicates: {seen:?}");
+    for id in ids(&reference) {
+        assert!(seen.contains(&id), "gap: {id} missing from {seen:?}");
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(sorted, seen, "the walk follows id order");
+}

@@ -1,5 +1,7 @@
 //! The eight vRA IPAM operations, each from the action's `inputs` to the dict it must return.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -206,7 +208,18 @@ pub async fn validate_endpoint(
 
 struct Paging {
     max: Option<usize>,
-    token: Option<(String, usize)>,
+    token: Option<PageToken>,
+}
+
+/// `<snapshot id>.<offset>.<kind><base64url(last id served)>`. The snapshot id finds the frozen
+/// listing on the replica that served the first page; on any other replica (or once it expired)
+/// the last id continues the walk over a fresh listing sorted by id: no duplicates, no gaps for
+/// the networks present throughout, and no state shared between replicas.
+struct PageToken {
+    id: String,
+    offset: usize,
+    /// `r` for ranges, `b` for blocks, and the last id of the previous page.
+    after: Option<(char, String)>,
 }
 
 fn paging(root: &Field<'_>) -> Result<Paging, IpamError> {
@@ -226,12 +239,32 @@ fn paging(root: &Field<'_>) -> Result<Paging, IpamError> {
                     format!("'{t}' is not a page token issued by this gateway"),
                 )
             };
-            let (id, offset) = t.split_once('.').ok_or_else(bad)?;
-            let offset: usize = offset.parse().map_err(|_| bad())?;
+            let mut parts = t.splitn(3, '.');
+            let id = parts.next().unwrap_or_default();
+            let offset: usize = parts.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
             if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit()) {
                 return Err(bad());
             }
-            Some((id.to_owned(), offset))
+            let after = match parts.next() {
+                None => None,
+                Some(rest) => {
+                    let mut chars = rest.chars();
+                    let kind = chars.next().filter(|k| *k == 'r' || *k == 'b');
+                    let last = URL_SAFE_NO_PAD
+                        .decode(chars.as_str())
+                        .ok()
+                        .and_then(|b| String::from_utf8(b).ok());
+                    match (kind, last) {
+                        (Some(k), Some(l)) => Some((k, l)),
+                        _ => return Err(bad()),
+                    }
+                }
+            };
+            Some(PageToken {
+                id: id.to_owned(),
+                offset,
+                after,
+            })
         }
     };
     Ok(Paging { max, token })
@@ -241,51 +274,67 @@ fn caller_key(caller: &Caller) -> String {
     format!("{}|{}", caller.backend, caller.name)
 }
 
-/// Resolves the snapshot and offset for a page: a fresh one for the first page, the frozen one
-/// named by the token for the next ones.
+/// Where a page starts in its (id-sorted) listing.
+enum Start {
+    Offset(usize),
+    After(String),
+}
+
+/// Resolves the snapshot and start of a page: a fresh one for the first page; the frozen one
+/// named by the token for the next ones when this replica has it, else a fresh one continued
+/// after the token's last id.
 async fn page_source(
     vra: &VraState,
     caller: &Caller,
     paging: &Paging,
     kind: &'static str,
     fresh: impl std::future::Future<Output = Result<PagedSnapshot, IpamError>>,
-) -> Result<(String, Arc<PagedSnapshot>, usize), IpamError> {
-    match &paging.token {
-        None => Ok((
-            uuid::Uuid::new_v4().simple().to_string(),
-            Arc::new(fresh.await?),
-            0,
-        )),
-        Some((id, offset)) => {
-            let expired = || {
-                IpamError::invalid(
-                    "pagingAndSorting.pageToken",
-                    "unknown or expired page token (tokens live 15 minutes after their last use); \
-                     the next collection starts from the first page again",
-                )
-            };
-            let snap = vra.pages.get(id).await.ok_or_else(expired)?;
-            let same_kind = matches!(
-                (&snap.listing, kind),
-                (Listing::Ranges(_), "ranges") | (Listing::Blocks(_), "blocks")
-            );
-            if snap.caller != caller_key(caller) || !same_kind {
-                return Err(expired());
-            }
-            Ok((id.clone(), snap, *offset))
+) -> Result<(String, Arc<PagedSnapshot>, Start), IpamError> {
+    let new_id = || uuid::Uuid::new_v4().simple().to_string();
+    let Some(token) = &paging.token else {
+        return Ok((new_id(), Arc::new(fresh.await?), Start::Offset(0)));
+    };
+    let refused = |why: &str| IpamError::invalid("pagingAndSorting.pageToken", why.to_owned());
+    let kind_letter = if kind == "ranges" { 'r' } else { 'b' };
+    if let Some((k, _)) = &token.after
+        && *k != kind_letter
+    {
+        return Err(refused(&format!(
+            "this token belongs to another listing than {kind}"
+        )));
+    }
+    if let Some(snap) = vra.pages.get(&token.id).await {
+        let same_kind = matches!(
+            (&snap.listing, kind),
+            (Listing::Ranges(_), "ranges") | (Listing::Blocks(_), "blocks")
+        );
+        if snap.caller == caller_key(caller) && same_kind {
+            return Ok((token.id.clone(), snap, Start::Offset(token.offset)));
         }
+        return Err(refused("this token belongs to another caller or listing"));
+    }
+    match &token.after {
+        Some((_, last)) => Ok((new_id(), Arc::new(fresh.await?), Start::After(last.clone()))),
+        None => Err(refused(
+            "unknown or expired page token; the next collection starts from the first page again",
+        )),
     }
 }
 
-/// Cuts one page out of `items` and issues the token for the next one.
+/// Cuts one page out of `items` (sorted by `key`) and issues the token for the next one.
 async fn cut_page<T: Clone>(
     vra: &VraState,
     id: String,
     snap: Arc<PagedSnapshot>,
     items: Vec<T>,
-    offset: usize,
+    start: Start,
     max: Option<usize>,
+    key: impl Fn(&T) -> String,
 ) -> Result<(Vec<T>, Option<String>), IpamError> {
+    let offset = match start {
+        Start::Offset(o) => o,
+        Start::After(last) => items.partition_point(|t| key(t) <= last),
+    };
     if offset > items.len() {
         return Err(IpamError::invalid(
             "pagingAndSorting.pageToken",
@@ -300,11 +349,19 @@ async fn cut_page<T: Clone>(
         None => items.len(),
     };
     let page = items[offset..end].to_vec();
-    let next = if end < items.len() {
-        vra.pages.insert(id.clone(), snap).await;
-        Some(format!("{id}.{end}"))
-    } else {
-        None
+    let next = match page.last() {
+        Some(last) if end < items.len() => {
+            let kind = match snap.listing {
+                Listing::Ranges(_) => 'r',
+                Listing::Blocks(_) => 'b',
+            };
+            vra.pages.insert(id.clone(), snap).await;
+            Some(format!(
+                "{id}.{end}.{kind}{}",
+                URL_SAFE_NO_PAD.encode(key(last))
+            ))
+        }
+        _ => None,
     };
     Ok((page, next))
 }
@@ -328,7 +385,7 @@ pub async fn get_ip_ranges(
             filter: options.filter.clone(),
         })
     };
-    let (id, snap, offset) = page_source(&vra, &caller, &paging, "ranges", fresh)
+    let (id, snap, start) = page_source(&vra, &caller, &paging, "ranges", fresh)
         .await
         .map_err(op(OP))?;
     // Page over references into the snapshot and convert only the page: a page of 1,000 out of
@@ -340,9 +397,11 @@ pub async fn get_ip_ranges(
             .collect(),
         Listing::Blocks(_) => Vec::new(),
     };
-    let (page, next) = cut_page(&vra, id, snap.clone(), items, offset, paging.max)
-        .await
-        .map_err(op(OP))?;
+    let (page, next) = cut_page(&vra, id, snap.clone(), items, start, paging.max, |n| {
+        n.id.to_string()
+    })
+    .await
+    .map_err(op(OP))?;
     let hint = page.len().saturating_mul(RANGE_JSON_BYTES) + 256;
     let answer = RangesPage {
         ip_ranges: page.into_iter().map(IpRange::from_network).collect(),
@@ -404,7 +463,11 @@ pub async fn get_ip_blocks(
         // vRA runs Get IP Blocks even when on-demand networks are not used, and skips Get IP
         // Ranges when it fails: a backend without blocks answers an empty list, not an error.
         let blocks = match ipam.blocks(&caller).await {
-            Ok(b) => b,
+            // Sorted by id: a page token may continue after the last id on another replica.
+            Ok(mut b) => {
+                b.sort_by(|x, y| x.id.cmp(&y.id));
+                b
+            }
             Err(IpamError::Unsupported(_)) => Vec::new(),
             Err(e) => return Err(e),
         };
@@ -414,7 +477,7 @@ pub async fn get_ip_blocks(
             filter: options.filter.clone(),
         })
     };
-    let (id, snap, offset) = page_source(&vra, &caller, &paging, "blocks", fresh)
+    let (id, snap, start) = page_source(&vra, &caller, &paging, "blocks", fresh)
         .await
         .map_err(op(OP))?;
     let items: Vec<IpBlock> = match &snap.listing {
@@ -425,9 +488,11 @@ pub async fn get_ip_blocks(
             .collect(),
         Listing::Ranges(_) => Vec::new(),
     };
-    let (page, next) = cut_page(&vra, id, snap.clone(), items, offset, paging.max)
-        .await
-        .map_err(op(OP))?;
+    let (page, next) = cut_page(&vra, id, snap.clone(), items, start, paging.max, |b| {
+        b.id.clone()
+    })
+    .await
+    .map_err(op(OP))?;
     let mut out = json!({ "ipBlocks": page });
     if let Some(t) = next {
         out["nextPageToken"] = json!(t);
