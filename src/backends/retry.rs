@@ -15,6 +15,8 @@ use reqwest::Method;
 use reqwest::header::HeaderMap;
 use tokio::time::Instant;
 
+use crate::domain::IpamError;
+
 /// Attempts per read, the first included.
 pub const ATTEMPTS: u32 = 3;
 /// Bounds of the random pause between two attempts.
@@ -100,6 +102,39 @@ pub async fn exchange(
             "backend read failed; retrying");
         tokio::time::sleep(pause).await;
         attempt += 1;
+    }
+}
+
+/// The domain error for a request that got no HTTP answer: a timeout, a refused connection, or
+/// another transport failure, naming the backend and `what` it is (`phpIPAM`, `the Infoblox
+/// grid`) at `base_url`. Never the request URL (it may carry query values) nor any header.
+pub fn transport_error(
+    backend: &str,
+    what: &str,
+    base_url: &str,
+    timeout: Duration,
+    e: &reqwest::Error,
+) -> IpamError {
+    if e.is_timeout() {
+        IpamError::Timeout {
+            backend: backend.to_owned(),
+            seconds: timeout.as_secs(),
+        }
+    } else if e.is_connect() {
+        IpamError::Unavailable {
+            backend: backend.to_owned(),
+            detail: format!("cannot connect to {what} at {base_url}"),
+        }
+    } else {
+        IpamError::Unavailable {
+            backend: backend.to_owned(),
+            detail: format!(
+                "request to {what} at {base_url} failed: {}",
+                std::error::Error::source(e)
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "transport error".to_owned())
+            ),
+        }
     }
 }
 

@@ -240,28 +240,13 @@ impl Api {
     }
 
     fn transport(&self, e: &reqwest::Error) -> IpamError {
-        if e.is_timeout() {
-            IpamError::Timeout {
-                backend: self.backend.clone(),
-                seconds: self.timeout.as_secs(),
-            }
-        } else if e.is_connect() {
-            IpamError::Unavailable {
-                backend: self.backend.clone(),
-                detail: format!("cannot connect to the Infoblox grid at {}", self.base_url),
-            }
-        } else {
-            IpamError::Unavailable {
-                backend: self.backend.clone(),
-                detail: format!(
-                    "request to the Infoblox grid at {} failed: {}",
-                    self.base_url,
-                    std::error::Error::source(e)
-                        .map(|s| s.to_string())
-                        .unwrap_or_else(|| "transport error".to_owned())
-                ),
-            }
-        }
+        retry::transport_error(
+            &self.backend,
+            "the Infoblox grid",
+            &self.base_url,
+            self.timeout,
+            e,
+        )
     }
 
     /// Sends a request (`GET`s with bounded retries, see [`retry`]) and reads the answer; returns

@@ -188,29 +188,7 @@ impl Api {
     }
 
     fn transport(&self, e: &reqwest::Error) -> IpamError {
-        if e.is_timeout() {
-            IpamError::Timeout {
-                backend: self.backend.clone(),
-                seconds: self.timeout.as_secs(),
-            }
-        } else if e.is_connect() {
-            IpamError::Unavailable {
-                backend: self.backend.clone(),
-                detail: format!("cannot connect to phpIPAM at {}", self.base_url),
-            }
-        } else {
-            IpamError::Unavailable {
-                backend: self.backend.clone(),
-                detail: format!(
-                    "request to phpIPAM at {} failed: {}",
-                    self.base_url,
-                    // No URL in the text: it never carries secrets here, but stay tidy.
-                    std::error::Error::source(e)
-                        .map(|s| s.to_string())
-                        .unwrap_or_else(|| "transport error".to_owned())
-                ),
-            }
-        }
+        retry::transport_error(&self.backend, "phpIPAM", &self.base_url, self.timeout, e)
     }
 
     /// Sends a request (`GET`s with bounded retries, see [`retry`]) and reads phpIPAM's envelope.
