@@ -25,6 +25,7 @@ mod resilience_proxy;
 mod resilience_relogin;
 mod resilience_retry;
 mod security;
+mod soak;
 mod vra_allocate;
 mod vra_common;
 mod vra_networks;

@@ -26,9 +26,9 @@ use crate::support::phpipam_fake::{FakePhpipam, FakeState};
 use crate::support::{DEMO_PASSWORD, binary};
 use crate::vra_common::{fill, fixture};
 
-struct Gateway {
-    child: Child,
-    base_url: String,
+pub(crate) struct Gateway {
+    pub(crate) child: Child,
+    pub(crate) base_url: String,
 }
 
 impl Drop for Gateway {
@@ -39,7 +39,7 @@ impl Drop for Gateway {
 }
 
 /// `ipam-gateway serve --config <file>` in `dir` on a free loopback port (plain HTTP).
-fn start(dir: &Path, config: &Path) -> Gateway {
+pub(crate) fn start(dir: &Path, config: &Path) -> Gateway {
     let mut child = Command::new(binary())
         .args(["serve", "--config"])
         .arg(config)

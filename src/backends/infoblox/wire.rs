@@ -1,6 +1,6 @@
 //! WAPI JSON shapes, read leniently (fields absent unless asked for with `_return_fields`).
 //!
-//! Sources: `/work/shared/contracts/infoblox-wapi.md` §2 (refs, return shapes), §3 (paging),
+//! Sources: `../shared/contracts/infoblox-wapi.md` §2 (refs, return shapes), §3 (paging),
 //! §5 (objects) and §6 (`{Error, code, text}` bodies).
 
 use std::net::IpAddr;
