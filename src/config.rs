@@ -605,11 +605,48 @@ pub struct PhpipamSettings {
     pub lookup_cache_ttl: std::time::Duration,
 }
 
-/// A phpIPAM user (the password never leaves a `SecretString`).
+/// A backend's own user: the gateway's service account on phpIPAM or the grid (the password never
+/// leaves a `SecretString`).
 #[derive(Debug, Clone)]
-pub struct PhpipamUser {
+pub struct ServiceAccount {
     pub username: String,
     pub password: SecretString,
+}
+
+/// A phpIPAM user.
+pub type PhpipamUser = ServiceAccount;
+
+/// Reads `username` and `password` of the backend section `key` as a pair: both, or (when not
+/// `required` by `auth = "user"`) neither; one without the other names the missing key.
+pub(crate) fn service_account(
+    key: &str,
+    username: Option<&Secret>,
+    password: Option<&Secret>,
+    required: bool,
+) -> Result<Option<ServiceAccount>, ConfigError> {
+    let missing = |field: &str, other: &str| {
+        ConfigError::new(
+            format!("{key}.{field}"),
+            if required {
+                "required when auth = \"user\"".to_owned()
+            } else {
+                format!("required when {other} is set")
+            },
+        )
+    };
+    match (username, password) {
+        (Some(u), Some(pw)) => {
+            let username = u.resolve(&format!("{key}.username"))?;
+            let password = pw.resolve(&format!("{key}.password"))?;
+            Ok(Some(ServiceAccount {
+                username: username.expose_secret().trim().to_owned(),
+                password,
+            }))
+        }
+        (None, None) if !required => Ok(None),
+        (None, _) => Err(missing("username", "password")),
+        (Some(_), None) => Err(missing("password", "username")),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -1016,35 +1053,8 @@ fn validate_phpipam(key: &str, p: &PhpipamConfig) -> Result<PhpipamSettings, Con
             format!("'{app_id}' must be the API app id: letters, digits, '-' or '_'"),
         ));
     }
-    let user = |required: bool| -> Result<Option<PhpipamUser>, ConfigError> {
-        match (&p.username, &p.password) {
-            (Some(u), Some(pw)) => {
-                let username = u.resolve(&format!("{key}.username"))?;
-                let password = pw.resolve(&format!("{key}.password"))?;
-                Ok(Some(PhpipamUser {
-                    username: username.expose_secret().trim().to_owned(),
-                    password,
-                }))
-            }
-            (None, None) if !required => Ok(None),
-            (None, _) => Err(ConfigError::new(
-                format!("{key}.username"),
-                if required {
-                    "required when auth = \"user\""
-                } else {
-                    "required when password is set"
-                },
-            )),
-            (Some(_), None) => Err(ConfigError::new(
-                format!("{key}.password"),
-                if required {
-                    "required when auth = \"user\""
-                } else {
-                    "required when username is set"
-                },
-            )),
-        }
-    };
+    let user =
+        |required: bool| service_account(key, p.username.as_ref(), p.password.as_ref(), required);
     let auth = match p.auth {
         PhpipamAuthMode::User => {
             if p.app_code.is_some() {

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, ScalarValue, Secret, default_true, parse_cidr};
@@ -148,12 +147,8 @@ fn default_gateway_ea() -> String {
     "Gateway".into()
 }
 
-/// A grid user (the password never leaves a `SecretString`).
-#[derive(Debug, Clone)]
-pub struct InfobloxUser {
-    pub username: String,
-    pub password: SecretString,
-}
+/// A grid user.
+pub type InfobloxUser = super::ServiceAccount;
 
 #[derive(Debug, Clone)]
 pub enum InfobloxAuth {
@@ -275,34 +270,8 @@ pub(super) fn validate_infoblox(
             ),
         ));
     }
-    let user = |required: bool| -> Result<Option<InfobloxUser>, ConfigError> {
-        match (&p.username, &p.password) {
-            (Some(u), Some(pw)) => {
-                let username = u.resolve(&format!("{key}.username"))?;
-                let password = pw.resolve(&format!("{key}.password"))?;
-                Ok(Some(InfobloxUser {
-                    username: username.expose_secret().trim().to_owned(),
-                    password,
-                }))
-            }
-            (None, None) if !required => Ok(None),
-            (None, _) => Err(ConfigError::new(
-                format!("{key}.username"),
-                if required {
-                    "required when auth = \"user\""
-                } else {
-                    "required when password is set"
-                },
-            )),
-            (Some(_), None) => Err(ConfigError::new(
-                format!("{key}.password"),
-                if required {
-                    "required when auth = \"user\""
-                } else {
-                    "required when username is set"
-                },
-            )),
-        }
+    let user = |required: bool| {
+        super::service_account(key, p.username.as_ref(), p.password.as_ref(), required)
     };
     let auth = match p.auth {
         InfobloxAuthMode::User => match user(true)? {
