@@ -613,6 +613,43 @@ pub struct ServiceAccount {
     pub password: SecretString,
 }
 
+/// The transport keys every HTTP backend section has: a readable PEM `ca_file` (returned) and
+/// non-zero `connect_timeout_secs` / `timeout_secs`.
+pub(crate) fn http_transport(
+    key: &str,
+    ca_file: Option<&Path>,
+    connect_timeout_secs: u64,
+    timeout_secs: u64,
+) -> Result<Option<Vec<u8>>, ConfigError> {
+    for (field, secs) in [
+        ("connect_timeout_secs", connect_timeout_secs),
+        ("timeout_secs", timeout_secs),
+    ] {
+        if secs == 0 {
+            return Err(ConfigError::new(
+                format!("{key}.{field}"),
+                "must be at least 1",
+            ));
+        }
+    }
+    let Some(path) = ca_file else {
+        return Ok(None);
+    };
+    let pem = std::fs::read(path).map_err(|e| {
+        ConfigError::new(
+            format!("{key}.ca_file"),
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(ConfigError::new(
+            format!("{key}.ca_file"),
+            format!("{} holds no PEM certificate", path.display()),
+        ));
+    }
+    Ok(Some(pem))
+}
+
 /// A phpIPAM user.
 pub type PhpipamUser = ServiceAccount;
 
@@ -1098,35 +1135,12 @@ fn validate_phpipam(key: &str, p: &PhpipamConfig) -> Result<PhpipamSettings, Con
             }
         }
     };
-    let ca_pem = match &p.ca_file {
-        Some(path) => {
-            let pem = std::fs::read(path).map_err(|e| {
-                ConfigError::new(
-                    format!("{key}.ca_file"),
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
-                return Err(ConfigError::new(
-                    format!("{key}.ca_file"),
-                    format!("{} holds no PEM certificate", path.display()),
-                ));
-            }
-            Some(pem)
-        }
-        None => None,
-    };
-    for (field, secs) in [
-        ("connect_timeout_secs", p.connect_timeout_secs),
-        ("timeout_secs", p.timeout_secs),
-    ] {
-        if secs == 0 {
-            return Err(ConfigError::new(
-                format!("{key}.{field}"),
-                "must be at least 1",
-            ));
-        }
-    }
+    let ca_pem = http_transport(
+        key,
+        p.ca_file.as_deref(),
+        p.connect_timeout_secs,
+        p.timeout_secs,
+    )?;
     for (i, s) in p.sections.iter().enumerate() {
         if let SectionRef::Name(n) = s
             && n.trim().is_empty()

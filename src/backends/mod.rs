@@ -16,6 +16,7 @@ use crate::domain::{
 };
 
 pub mod embedded;
+pub mod http;
 pub mod infoblox;
 pub mod phpipam;
 pub mod retry;

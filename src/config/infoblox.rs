@@ -287,35 +287,12 @@ pub(super) fn validate_infoblox(
             fallback: user(false)?,
         },
     };
-    let ca_pem = match &p.ca_file {
-        Some(path) => {
-            let pem = std::fs::read(path).map_err(|e| {
-                ConfigError::new(
-                    format!("{key}.ca_file"),
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
-                return Err(ConfigError::new(
-                    format!("{key}.ca_file"),
-                    format!("{} holds no PEM certificate", path.display()),
-                ));
-            }
-            Some(pem)
-        }
-        None => None,
-    };
-    for (field, secs) in [
-        ("connect_timeout_secs", p.connect_timeout_secs),
-        ("timeout_secs", p.timeout_secs),
-    ] {
-        if secs == 0 {
-            return Err(ConfigError::new(
-                format!("{key}.{field}"),
-                "must be at least 1",
-            ));
-        }
-    }
+    let ca_pem = super::http_transport(
+        key,
+        p.ca_file.as_deref(),
+        p.connect_timeout_secs,
+        p.timeout_secs,
+    )?;
     if p.network_views.is_empty() {
         return Err(ConfigError::new(
             format!("{key}.network_views"),

@@ -20,9 +20,9 @@ use reqwest::header::{ACCEPT, COOKIE, HeaderValue, SET_COOKIE};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use super::wire::{Page, WapiError};
+use crate::backends::http::credential_key;
 use crate::backends::{CallContext, retry};
 use crate::config::{InfobloxAuth, InfobloxSettings};
 use crate::domain::{IpamError, IpamResult};
@@ -135,14 +135,6 @@ impl fmt::Debug for Api {
     }
 }
 
-fn credential_key(username: &str, password: &SecretString) -> String {
-    let mut h = Sha256::new();
-    h.update(username.as_bytes());
-    h.update([0u8]);
-    h.update(password.expose_secret().as_bytes());
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// `ibapauth=<value>` from a `Set-Cookie` header, as it goes back in `Cookie`.
 fn ibapauth(headers: &reqwest::header::HeaderMap) -> Option<SecretString> {
     headers.get_all(SET_COOKIE).iter().find_map(|v| {
@@ -155,30 +147,14 @@ fn ibapauth(headers: &reqwest::header::HeaderMap) -> Option<SecretString> {
 
 impl Api {
     pub fn new(backend: &str, s: &InfobloxSettings) -> IpamResult<Self> {
-        let mut b = reqwest::Client::builder()
-            .user_agent(concat!("ipam-gateway/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(s.connect_timeout)
-            .timeout(s.timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .redirect(reqwest::redirect::Policy::none());
-        if let Some(pem) = &s.ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
-                IpamError::Internal(format!(
-                    "backend {backend}: ca_file is not a PEM bundle: {e}"
-                ))
-            })?;
-            b = b.tls_certs_merge(certs);
-        }
-        if !s.verify_tls {
-            tracing::warn!(
-                backend,
-                "TLS certificate verification of the Infoblox grid is OFF"
-            );
-            b = b.tls_danger_accept_invalid_certs(true);
-        }
-        let http = b.build().map_err(|e| {
-            IpamError::Internal(format!("backend {backend}: cannot build HTTP client: {e}"))
-        })?;
+        let http = crate::backends::http::client(
+            backend,
+            "the Infoblox grid",
+            s.connect_timeout,
+            s.timeout,
+            s.ca_pem.as_deref(),
+            s.verify_tls,
+        )?;
         Ok(Api {
             backend: backend.to_owned(),
             http,
