@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use moka::future::Cache;
 
-use crate::backends::{Backend, CallContext};
+use crate::backends::{Backend, CallContext, Claim};
 use crate::domain::{
     AllocateIn, Allocation, AllocationId, AllocationInfo, BackendStatus, Block, CarveRequest,
     IpamError, IpamResult, Lookup, Network, NetworkFilter, NetworkId, Owner, RecordChanges,
@@ -321,7 +321,16 @@ impl Ipam {
             .locks
             .lock(&format!("owner\u{0}{}\u{0}{}", caller.backend, req.owner))
             .await;
-        let held = if reuse == Reuse::Never {
+        // A backend that claims atomically (the owner's address, or a new one, in one step) needs
+        // no lookup first when the candidates are tried in order anyway; `HeldFirst` with several
+        // candidates must look across all of them before taking anything.
+        let one_step = backend.atomic_claim()
+            && match reuse {
+                Reuse::InOrder => true,
+                Reuse::HeldFirst => req.networks.len() == 1,
+                Reuse::Never => false,
+            };
+        let held = if reuse == Reuse::Never || one_step {
             Vec::new()
         } else {
             timed(
@@ -372,15 +381,21 @@ impl Ipam {
             } else {
                 Some(self.locks.lock(&format!("network\u{0}{id}")).await)
             };
-            let outcome = timed(
-                &caller.backend,
-                "allocate",
-                backend.allocate(&caller.cx, &one),
-            )
-            .await;
+            let outcome = if one_step {
+                timed(&caller.backend, "claim", backend.claim(&caller.cx, &one)).await
+            } else {
+                timed(
+                    &caller.backend,
+                    "allocate",
+                    backend.allocate(&caller.cx, &one),
+                )
+                .await
+                .map(Claim::Taken)
+            };
             drop(network_guard);
             match outcome {
-                Ok(a) => {
+                Ok(Claim::Held(existing)) => return returning(existing, id),
+                Ok(Claim::Taken(a)) => {
                     self.invalidate(&caller.backend);
                     metrics::counter!("ipamgw_allocations_total", "backend" => caller.backend.clone()).increment(1);
                     return Ok(self.to_allocation(&caller.backend, a));

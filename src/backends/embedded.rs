@@ -12,12 +12,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use ipnet::IpNet;
 use redb::{
-    Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    TableDefinition,
+    Database, MultimapTableDefinition, ReadableDatabase, ReadableMultimapTable, ReadableTable,
+    ReadableTableMetadata, TableDefinition,
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Backend, CallContext};
+use super::{Backend, CallContext, Claim};
 use crate::config::usable_range;
 use crate::domain::{
     AllocateIn, AllocationInfo, BackendStatus, BlockInfo, CarveRequest, Family, IpamError,
@@ -209,6 +209,51 @@ impl EmbeddedBackend {
 
     fn allocate_sync(&self, req: &AllocateIn) -> IpamResult<AllocationInfo> {
         let txn = self.db.begin_write().map_err(|e| self.store_err(e))?;
+        let info = self.allocate_in(&txn, req)?;
+        txn.commit().map_err(|e| self.store_err(e))?;
+        Ok(info)
+    }
+
+    /// The owner's address in the network, or a new one for it, in one write transaction: no
+    /// other writer can take an address for the same owner in between.
+    fn claim_sync(&self, req: &AllocateIn) -> IpamResult<Claim> {
+        let txn = self.db.begin_write().map_err(|e| self.store_err(e))?;
+        {
+            let owners = txn
+                .open_multimap_table(OWNERS)
+                .map_err(|e| self.store_err(e))?;
+            let addrs = txn.open_table(ADDRESSES).map_err(|e| self.store_err(e))?;
+            let networks = txn.open_table(NETWORKS).map_err(|e| self.store_err(e))?;
+            for v in owners
+                .get(req.owner.as_str())
+                .map_err(|e| self.store_err(e))?
+            {
+                let v = v.map_err(|e| self.store_err(e))?;
+                let (net_id, addr) = v.value();
+                if net_id != req.network {
+                    continue;
+                }
+                let Some(net) = self.load_network(&networks, net_id)? else {
+                    continue;
+                };
+                if let Some(a) =
+                    self.read_record(&addrs, net_id, Family::of(&net.info.cidr), addr)?
+                {
+                    // Nothing was written: dropping the transaction aborts it.
+                    return Ok(Claim::Held(a));
+                }
+            }
+        }
+        let info = self.allocate_in(&txn, req)?;
+        txn.commit().map_err(|e| self.store_err(e))?;
+        Ok(Claim::Taken(info))
+    }
+
+    fn allocate_in(
+        &self,
+        txn: &redb::WriteTransaction,
+        req: &AllocateIn,
+    ) -> IpamResult<AllocationInfo> {
         let info = {
             let networks = txn.open_table(NETWORKS).map_err(|e| self.store_err(e))?;
             let net = self
@@ -279,7 +324,6 @@ impl EmbeddedBackend {
                 reference: None,
             }
         };
-        txn.commit().map_err(|e| self.store_err(e))?;
         Ok(info)
     }
 
@@ -676,6 +720,10 @@ impl Backend for EmbeddedBackend {
         true
     }
 
+    fn atomic_claim(&self) -> bool {
+        true
+    }
+
     async fn check(&self, _cx: &CallContext) -> IpamResult<BackendStatus> {
         let networks = self.networks(_cx).await?.len();
         Ok(BackendStatus {
@@ -698,6 +746,11 @@ impl Backend for EmbeddedBackend {
     async fn allocate(&self, _cx: &CallContext, req: &AllocateIn) -> IpamResult<AllocationInfo> {
         let req = req.clone();
         self.blocking(move |b| b.allocate_sync(&req)).await
+    }
+
+    async fn claim(&self, _cx: &CallContext, req: &AllocateIn) -> IpamResult<Claim> {
+        let req = req.clone();
+        self.blocking(move |b| b.claim_sync(&req)).await
     }
 
     async fn find(&self, _cx: &CallContext, lookup: &Lookup) -> IpamResult<Vec<AllocationInfo>> {
@@ -817,6 +870,87 @@ mod tests {
             .await
             .expect("alloc");
         assert_eq!(again.address.to_string(), "10.0.0.4", "gap is reused");
+    }
+
+    #[tokio::test]
+    async fn claim_returns_what_the_owner_holds_in_that_network_or_takes_one() {
+        let dir = tempfile::tempdir().expect("dir");
+        let b = open(dir.path());
+        let cx = CallContext::default();
+        let first = b
+            .claim(&cx, &req(SMALL, "vm-1", None))
+            .await
+            .expect("claim");
+        let Claim::Taken(first) = first else {
+            panic!("a new owner takes an address: {first:?}");
+        };
+        assert_eq!(first.address.to_string(), "10.0.0.2");
+        // The retry: the same address, nothing new taken.
+        let again = b
+            .claim(&cx, &req(SMALL, "vm-1", None))
+            .await
+            .expect("claim");
+        assert_eq!(again, Claim::Held(first.clone()));
+        let free = b.networks(&cx).await.expect("networks");
+        let small = free.iter().find(|n| n.backend_id == SMALL).expect("small");
+        assert_eq!(small.free, Some(4), "the retry took nothing");
+        // Held elsewhere does not count: the owner gets one in this network too.
+        let v6 = b
+            .claim(&cx, &req(V6, "vm-1", None))
+            .await
+            .expect("claim v6");
+        assert!(
+            matches!(v6, Claim::Taken(ref a) if a.address.is_ipv6()),
+            "{v6:?}"
+        );
+        // A specific address for an owner that holds another one: the held one comes back and
+        // the service turns the mismatch into a conflict.
+        let held = b
+            .claim(&cx, &req(SMALL, "vm-1", Some("10.0.0.5")))
+            .await
+            .expect("claim");
+        assert_eq!(held, Claim::Held(first));
+        // Errors are those of allocate: a taken address is a conflict.
+        let err = b
+            .claim(&cx, &req(SMALL, "vm-2", Some("10.0.0.2")))
+            .await
+            .expect_err("taken");
+        assert!(matches!(err, IpamError::Conflict(_)), "{err:?}");
+        let err = b
+            .claim(&cx, &req("default/10.9.9.0/24", "vm-2", None))
+            .await
+            .expect_err("no such network");
+        assert!(matches!(err, IpamError::NotFound(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn concurrent_claims_for_one_owner_take_one_address() {
+        let dir = tempfile::tempdir().expect("dir");
+        let b = Arc::new(open(dir.path()));
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let b = b.clone();
+            tasks.push(tokio::spawn(async move {
+                b.claim(&CallContext::default(), &req(SMALL, "same", None))
+                    .await
+                    .expect("claim")
+            }));
+        }
+        let mut addresses = std::collections::HashSet::new();
+        let mut taken = 0;
+        for t in tasks {
+            match t.await.expect("task") {
+                Claim::Taken(a) => {
+                    taken += 1;
+                    addresses.insert(a.address);
+                }
+                Claim::Held(a) => {
+                    addresses.insert(a.address);
+                }
+            }
+        }
+        assert_eq!(taken, 1, "exactly one claim takes an address");
+        assert_eq!(addresses.len(), 1, "every claim sees the same address");
     }
 
     #[tokio::test]

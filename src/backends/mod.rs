@@ -37,6 +37,15 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// What [`Backend::claim`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// The owner already held this address in the network; nothing was taken.
+    Held(AllocationInfo),
+    /// Nothing was held; this address was taken for the owner.
+    Taken(AllocationInfo),
+}
+
 /// Per-call context: who is calling, as far as the backend needs to know.
 #[derive(Debug, Clone, Default)]
 pub struct CallContext {
@@ -63,6 +72,27 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// this process's allocations per network, so that only other replicas can race it.
     fn atomic_allocation(&self) -> bool {
         false
+    }
+
+    /// Whether [`Backend::claim`] is one atomic step on the backend (a single redb write
+    /// transaction). The service then asks once instead of looking the owner up first, so an
+    /// allocation costs one backend call instead of two and stays retry-safe across replicas.
+    fn atomic_claim(&self) -> bool {
+        false
+    }
+
+    /// The address `req.owner` already holds in `req.network` if there is one ([`Claim::Held`]),
+    /// or else the one [`Backend::allocate`] takes for it ([`Claim::Taken`]). A backend that can
+    /// decide both in one atomic step overrides this and says so in [`Backend::atomic_claim`];
+    /// this default makes two calls (find, then allocate), which is retry-safe only because the
+    /// service serialises each owner's requests in this process and the owner marker is on the
+    /// record for the next lookup.
+    async fn claim(&self, cx: &CallContext, req: &AllocateIn) -> IpamResult<Claim> {
+        let held = self.find(cx, &Lookup::Owner(req.owner.clone())).await?;
+        match held.into_iter().find(|a| a.network == req.network) {
+            Some(a) => Ok(Claim::Held(a)),
+            None => self.allocate(cx, req).await.map(Claim::Taken),
+        }
     }
 
     /// Credentials and reachability.
