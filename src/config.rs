@@ -21,8 +21,8 @@ use crate::domain::{BlockInfo, NetworkInfo, Tag};
 mod infoblox;
 use infoblox::validate_infoblox;
 pub use infoblox::{
-    InfobloxAuth, InfobloxAuthMode, InfobloxConfig, InfobloxSettings, InfobloxUser, OwnerMarker,
-    RecordStyle,
+    FreeCounts, InfobloxAuth, InfobloxAuthMode, InfobloxConfig, InfobloxSettings, InfobloxUser,
+    OwnerMarker, RecordStyle,
 };
 
 /// The default configuration, compiled in: `ipam-gateway serve` with no `--config` runs on it.

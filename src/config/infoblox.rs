@@ -106,10 +106,17 @@ pub struct InfobloxConfig {
     /// Extensible attribute (type String) holding the owner when `owner_marker = "ea"`.
     #[serde(default = "default_owner_ea")]
     pub owner_ea: String,
-    /// Count the free addresses of each listed network (one `ipv4address`/`ipv6address` search
-    /// per network and listing; the Avi contract reports the count). Off = no count.
-    #[serde(default = "default_true")]
-    pub count_free: bool,
+    /// How listed networks get their free-address count (the Avi contract and vRA's
+    /// `freeAddresses` report it): `"utilization"` (default; read from the networks' own
+    /// `utilization` field in the same paged listing: O(pages) requests, approximate),
+    /// `"exact"` (one `ipv4address`/`ipv6address` search per network and listing: O(networks)
+    /// requests) or `"off"` (no count). Parsed in validation so a bad value names this key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free_counts: Option<String>,
+    /// Deprecated spelling of `free_counts`: `true` = `"exact"`, `false` = `"off"`. Not together
+    /// with `free_counts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count_free: Option<bool>,
     /// Extensible attribute holding a network's VLAN number (read only; absent = no VLAN).
     #[serde(default = "default_vlan_ea")]
     pub vlan_ea: String,
@@ -147,6 +154,48 @@ fn default_gateway_ea() -> String {
     "Gateway".into()
 }
 
+/// How the free addresses of listed networks are counted (`free_counts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FreeCounts {
+    /// From each IPv4 network's `utilization` (percent; INFERRED from the WAPI object reference,
+    /// not in the contract), asked for in the paged listing itself: no request per network.
+    /// NIOS refreshes utilization periodically, so the count is approximate; absent or
+    /// unreadable = unknown.
+    #[default]
+    Utilization,
+    /// One `ipv4address` / `ipv6address` search per network and listing: exact, O(networks).
+    Exact,
+    /// No count.
+    Off,
+}
+
+impl FreeCounts {
+    pub const NAMES: &'static str = "\"utilization\", \"exact\" or \"off\"";
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FreeCounts::Utilization => "utilization",
+            FreeCounts::Exact => "exact",
+            FreeCounts::Off => "off",
+        }
+    }
+
+    fn parse(key: &str, text: &str) -> Result<Self, ConfigError> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "utilization" => Ok(FreeCounts::Utilization),
+            "exact" => Ok(FreeCounts::Exact),
+            "off" => Ok(FreeCounts::Off),
+            _ => Err(ConfigError::new(
+                key,
+                format!(
+                    "'{text}' is not a free-count mode (expected {})",
+                    Self::NAMES
+                ),
+            )),
+        }
+    }
+}
+
 /// A grid user.
 pub type InfobloxUser = super::ServiceAccount;
 
@@ -181,7 +230,7 @@ pub struct InfobloxSettings {
     pub owner_ea: String,
     pub vlan_ea: String,
     pub gateway_ea: String,
-    pub count_free: bool,
+    pub free_counts: FreeCounts,
 }
 
 impl InfobloxSettings {
@@ -342,6 +391,19 @@ pub(super) fn validate_infoblox(
             "the owner extensible attribute cannot also be a network filter",
         ));
     }
+    let free_counts = match (&p.free_counts, p.count_free) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                format!("{key}.count_free"),
+                "cannot be set together with free_counts (count_free is its old spelling: \
+                 true = \"exact\", false = \"off\"); keep free_counts only",
+            ));
+        }
+        (Some(text), None) => FreeCounts::parse(&format!("{key}.free_counts"), text)?,
+        (None, Some(true)) => FreeCounts::Exact,
+        (None, Some(false)) => FreeCounts::Off,
+        (None, None) => FreeCounts::default(),
+    };
     Ok(InfobloxSettings {
         base_url: url.to_owned(),
         wapi_version: version.to_owned(),
@@ -362,7 +424,7 @@ pub(super) fn validate_infoblox(
         owner_ea,
         vlan_ea: check_ea_name(&format!("{key}.vlan_ea"), &p.vlan_ea)?,
         gateway_ea: check_ea_name(&format!("{key}.gateway_ea"), &p.gateway_ea)?,
-        count_free: p.count_free,
+        free_counts,
     })
 }
 
@@ -503,6 +565,40 @@ mod tests {
             e.to_string().contains("cname") && e.to_string().contains("a_ptr"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn free_counts_default_to_utilization_and_the_old_count_free_still_works() {
+        assert_eq!(infoblox(INFOBLOX).free_counts, FreeCounts::Utilization);
+        for (line, want) in [
+            ("free_counts = \"utilization\"", FreeCounts::Utilization),
+            ("free_counts = \"exact\"", FreeCounts::Exact),
+            ("free_counts = \"Off\"", FreeCounts::Off),
+            ("count_free = true", FreeCounts::Exact),
+            ("count_free = false", FreeCounts::Off),
+        ] {
+            let text = INFOBLOX.replace("blocks = [", &format!("{line}\nblocks = ["));
+            assert_eq!(infoblox(&text).free_counts, want, "{line}");
+        }
+    }
+
+    #[test]
+    fn free_count_errors_name_the_key() {
+        let e = err(&INFOBLOX.replace("blocks = [", "free_counts = \"fast\"\nblocks = ["));
+        assert_eq!(e.key, "backends.grid.free_counts", "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains("'fast'") && text.contains("utilization") && text.contains("exact"),
+            "{text}"
+        );
+        let e = err(&INFOBLOX.replace(
+            "blocks = [",
+            "free_counts = \"exact\"\ncount_free = true\nblocks = [",
+        ));
+        assert_eq!(e.key, "backends.grid.count_free", "{e}");
+        assert!(e.to_string().contains("free_counts"), "{e}");
+        let e = err(&INFOBLOX.replace("blocks = [", "count_free = \"yes\"\nblocks = ["));
+        assert!(e.key.starts_with("backends.grid"), "{e}");
     }
 
     #[test]

@@ -8,8 +8,9 @@ use ipam_gateway::backends::{Backend, CallContext};
 use ipam_gateway::domain::{
     AllocateIn, CarveRequest, IpamError, Lookup, Mac, Owner, RecordChanges, RecordDetails,
 };
-use serde_json::Value;
-use wiremock::ResponseTemplate;
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path, query_param};
+use wiremock::{Mock, ResponseTemplate};
 
 use crate::support::infoblox::{COOKIE, Exchange, InfobloxMock, PASSWORD, backend};
 
@@ -60,7 +61,7 @@ async fn networks_follow_next_page_id_and_map_options_and_eas() {
     for f in ["04", "05", "06", "07", "08"] {
         m.fixture(f).with_cookie().mounted().expect(1).mount().await;
     }
-    let b = backend(&m.uri(), "count_free = false");
+    let b = backend(&m.uri(), "free_counts = \"off\"");
     let cx = CallContext::default();
     let nets = match b.networks(&cx).await {
         Ok(n) => n,
@@ -622,4 +623,157 @@ async fn secrets_stay_out_of_debug_and_errors() {
     ));
     let printed = format!("{s:?} {}", serde_json::to_string(&s.config).expect("json"));
     assert!(!printed.contains("s3cret-Infoblox-pw"), "{printed}");
+}
+
+fn free_of(nets: &[ipam_gateway::domain::NetworkInfo]) -> Vec<(&str, Option<u64>)> {
+    nets.iter().map(|n| (n.name.as_str(), n.free)).collect()
+}
+
+#[tokio::test]
+async fn free_counts_come_from_utilization_in_the_paged_listing_by_default() {
+    let m = InfobloxMock::start().await;
+    m.fixture("01").mounted().expect(1).mount().await;
+    for f in ["30", "06", "07", "08"] {
+        m.fixture(f).with_cookie().mounted().expect(1).mount().await;
+    }
+    // No address search per network.
+    for at in ["/wapi/v2.12/ipv4address", "/wapi/v2.12/ipv6address"] {
+        m.respond("GET", at, ResponseTemplate::new(500))
+            .mounted()
+            .expect(0)
+            .mount()
+            .await;
+    }
+    let nets = backend(&m.uri(), "")
+        .networks(&CallContext::default())
+        .await
+        .expect("networks");
+    assert_eq!(
+        free_of(&nets),
+        [
+            ("lab-servers", Some(253)),
+            ("lab-dmz", Some(61)),
+            ("lab-tiny", Some(5)),
+            ("lab-servers-v6", None),
+        ],
+        "usable × (100 − utilization) / 100, never more than the range; IPv6 networks have no \
+         utilization"
+    );
+    let reqs = m.requests().await;
+    assert_eq!(reqs.len(), 5, "a login and four one-page searches");
+    let v6 = reqs
+        .iter()
+        .find(|r| r.url.path().ends_with("/ipv6network"))
+        .expect("the IPv6 search");
+    assert!(
+        !v6.url.query().unwrap_or_default().contains("utilization"),
+        "not asked on ipv6network: {}",
+        v6.url
+    );
+}
+
+#[tokio::test]
+async fn absent_or_unreadable_utilization_is_an_unknown_count_never_an_error() {
+    let m = InfobloxMock::start().await;
+    m.fixture("01").mount().await;
+    for f in ["06", "07", "08"] {
+        m.fixture(f).with_cookie().mount().await;
+    }
+    let mut page = Exchange::load("30").body().clone();
+    let items = page["result"].as_array_mut().expect("result");
+    items[0]
+        .as_object_mut()
+        .expect("network")
+        .remove("utilization");
+    items[1]["utilization"] = json!("n/a");
+    items[2]["utilization"] = json!(250);
+    m.respond(
+        "GET",
+        "/wapi/v2.12/network",
+        ResponseTemplate::new(200).set_body_json(page),
+    )
+    .mount()
+    .await;
+    let nets = backend(&m.uri(), "")
+        .networks(&CallContext::default())
+        .await
+        .expect("a listing whatever the utilization says");
+    assert_eq!(
+        free_of(&nets),
+        [
+            ("lab-servers", None),
+            ("lab-dmz", None),
+            ("lab-tiny", Some(0)),
+            ("lab-servers-v6", None),
+        ],
+        "absent and unreadable: unknown; 250 % is clamped to 100 %"
+    );
+}
+
+/// What a grid answers to a return field it does not know (INFERRED: WAPI's usual
+/// `AdmConProtoError` shape, spec §6; the exact text is not in a source).
+fn unknown_field(field: &str) -> ResponseTemplate {
+    ResponseTemplate::new(400).set_body_json(json!({
+        "Error": format!("AdmConProtoError: Unknown argument/field: {field}"),
+        "code": "Client.Ibap.Proto",
+        "text": format!("Unknown argument/field: {field}"),
+    }))
+}
+
+#[tokio::test]
+async fn a_grid_refusing_utilization_is_listed_without_it_and_not_asked_again() {
+    let m = InfobloxMock::start().await;
+    m.fixture("01").mount().await;
+    let with_utilization = Exchange::load("30")
+        .query()
+        .into_iter()
+        .find(|(k, _)| k == "_return_fields")
+        .expect("fixture 30 asks for fields")
+        .1;
+    Mock::given(method("GET"))
+        .and(path("/wapi/v2.12/network"))
+        .and(query_param("_return_fields", with_utilization.as_str()))
+        .respond_with(unknown_field("utilization"))
+        .expect(1)
+        .mount(&m.server)
+        .await;
+    for f in ["04", "05"] {
+        m.fixture(f).with_cookie().mounted().expect(2).mount().await;
+    }
+    for f in ["06", "07", "08"] {
+        m.fixture(f).with_cookie().mount().await;
+    }
+    let b = backend(&m.uri(), "");
+    let cx = CallContext::default();
+    for round in 0..2 {
+        let nets = b.networks(&cx).await.expect("listed without utilization");
+        assert_eq!(nets.len(), 4, "round {round}");
+        assert!(
+            nets.iter().all(|n| n.free.is_none()),
+            "round {round}: unknown counts"
+        );
+    }
+}
+
+#[tokio::test]
+async fn other_refusals_of_the_utilization_listing_stay_errors() {
+    let m = InfobloxMock::start().await;
+    m.fixture("01").mount().await;
+    m.respond(
+        "GET",
+        "/wapi/v2.12/network",
+        ResponseTemplate::new(400).set_body_json(Exchange::load("26").body().clone()),
+    )
+    .mounted()
+    .expect(1)
+    .mount()
+    .await;
+    let e = backend(&m.uri(), "")
+        .networks(&CallContext::default())
+        .await
+        .expect_err("an unknown EA is not a missing utilization field");
+    assert!(
+        matches!(&e, IpamError::Upstream { status: 400, detail, .. } if detail.contains("Unknown extensible attribute")),
+        "{e:?}"
+    );
 }

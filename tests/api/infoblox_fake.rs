@@ -137,10 +137,28 @@ fn ref_of(v: &Value) -> String {
 async fn the_fake_answers_like_the_fixtures() {
     let fake = FakeWapi::start().await;
     for which in [
-        "01", "02", "04", "06", "07", "08", "09", "10", "12", "13", "14", "21", "26", "27",
+        "01", "02", "04", "06", "07", "08", "09", "10", "12", "13", "14", "21", "26", "27", "30",
     ] {
         let (ex, status, body, raw) = replay(&fake, which, None).await;
         assert_conforms(&ex, status, &body, &raw);
+        if which == "30" {
+            // The lab's utilization, as the fixture writes it (before fixture 10 took an address
+            // in lab-servers: 2 of 254 is still 0 %).
+            let util = |b: &Value| -> Vec<(String, Value)> {
+                b["result"]
+                    .as_array()
+                    .expect("result")
+                    .iter()
+                    .map(|n| {
+                        (
+                            n["comment"].as_str().expect("comment").to_owned(),
+                            n["utilization"].clone(),
+                        )
+                    })
+                    .collect()
+            };
+            assert_eq!(util(&body), util(ex.body()), "{which}: utilization");
+        }
         if which == "01" {
             // The session cookie in the real format.
             let resp = reqwest::Client::new()
@@ -679,6 +697,73 @@ async fn thousands_of_networks_come_page_by_page() {
         fake.with(|s| s.pages_served) >= 3 + 3,
         "network: 3 pages, plus the other searches"
     );
+}
+
+#[tokio::test]
+async fn utilization_counts_cost_no_request_per_network_and_track_the_exact_ones() {
+    let fake = FakeWapi::start().await;
+    let cx = CallContext::default();
+    let taker = backend(&fake.url, "free_counts = \"off\"");
+    for (i, net) in [SERVERS, SERVERS, SERVERS, SERVERS, SERVERS, TINY, TINY]
+        .into_iter()
+        .enumerate()
+    {
+        taker
+            .allocate(&cx, &mk(&format!("vm-u{i}"), None, net))
+            .await
+            .expect("allocate");
+    }
+    // A fresh backend per mode: each listing pays its own login.
+    let list = |extra: &'static str| {
+        let fake = &fake;
+        async move {
+            let b = backend(&fake.url, extra);
+            let before = fake.with(|s| s.requests);
+            let nets = b.networks(&CallContext::default()).await.expect("networks");
+            (nets, fake.with(|s| s.requests) - before)
+        }
+    };
+    let (util, util_requests) = list("").await;
+    let (exact, exact_requests) = list("free_counts = \"exact\"").await;
+    let (off, off_requests) = list("count_free = false").await;
+    assert_eq!(util.len(), 4);
+    assert_eq!(
+        util_requests, 5,
+        "a login and four one-page searches: O(pages)"
+    );
+    assert_eq!(
+        exact_requests,
+        5 + exact.len(),
+        "plus one address search per network: O(networks)"
+    );
+    assert_eq!(off_requests, 5);
+    assert!(off.iter().all(|n| n.free.is_none()));
+    for (u, e) in util.iter().zip(&exact) {
+        assert_eq!(u.backend_id, e.backend_id);
+        match u.cidr {
+            ipnet::IpNet::V4(c) => {
+                let (u, e) = (
+                    u.free.expect("IPv4: from utilization"),
+                    e.free.expect("exact"),
+                );
+                let usable = (1u64 << (32 - c.prefix_len())) - 2;
+                assert!(
+                    u <= e + usable / 100 + 1 && e <= u + usable / 100 + 1,
+                    "{c}: utilization {u} vs exact {e}"
+                );
+            }
+            ipnet::IpNet::V6(_) => assert_eq!(u.free, None, "no utilization on ipv6network"),
+        }
+    }
+    let free = |nets: &[ipam_gateway::domain::NetworkInfo], name: &str| {
+        nets.iter().find(|n| n.name == name).and_then(|n| n.free)
+    };
+    // lab-servers: gateway + 5 of 254 = 2 % → 248; exact 253 − 5 = 248.
+    assert_eq!(free(&util, "lab-servers"), Some(248));
+    assert_eq!(free(&exact, "lab-servers"), Some(248));
+    // lab-tiny: gateway + 2 of 6 = 50 % → 3; exact 5 − 2 = 3.
+    assert_eq!(free(&util, "lab-tiny"), Some(3));
+    assert_eq!(free(&exact, "lab-tiny"), Some(3));
 }
 
 fn caller() -> Caller {

@@ -6,6 +6,10 @@
 //!   option, DNS servers and domain from `domain-name-servers` / `domain-name` (`dhcp6.…` for
 //!   IPv6), extensible attributes become tags. Network ids are `<network view>/<cidr>`: stable,
 //!   and all an allocation needs.
+//! - **Free counts** (`free_counts`): by default from each IPv4 network's `utilization` percent
+//!   (INFERRED from the WAPI object reference), asked for in the same paged listing, so a cold
+//!   listing costs O(pages) requests; `"exact"` searches each network's used addresses
+//!   (O(networks) requests); `"off"` counts nothing.
 //! - **Blocks** are `networkcontainer` / `ipv6networkcontainer` objects picked by CIDR (`blocks`)
 //!   or extensible attributes (`block_filter`).
 //! - **Allocation** creates the record (`record:host`, `fixedaddress`, or `record:a` + `record:ptr`)
@@ -24,6 +28,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -36,7 +41,7 @@ use sha2::{Digest, Sha256};
 use self::client::{Api, Reply};
 use self::wire::{DhcpOption, IpAddressEntry, Network, Record, ea_text};
 use super::{Backend, CallContext};
-use crate::config::{InfobloxSettings, OwnerMarker, RecordStyle, usable_range};
+use crate::config::{FreeCounts, InfobloxSettings, OwnerMarker, RecordStyle, usable_range};
 use crate::domain::{
     AllocateIn, AllocationInfo, BackendStatus, BlockInfo, CarveRequest, Family, IpamError,
     IpamResult, Lookup, Mac, NetworkInfo, Owner, RecordChanges, RecordDetails, Tag,
@@ -50,6 +55,12 @@ const INVENTORY_TTL: Duration = Duration::from_secs(30);
 const NO_MAC: &str = "00:00:00:00:00:00";
 
 const NETWORK_FIELDS: &str = "network,network_view,comment,extattrs,options,network_container";
+/// [`NETWORK_FIELDS`] plus `utilization` (percent; INFERRED from the WAPI object reference, not in
+/// the contract), asked for on `network` with `free_counts = "utilization"`. Not on
+/// `ipv6network`: the WAPI 2.13 schema lists no `utilization` there, and asking for an unknown
+/// field fails the whole search.
+const NETWORK_FIELDS_UTILIZATION: &str =
+    "network,network_view,comment,extattrs,options,network_container,utilization";
 const V6_NETWORK_FIELDS: &str = "network,network_view,comment,extattrs,options,network_container,domain_name,domain_name_servers";
 const HOST_FIELDS: &str = "name,view,network_view,comment,extattrs,ipv4addrs,ipv6addrs";
 const FIXED4_FIELDS: &str = "ipv4addr,mac,name,network_view,comment,extattrs";
@@ -170,6 +181,36 @@ fn unique_name(name: &str, owner: &Owner, network: &str) -> String {
     }
 }
 
+/// Addresses from `lo` to `hi`, saturating at `u128::MAX`.
+fn span(lo: IpAddr, hi: IpAddr) -> u128 {
+    let num = |a: IpAddr| match a {
+        IpAddr::V4(v) => u128::from(u32::from(v)),
+        IpAddr::V6(v) => u128::from(v),
+    };
+    num(hi).saturating_sub(num(lo)).saturating_add(1)
+}
+
+/// Addresses in a network's range (the gateway excluded when it starts it).
+fn range_size(info: &NetworkInfo) -> u128 {
+    span(info.range_start, info.range_end)
+}
+
+/// The free addresses a utilization (percent, 0..=100) leaves: the network's usable addresses
+/// (network and broadcast excluded; the grid counts a reserved gateway as used) × (100 −
+/// utilization) / 100, rounded down, and never more than the range holds (saturating for large
+/// IPv6 networks). Approximate: NIOS refreshes utilization periodically, not on every change.
+fn free_from_utilization(info: &NetworkInfo, percent: u8) -> u64 {
+    let (lo, hi) = usable_range(&info.cidr);
+    let usable = span(lo, hi);
+    let left = u128::from(100 - percent.min(100));
+    let free = usable
+        .checked_mul(left)
+        .map(|x| x / 100)
+        .unwrap_or_else(|| usable / 100 * left)
+        .min(range_size(info));
+    u64::try_from(free).unwrap_or(u64::MAX)
+}
+
 /// A DUID-LL (type 3, hardware type 1) from a MAC: what DHCPv6 clients derive from an Ethernet
 /// address.
 fn duid_from_mac(mac: &Mac) -> String {
@@ -181,6 +222,9 @@ pub struct InfobloxBackend {
     api: Arc<Api>,
     cfg: Arc<InfobloxSettings>,
     inventory: Cache<String, Arc<Inventory>>,
+    /// The grid refused `_return_fields=…,utilization` once: listings stop asking for it and
+    /// report free counts as unknown (`free_counts = "utilization"` only).
+    no_utilization: AtomicBool,
 }
 
 impl fmt::Debug for InfobloxBackend {
@@ -206,6 +250,7 @@ impl InfobloxBackend {
                 .max_capacity(1_000)
                 .time_to_live(INVENTORY_TTL)
                 .build(),
+            no_utilization: AtomicBool::new(false),
         })
     }
 
@@ -262,13 +307,15 @@ impl InfobloxBackend {
             for (k, v) in &self.cfg.network_filter {
                 filters.push((format!("*{k}"), v.clone()));
             }
-            for (object, fields) in [
-                ("network", NETWORK_FIELDS),
-                ("ipv6network", V6_NETWORK_FIELDS),
-            ] {
-                for v in self.api.get_all(cx, object, &filters, fields).await? {
-                    inv.networks.extend(self.to_net(v, view));
-                }
+            for v in self.ipv4_networks(cx, &filters).await? {
+                inv.networks.extend(self.to_net(v, view));
+            }
+            for v in self
+                .api
+                .get_all(cx, "ipv6network", &filters, V6_NETWORK_FIELDS)
+                .await?
+            {
+                inv.networks.extend(self.to_net(v, view));
             }
             if !want_blocks {
                 continue;
@@ -305,6 +352,44 @@ impl InfobloxBackend {
             ))
         });
         Ok(inv)
+    }
+
+    /// The `network` objects of a search, with `utilization` when free counts come from it. A
+    /// grid that refuses the field (`utilization` is INFERRED) gets the search again without
+    /// it, and is not asked for it again: free counts are then unknown, the listing still works.
+    async fn ipv4_networks(
+        &self,
+        cx: &CallContext,
+        filters: &[(String, String)],
+    ) -> IpamResult<Vec<Value>> {
+        if self.cfg.free_counts != FreeCounts::Utilization
+            || self.no_utilization.load(Ordering::Relaxed)
+        {
+            return self
+                .api
+                .get_all(cx, "network", filters, NETWORK_FIELDS)
+                .await;
+        }
+        match self
+            .api
+            .get_all(cx, "network", filters, NETWORK_FIELDS_UTILIZATION)
+            .await
+        {
+            Err(IpamError::Upstream {
+                status: 400,
+                detail,
+                ..
+            }) if detail.to_ascii_lowercase().contains("utilization") => {
+                self.no_utilization.store(true, Ordering::Relaxed);
+                tracing::warn!(backend = %self.name, %detail,
+                    "the grid refused the network utilization field; free address counts are \
+                     unknown (set free_counts = \"exact\" for exact counts, or \"off\")");
+                self.api
+                    .get_all(cx, "network", filters, NETWORK_FIELDS)
+                    .await
+            }
+            other => other,
+        }
     }
 
     async fn fresh_inventory(&self, cx: &CallContext) -> IpamResult<Arc<Inventory>> {
@@ -977,7 +1062,7 @@ impl InfobloxBackend {
             IpAddr::V6(v) => u128::from(v),
         };
         let (lo, hi) = (num(info.range_start), num(info.range_end));
-        let size = (hi - lo).saturating_add(1);
+        let size = range_size(info);
         let used = self
             .used_in(cx, net)
             .await?
@@ -1077,9 +1162,16 @@ impl Backend for InfobloxBackend {
         let mut out = Vec::with_capacity(inv.networks.len());
         for n in &inv.networks {
             let mut info = self.network_info(&inv, n);
-            if self.cfg.count_free {
-                info.free = Some(self.free_in(cx, n, &info).await?);
-            }
+            info.free = match self.cfg.free_counts {
+                // From the listing itself: no request per network.
+                FreeCounts::Utilization => n
+                    .wire
+                    .utilization_percent()
+                    .map(|u| free_from_utilization(&info, u)),
+                // One address search per network: O(networks) requests.
+                FreeCounts::Exact => Some(self.free_in(cx, n, &info).await?),
+                FreeCounts::Off => None,
+            };
             out.push(info);
         }
         Ok(out)
@@ -1599,5 +1691,69 @@ mod tests {
             unique_name("web-01", &o, "default/10.0.0.0/24"),
             unique_name("web-01", &o, "default/2001:db8::/64")
         );
+    }
+
+    fn info(cidr: &str, start: &str, end: &str) -> NetworkInfo {
+        let cidr: IpNet = cidr.parse().expect("cidr");
+        NetworkInfo {
+            backend_id: net_id("default", &cidr),
+            name: cidr.to_string(),
+            description: None,
+            cidr,
+            range_start: start.parse().expect("start"),
+            range_end: end.parse().expect("end"),
+            gateway: None,
+            dns_servers: Vec::new(),
+            dns_domain: None,
+            dns_search_domains: Vec::new(),
+            address_space: "default".into(),
+            vlan: None,
+            tags: Vec::new(),
+            free: None,
+            block: None,
+            owner: None,
+        }
+    }
+
+    #[test]
+    fn free_counts_from_utilization_round_down_and_saturate() {
+        // 254 usable addresses; the range (10.20.0.2 – .254) leaves the gateway out.
+        let servers = info("10.20.0.0/24", "10.20.0.2", "10.20.0.254");
+        assert_eq!(
+            free_from_utilization(&servers, 0),
+            253,
+            "no more than the range"
+        );
+        assert_eq!(
+            free_from_utilization(&servers, 1),
+            251,
+            "254 × 99 / 100 = 251.46"
+        );
+        assert_eq!(free_from_utilization(&servers, 50), 127);
+        assert_eq!(free_from_utilization(&servers, 100), 0);
+        assert_eq!(free_from_utilization(&servers, 200), 0, "clamped");
+        // A /29 with its gateway reserved: 1 of 6 used = 16 % on the grid.
+        let tiny = info("10.40.0.0/29", "10.40.0.2", "10.40.0.6");
+        assert_eq!(free_from_utilization(&tiny, 16), 5, "6 × 84 / 100 = 5.04");
+        assert_eq!(free_from_utilization(&tiny, 40), 3, "3.6 rounded down");
+        let v6 = info(
+            "2001:db8::/64",
+            "2001:db8::2",
+            "2001:db8::ffff:ffff:ffff:fffe",
+        );
+        assert_eq!(
+            free_from_utilization(&v6, 0),
+            u64::MAX - 2,
+            "2^64 − 3 in the range"
+        );
+        let v6 = info(
+            "2001:db8::/48",
+            "2001:db8::2",
+            "2001:db8:0:ffff:ffff:ffff:ffff:fffe",
+        );
+        assert_eq!(free_from_utilization(&v6, 0), u64::MAX, "saturates");
+        let huge = info("::/0", "::1", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe");
+        assert_eq!(free_from_utilization(&huge, 100), 0);
+        assert_eq!(free_from_utilization(&huge, 99), u64::MAX, "no overflow");
     }
 }

@@ -82,9 +82,29 @@ pub struct Network {
     pub domain_name: Option<String>,
     #[serde(default)]
     pub domain_name_servers: Vec<String>,
+    /// `network` only: "the network utilization in percentage" (INFERRED from the WAPI object
+    /// reference, not in the contract; only asked for with `free_counts = "utilization"`). Kept
+    /// raw: whatever the grid sends is read leniently by [`Network::utilization_percent`].
+    #[serde(default)]
+    pub utilization: Option<Value>,
 }
 
 impl Network {
+    /// The utilization in percent, clamped to 0..=100: a number or a numeric string (`"37"`,
+    /// `"37.5"`, `"37%"`); absent, `null` or anything else = unknown.
+    pub fn utilization_percent(&self) -> Option<u8> {
+        let v = match self.utilization.as_ref()? {
+            Value::Number(n) => n.as_f64()?,
+            Value::String(s) => s.trim().trim_end_matches('%').trim().parse::<f64>().ok()?,
+            _ => return None,
+        };
+        if !v.is_finite() {
+            return None;
+        }
+        // Clamped, then truncated: 100.0 at most, so the cast cannot overflow.
+        Some(v.clamp(0.0, 100.0) as u8)
+    }
+
     pub fn cidr(&self) -> Option<IpNet> {
         self.network.trim().parse::<IpNet>().ok().map(|n| n.trunc())
     }
@@ -280,6 +300,31 @@ mod tests {
         );
         assert_eq!(ea_text(&n.extattrs["Tiers"]).as_deref(), Some("a,b"));
         assert_eq!(ea_text(&n.extattrs["N"]).as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn utilization_reads_leniently_and_clamps() {
+        let with = |u: Value| -> Option<u8> {
+            let mut v = json!({"_ref": "network/x:10.0.0.0/24/default", "network": "10.0.0.0/24"});
+            if !u.is_null() {
+                v["utilization"] = u;
+            }
+            serde_json::from_value::<Network>(v)
+                .expect("a network whatever its utilization")
+                .utilization_percent()
+        };
+        assert_eq!(with(json!(37)), Some(37));
+        assert_eq!(with(json!(0)), Some(0));
+        assert_eq!(with(json!(37.9)), Some(37));
+        assert_eq!(with(json!("42")), Some(42));
+        assert_eq!(with(json!(" 42 % ")), Some(42));
+        assert_eq!(with(json!(250)), Some(100), "clamped to 100");
+        assert_eq!(with(json!(-5)), Some(0), "clamped to 0");
+        assert_eq!(with(Value::Null), None, "absent");
+        assert_eq!(with(json!("n/a")), None);
+        assert_eq!(with(json!({"value": 3})), None);
+        assert_eq!(with(json!([3])), None);
+        assert_eq!(with(json!(true)), None);
     }
 
     #[test]

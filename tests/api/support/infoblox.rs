@@ -195,10 +195,11 @@ impl InfobloxMock {
         }
     }
 
-    /// Login plus the five searches of an inventory (fixtures 01, 04–08).
+    /// Login plus the searches of an inventory (fixtures 01, 04–08, and 30: the IPv4 networks
+    /// with their utilization, as `free_counts = "utilization"`, the default, asks for them).
     pub async fn inventory(&self) {
         self.fixture("01").mount().await;
-        for f in ["04", "05", "06", "07", "08"] {
+        for f in ["04", "05", "06", "07", "08", "30"] {
             self.fixture(f).with_cookie().mount().await;
         }
     }

@@ -21,6 +21,12 @@
 //! object is refused (`… already exists.`), `ipv4address` entries of the network and broadcast
 //! addresses are `USED` with types `NETWORK` / `BROADCAST`.
 //!
+//! INFERRED (WAPI object reference from memory, not in the contract): `network` objects have a
+//! read-only `utilization` field, the percentage of the network's addresses in use; the fake
+//! serves it when asked for (`_return_fields[+]=…,utilization`) as held addresses × 100 / usable
+//! addresses (network and broadcast excluded), rounded down, always current (a grid refreshes
+//! it periodically).
+//!
 //! `tests/api/infoblox_fake.rs` checks its answers against `fixtures/infoblox/`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -587,6 +593,53 @@ impl FakeWapiState {
         raw.rsplit_once('$')?.1.parse().ok()
     }
 
+    /// Held IPv4 addresses by network view, sorted (PTRs and network objects hold none): what
+    /// `utilization` (of `network` objects: IPv4) is computed from, built once per search.
+    fn held_by_view(&self) -> HashMap<String, Vec<u128>> {
+        let mut out: HashMap<String, Vec<u128>> = HashMap::new();
+        for o in self.objects.values() {
+            if NETWORK_TYPES.contains(&o.kind.as_str()) || o.kind == "record:ptr" {
+                continue;
+            }
+            let list = out.entry(self.view_of(o)).or_default();
+            list.extend(
+                o.addresses()
+                    .into_iter()
+                    .filter(IpAddr::is_ipv4)
+                    .map(to_u128),
+            );
+        }
+        for list in out.values_mut() {
+            list.sort_unstable();
+            list.dedup();
+        }
+        out
+    }
+
+    /// A network's utilization in percent (held usable addresses × 100 / usable addresses,
+    /// rounded down); `None` for other objects.
+    fn utilization(&self, o: &FakeObject, held: &HashMap<String, Vec<u128>>) -> Option<u64> {
+        if o.kind != "network" {
+            return None;
+        }
+        let cidr = o.cidr()?;
+        let (lo, hi) = (to_u128(cidr.network()), to_u128(cidr.broadcast()));
+        let (first, last) = if cidr.prefix_len() >= 31 {
+            (lo, hi)
+        } else {
+            (lo + 1, hi - 1)
+        };
+        let list = held
+            .get(&o.network_view())
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let from = list.partition_point(|a| *a < first);
+        let to = list.partition_point(|a| *a <= last);
+        let used = (to - from) as u128;
+        let size = last - first + 1;
+        u64::try_from(used * 100 / size).ok()
+    }
+
     /// An object as WAPI returns it: `_ref` plus the asked-for fields that are set.
     fn render(&self, o: &FakeObject, fields: &[String]) -> Value {
         let mut out = Map::new();
@@ -1120,72 +1173,104 @@ fn search(s: &mut FakeWapiState, kind: &str, q: &Query) -> Response {
         }
     }
     let fields = wanted_fields(kind, &q.params);
-    let all: Vec<Value> = if kind == "ipv4address" || kind == "ipv6address" {
+    let paging = q.params.get("_paging").map(String::as_str) == Some("1");
+    let as_object = q.params.get("_return_as_object").map(String::as_str) == Some("1");
+    if paging && as_object {
+        s.pages_served += 1;
+    }
+    let s: &FakeWapiState = s;
+    let found = if kind == "ipv4address" || kind == "ipv6address" {
         match address_entries(s, kind, q) {
-            Ok(v) => v,
+            Ok(v) => Found::Values(v),
             Err(r) => return *r,
         }
     } else if kind == "networkview" {
-        s.network_views
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                json!({"_ref": format!("networkview/{}:{v}/{}", URL_SAFE_NO_PAD.encode(format!("dns.network_view${i}")), i == 0), "name": v, "is_default": i == 0})
-            })
-            .filter(|v| {
-                q.filters
-                    .iter()
-                    .all(|(k, want)| k != "name" || v["name"] == json!(want))
-            })
-            .map(|mut v| {
-                if let Value::Object(m) = &mut v {
-                    m.retain(|k, _| k == "_ref" || fields.contains(k));
-                }
-                v
-            })
-            .collect()
-    } else {
-        s.objects
-            .values()
-            .filter(|o| o.kind == kind)
-            .filter(|o| {
-                q.filters.iter().all(|(k, want)| {
-                    if let Some(ea) = k.strip_prefix('*') {
-                        return o.ea(ea).as_deref() == Some(want.as_str());
-                    }
-                    if let Some(field) = k.strip_suffix('~') {
-                        return o
-                            .fields
-                            .get(field)
-                            .and_then(scalar_text)
-                            .is_some_and(|t| regex_matches(want, &t));
-                    }
-                    match k.as_str() {
-                        "ipv4addr" | "ipv6addr" => {
-                            let want: Option<IpAddr> = want.parse().ok();
-                            want.is_some_and(|w| o.addresses().contains(&w))
-                        }
-                        "network_view" if !o.fields.contains_key("network_view") => {
-                            want == "default"
-                        }
-                        "view" if !o.fields.contains_key("view") => want == "default",
-                        field => {
-                            o.fields.get(field).and_then(scalar_text).as_deref()
-                                == Some(want.as_str())
-                        }
-                    }
+        Found::Values(
+            s.network_views
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    json!({"_ref": format!("networkview/{}:{v}/{}", URL_SAFE_NO_PAD.encode(format!("dns.network_view${i}")), i == 0), "name": v, "is_default": i == 0})
                 })
-            })
-            .map(|o| s.render(o, &fields))
-            .collect()
+                .filter(|v| {
+                    q.filters
+                        .iter()
+                        .all(|(k, want)| k != "name" || v["name"] == json!(want))
+                })
+                .map(|mut v| {
+                    if let Value::Object(m) = &mut v {
+                        m.retain(|k, _| k == "_ref" || fields.contains(k));
+                    }
+                    v
+                })
+                .collect(),
+        )
+    } else {
+        Found::Objects(
+            s.objects
+                .values()
+                .filter(|o| o.kind == kind)
+                .filter(|o| {
+                    q.filters.iter().all(|(k, want)| {
+                        if let Some(ea) = k.strip_prefix('*') {
+                            return o.ea(ea).as_deref() == Some(want.as_str());
+                        }
+                        if let Some(field) = k.strip_suffix('~') {
+                            return o
+                                .fields
+                                .get(field)
+                                .and_then(scalar_text)
+                                .is_some_and(|t| regex_matches(want, &t));
+                        }
+                        match k.as_str() {
+                            "ipv4addr" | "ipv6addr" => {
+                                let want: Option<IpAddr> = want.parse().ok();
+                                want.is_some_and(|w| o.addresses().contains(&w))
+                            }
+                            "network_view" if !o.fields.contains_key("network_view") => {
+                                want == "default"
+                            }
+                            "view" if !o.fields.contains_key("view") => want == "default",
+                            field => {
+                                o.fields.get(field).and_then(scalar_text).as_deref()
+                                    == Some(want.as_str())
+                            }
+                        }
+                    })
+                })
+                .collect(),
+        )
     };
-    let paging = q.params.get("_paging").map(String::as_str) == Some("1");
-    let as_object = q.params.get("_return_as_object").map(String::as_str) == Some("1");
+    // Only what the answer shows is rendered: a page of a search over thousands of networks
+    // renders its thousand, not all of them (the benchmark runs this fake in the gateway's
+    // process, where rendering every object for every page churned the heap the gateway uses).
+    let held = (matches!(found, Found::Objects(_)) && fields.iter().any(|f| f == "utilization"))
+        .then(|| s.held_by_view());
+    let render = |start: usize, n: usize| -> Vec<Value> {
+        match &found {
+            Found::Values(v) => v.iter().skip(start).take(n).cloned().collect(),
+            Found::Objects(os) => os
+                .iter()
+                .skip(start)
+                .take(n)
+                .map(|o| {
+                    let mut v = s.render(o, &fields);
+                    if let Some(u) = held.as_ref().and_then(|h| s.utilization(o, h)) {
+                        v["utilization"] = json!(u);
+                    }
+                    v
+                })
+                .collect(),
+        }
+    };
+    let total = match &found {
+        Found::Values(v) => v.len(),
+        Found::Objects(os) => os.len(),
+    };
     if paging {
         if !as_object {
             return proto("_return_as_object needs to be enabled for paging requests.");
         }
-        s.pages_served += 1;
         let size: usize = q
             .params
             .get("_max_results")
@@ -1202,9 +1287,8 @@ fn search(s: &mut FakeWapiState, kind: &str, q: &Query) -> Response {
             },
             None => 0,
         };
-        let page: Vec<Value> = all.iter().skip(start).take(size).cloned().collect();
-        let mut out = json!({"result": page});
-        if start + size < all.len() {
+        let mut out = json!({"result": render(start, size)});
+        if start + size < total {
             out["next_page_id"] = json!(format!("789c{:x}", start + size));
         }
         return json_answer(200, &out);
@@ -1215,15 +1299,21 @@ fn search(s: &mut FakeWapiState, kind: &str, q: &Query) -> Response {
         .and_then(|m| m.parse().ok())
         .unwrap_or(-1000);
     let limit = max.unsigned_abs() as usize;
-    if all.len() > limit && max < 0 {
+    if total > limit && max < 0 {
         return proto(&format!("Result set too large (> {limit})"));
     }
-    let all: Vec<Value> = all.into_iter().take(limit).collect();
+    let all = render(0, limit);
     if as_object {
         json_answer(200, &json!({"result": all}))
     } else {
         json_answer(200, &Value::Array(all))
     }
+}
+
+/// What a search found: answers already built (addresses, views), or objects to render.
+enum Found<'a> {
+    Values(Vec<Value>),
+    Objects(Vec<&'a FakeObject>),
 }
 
 /// `ipv4address` / `ipv6address` entries for `ip_address=` or `network=` searches.
