@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::dto::{
-    AllocationResult, DeallocationResult, Field, IpBlock, IpRange, endpoint, ip_version,
+    AllocationResult, DeallocationResult, Field, IpBlock, IpRange, IpRangeOut, endpoint, ip_version,
 };
 use super::errors::{VraError, op};
 use super::{Listing, PagedSnapshot, VraState};
@@ -404,7 +404,7 @@ pub async fn get_ip_ranges(
     .map_err(op(OP))?;
     let hint = page.len().saturating_mul(RANGE_JSON_BYTES) + 256;
     let answer = RangesPage {
-        ip_ranges: page.into_iter().map(IpRange::from_network).collect(),
+        ip_ranges: page.into_iter().map(IpRangeOut).collect(),
         next_page_token: next,
     };
     json_answer(OP, &answer, hint)
@@ -441,8 +441,9 @@ fn json_answer<T: serde::Serialize>(
 /// The answer of Get IP Ranges, serialised as it stands (no `serde_json::Value` in between).
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RangesPage {
-    ip_ranges: Vec<IpRange>,
+pub struct RangesPage<'a> {
+    /// Serialised straight from the snapshot: no `IpRange` per range (see [`IpRangeOut`]).
+    ip_ranges: Vec<IpRangeOut<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     next_page_token: Option<String>,
 }
