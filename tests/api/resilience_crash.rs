@@ -5,7 +5,11 @@
 //! The real binary runs as a process; the stateful fake and a fault proxy run in the test. The
 //! proxy holds the second NIC's allocation (phpIPAM `POST addresses/first_free/{dmz}/`, WAPI
 //! `POST record:host` for `func:nextavailableip:10.30.0.0/26`), so the kill lands after the first
-//! address is taken and before (or, in the `..._after_...` case, right after) the second.
+//! address is taken and before (or, in the `..._after_...` case, right after) the second. On
+//! Infoblox the two NICs' host records share the machine's name: the grid answers NIC 1's first
+//! POST "already exists" and the gateway posts again under an owner-specific name
+//! (`<name>-<hash>`); in the `..._after_...` case that second POST, the one that creates the
+//! record, is the one whose answer is lost.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -121,9 +125,10 @@ impl Upstream {
         }
     }
 
-    /// The second NIC's allocation request: (path, body text), and how many requests on that
-    /// path the first NIC's allocation makes before it.
-    fn second_nic(&self) -> (String, Option<String>, usize) {
+    /// The second NIC's allocation request to hold: (path, body text), and how many requests on
+    /// that path the allocate-ip makes before it. `creating`: the request that takes the address
+    /// (on Infoblox, NIC 1's POST after the grid refused the shared name), rather than the first.
+    fn second_nic(&self, creating: bool, machine: &str) -> (String, Option<String>, usize) {
         match self {
             Upstream::Phpipam(_, lab) => (
                 format!(
@@ -132,6 +137,13 @@ impl Upstream {
                 ),
                 None,
                 0,
+            ),
+            // NIC 0's POST, then NIC 1's under the shared name ("already exists"), then NIC 1's
+            // under `<name>-<hash of owner and network>`: only that one names `<name>-…`.
+            Upstream::Infoblox(_) if creating => (
+                "/wapi/v2.12/record:host".to_owned(),
+                Some(format!("\"name\":\"{machine}-")),
+                2,
             ),
             Upstream::Infoblox(_) => (
                 "/wapi/v2.12/record:host".to_owned(),
@@ -197,8 +209,8 @@ fn result_for<'a>(out: &'a Value, id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no result for {id}: {out:#}"))
 }
 
-/// `forward`: whether the held second allocation reaches phpIPAM before the kill (its answer
-/// is lost) or not.
+/// `forward`: whether the held second allocation reaches the IPAM before the kill (the IPAM
+/// took the address, its answer is lost) or not.
 async fn crash_then_retry(kind: BackendKind, forward: bool) {
     let fake = Upstream::start(kind).await;
     let proxy = FaultProxy::start(fake.url()).await;
@@ -229,9 +241,14 @@ async fn crash_then_retry(kind: BackendKind, forward: bool) {
     values.insert("resource".to_owned(), resource.clone());
     values.insert("range:lab-servers".to_owned(), id_of("lab-servers"));
     values.insert("range:lab-dmz".to_owned(), id_of("lab-dmz"));
-    let request = fill(&fixture("allocate-ip-2nic"), &values);
+    let template = fixture("allocate-ip-2nic");
+    let machine = template["resourceInfo"]["name"]
+        .as_str()
+        .expect("the machine's name")
+        .to_owned();
+    let request = fill(&template, &values);
 
-    let (hold_path, hold_body, before) = fake.second_nic();
+    let (hold_path, hold_body, before) = fake.second_nic(forward, &machine);
     proxy.set(Fault::Hold {
         method: Method::POST,
         path: hold_path.clone(),
@@ -343,7 +360,7 @@ async fn infoblox_killed_before_the_second_nic_then_retried_takes_one_new_addres
     crash_then_retry(BackendKind::Infoblox, false).await;
 }
 
-// No Infoblox "answer lost after the grid did the work" case: the two NICs of one machine share
-// its name, so the grid answers NIC 1's first host-record POST with "already exists" and the
-// backend follows up with another request; holding that first answer holds a conflict, not a
-// created record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn infoblox_killed_after_the_grid_created_the_second_record_then_retried_takes_none() {
+    crash_then_retry(BackendKind::Infoblox, true).await;
+}
