@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use crate::domain::{BlockInfo, NetworkInfo, Tag};
 
 mod infoblox;
+mod inventory;
 use infoblox::validate_infoblox;
 pub use infoblox::{
     FreeCounts, InfobloxAuth, InfobloxAuthMode, InfobloxConfig, InfobloxSettings, InfobloxUser,
@@ -709,23 +710,51 @@ impl SubnetSelector {
 impl Settings {
     /// Loads the file at `path` (or the embedded default), applies `IPAMGW_…` overrides, validates.
     pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
-        let text = match path {
-            Some(p) => std::fs::read_to_string(p).map_err(|e| {
-                ConfigError::new("--config", format!("cannot read {}: {e}", p.display()))
-            })?,
-            None => DEFAULT_CONFIG.to_owned(),
-        };
-        Self::from_figment(Figment::new().merge(Toml::string(&text)).merge(env_layer()))
+        match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    ConfigError::new("--config", format!("cannot read {}: {e}", p.display()))
+                })?;
+                Self::parse(&text, Some(env_layer()))
+            }
+            None => Self::parse(DEFAULT_CONFIG, Some(env_layer())),
+        }
     }
 
     /// Parses and validates TOML text without environment overrides (tests, benches).
     pub fn from_toml(text: &str) -> Result<Settings, ConfigError> {
-        Self::from_figment(Figment::new().merge(Toml::string(text)))
+        Self::parse(text, None)
     }
 
-    fn from_figment(figment: Figment) -> Result<Settings, ConfigError> {
-        let config: Config = figment.extract().map_err(figment_error)?;
+    fn parse(text: &str, env: Option<Env>) -> Result<Settings, ConfigError> {
+        // Large `[[backends.<name>.networks]]` lists element by element (see `inventory`); the
+        // whole document through figment otherwise, and for every error.
+        let config = match inventory::extract(text, env.clone()) {
+            Some(config) => config,
+            None => {
+                let figment = Figment::new().merge(Toml::string(text));
+                let figment = match env {
+                    Some(env) => figment.merge(env),
+                    None => figment,
+                };
+                figment.extract::<Config>().map_err(figment_error)?
+            }
+        };
         config.validate()
+    }
+}
+
+impl Config {
+    /// Drops the configured network and block lists of embedded backends, once validated into
+    /// [`BackendSettings`] (only `print-config` shows them from here), so that a large inventory
+    /// is not held twice while the backends are seeded.
+    pub fn release_inventories(&mut self) {
+        for backend in self.backends.values_mut() {
+            if let BackendConfig::Embedded(e) = backend {
+                e.networks = Vec::new();
+                e.blocks = Vec::new();
+            }
+        }
     }
 }
 
@@ -1575,5 +1604,143 @@ mod tests {
         assert_eq!(s.resolve("k").expect("resolve").expose_secret(), "s3cret");
         let missing = Secret::from("file:/nonexistent/pw");
         assert_eq!(missing.resolve("k").expect_err("missing").key, "k");
+    }
+
+    /// The whole document through figment: what `Settings::parse` does without `inventory`.
+    fn whole_document(text: &str) -> Result<Config, ConfigError> {
+        Figment::new()
+            .merge(Toml::string(text))
+            .extract::<Config>()
+            .map_err(figment_error)
+    }
+
+    fn same_as_whole_document(text: &str) {
+        let whole = whole_document(text).map(|c| serde_json::to_string(&c).expect("json"));
+        let parsed = match inventory::extract(text, None) {
+            Some(c) => Ok(serde_json::to_string(&c).expect("json")),
+            None => whole_document(text).map(|c| serde_json::to_string(&c).expect("json")),
+        };
+        assert_eq!(parsed, whole, "{text}");
+        match (
+            Settings::from_toml(text),
+            whole_document(text).and_then(Config::validate),
+        ) {
+            (Ok(a), Ok(b)) => assert_eq!(format!("{a:?}"), format!("{b:?}")),
+            (Err(a), Err(b)) => assert_eq!(a, b),
+            (a, b) => panic!("{a:?} vs {b:?}\n{text}"),
+        }
+    }
+
+    const INVENTORY: &str = r#"
+# A seeded embedded backend, networks and blocks as arrays of tables.
+[clients.demo]
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$0eDVEQ9XbOhdVpTvmUsnZdk1lBQ9hm0ONgDhkK6fwrY"
+backend = "local"
+[backends.local]
+kind = "embedded"
+path = "local.redb"
+[[backends.local.networks]]
+name = "n1"   # trailing comment [x]
+cidr = "10.0.0.0/24"
+gateway = "10.0.0.1"
+dns_servers = [
+  "10.0.0.53",
+  "10.0.0.54",
+]
+tags = { env = "lab", "owner team" = "net" }
+  [[ backends.local.networks ]]
+name = "n2"
+cidr = "10.0.1.0/24"
+description = """
+[[backends.local.networks]]
+not a header
+"""
+vlan = 12
+search_domains = ["a.example", 'b.example']
+[[backends.local.blocks]]
+name = "b1"
+cidr = "10.8.0.0/16"
+[server]
+listen = "127.0.0.1:9443"
+[[backends.local.networks]]
+name = "n3"
+cidr = "10.0.2.0/24"
+address_space = "other"
+range_start = "10.0.2.10"
+range_end = "10.0.2.20"
+"#;
+
+    #[test]
+    fn inventories_are_read_element_by_element_with_the_same_result() {
+        let config = inventory::extract(INVENTORY, None).expect("element by element");
+        let BackendConfig::Embedded(e) = &config.backends["local"] else {
+            panic!("embedded expected");
+        };
+        let names: Vec<_> = e.networks.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["n1", "n2", "n3"]);
+        assert!(
+            e.networks[1]
+                .description
+                .as_deref()
+                .unwrap_or_default()
+                .contains("not a header")
+        );
+        assert_eq!(e.blocks.len(), 1);
+        assert_eq!(config.server.listen, "127.0.0.1:9443");
+        same_as_whole_document(INVENTORY);
+        same_as_whole_document(MINIMAL);
+        same_as_whole_document(DEFAULT_CONFIG);
+        assert!(inventory::extract(MINIMAL, None).is_some());
+    }
+
+    #[test]
+    fn inventory_errors_are_the_whole_documents() {
+        let cases = [
+            // Unknown key, wrong type, missing field in an element.
+            INVENTORY.replace("vlan = 12", "vlan_id = 12"),
+            INVENTORY.replace("vlan = 12", "vlan = \"twelve\""),
+            INVENTORY.replace("name = \"n3\"\n", ""),
+            // Syntax errors inside and outside the lists.
+            INVENTORY.replace("gateway = \"10.0.0.1\"", "gateway = 10.0.0.1"),
+            INVENTORY.replace("listen = \"127", "listen = 127"),
+            INVENTORY.replace("\"\"\"\nvlan", "\nvlan"),
+            // The list also written inline, a table where the array is, a sub-table of an element.
+            INVENTORY.replace(
+                "path = \"local.redb\"",
+                "path = \"local.redb\"\nnetworks = []",
+            ),
+            format!("{INVENTORY}\n[backends.local.networks]\nname = \"x\"\n"),
+            // Lists of a backend that is not embedded, or not configured.
+            INVENTORY.replace(
+                "kind = \"embedded\"\npath = \"local.redb\"",
+                "kind = \"phpipam\"",
+            ),
+            INVENTORY.replace(
+                "[backends.local]\nkind = \"embedded\"\npath = \"local.redb\"",
+                "",
+            ),
+            // Validation after reading: overlap, bad CIDR.
+            INVENTORY
+                .replace("10.0.2.0/24", "10.0.0.0/16")
+                .replace("\"other\"", "\"default\""),
+            INVENTORY.replace("10.0.1.0/24", "10.0.1.0/33"),
+        ];
+        for text in &cases {
+            same_as_whole_document(text);
+            assert!(Settings::from_toml(text).is_err(), "{text}");
+        }
+        let e = Settings::from_toml(&cases[0]).expect_err("unknown key");
+        assert!(e.to_string().contains("vlan_id"), "{e}");
+        let e = Settings::from_toml(&cases[11]).expect_err("bad cidr");
+        assert_eq!(e.key, "backends.local.networks[1].cidr");
+        // A sub-table of the last element: valid, read by the whole-document path.
+        let text = format!("{INVENTORY}\n[backends.local.networks.tags]\nrack = \"r1\"\n");
+        assert!(inventory::extract(&text, None).is_none());
+        same_as_whole_document(&text);
+        let s = Settings::from_toml(&text).expect("sub-table");
+        let BackendSettings::Embedded { networks, .. } = &s.backends[0] else {
+            panic!("embedded expected");
+        };
+        assert_eq!(networks[2].tags[0].key, "rack");
     }
 }

@@ -55,14 +55,17 @@ impl ShutdownHandle {
 }
 
 impl Application {
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let cfg = &settings.config;
+    pub async fn build(mut settings: Settings) -> anyhow::Result<Self> {
+        // A configured inventory is held once at a time: the config's lists are validated into
+        // `settings.backends`, and each backend's validated list goes once it has been seeded.
+        settings.config.release_inventories();
         let mut backends = Vec::new();
-        for b in &settings.backends {
-            let backend = backends::build(b)
+        for b in std::mem::take(&mut settings.backends) {
+            let backend = backends::build(&b)
                 .with_context(|| format!("cannot start backend `{}`", b.name()))?;
             backends.push(backend);
         }
+        let cfg = &settings.config;
         if let Some(p) = &cfg.passthrough
             && let Some(b) = backends.iter().find(|b| b.name() == p.backend)
             && !b.supports_passthrough()
