@@ -845,6 +845,14 @@ fn bounds(net: &IpNet) -> (u128, u128) {
     }
 }
 
+/// The address after `a` (saturating at the top of the family).
+fn next_addr(a: IpAddr) -> IpAddr {
+    match a {
+        IpAddr::V4(v) => IpAddr::from(u32::from(v).saturating_add(1).to_be_bytes()),
+        IpAddr::V6(v) => IpAddr::from(u128::from(v).saturating_add(1).to_be_bytes()),
+    }
+}
+
 /// First and last assignable host of a network: IPv4 skips the network and broadcast addresses
 /// (except /31 and /32), IPv6 skips the subnet-router anycast address (except /127 and /128).
 pub fn usable_range(net: &IpNet) -> (IpAddr, IpAddr) {
@@ -1273,6 +1281,10 @@ fn validate_network(key: &str, n: &NetworkConfig) -> Result<NetworkInfo, ConfigE
     let (mut start, mut end) = usable_range(&cidr);
     if let Some(s) = &n.range_start {
         start = in_net("range_start", s)?;
+    } else if gateway == Some(start) && start < end {
+        // The range starts after a gateway on the first host, as phpIPAM's and Infoblox's do
+        // and as carved networks do here (the gateway is never handed out either way).
+        start = next_addr(start);
     }
     if let Some(e) = &n.range_end {
         end = in_net("range_end", e)?;
@@ -1371,8 +1383,40 @@ mod tests {
         let BackendSettings::Embedded { networks, .. } = &s.backends[0] else {
             panic!("embedded backend expected");
         };
-        assert_eq!(networks[0].range_start.to_string(), "10.0.0.1");
+        // The gateway is the first host, so the range starts after it.
+        assert_eq!(networks[0].range_start.to_string(), "10.0.0.2");
         assert_eq!(networks[0].range_end.to_string(), "10.0.0.254");
+    }
+
+    #[test]
+    fn the_range_starts_at_the_first_host_unless_the_gateway_is_there_or_it_is_given() {
+        let range = |text: &str| {
+            let s = Settings::from_toml(text).expect("valid");
+            let BackendSettings::Embedded { networks, .. } = &s.backends[0] else {
+                panic!("embedded backend expected");
+            };
+            (
+                networks[0].range_start.to_string(),
+                networks[0].range_end.to_string(),
+            )
+        };
+        let elsewhere = MINIMAL.replace("gateway = \"10.0.0.1\"", "gateway = \"10.0.0.254\"");
+        assert_eq!(range(&elsewhere), ("10.0.0.1".into(), "10.0.0.254".into()));
+        let none = MINIMAL.replace("gateway = \"10.0.0.1\"", "");
+        assert_eq!(range(&none).0, "10.0.0.1");
+        let given = MINIMAL.replace(
+            "gateway = \"10.0.0.1\"",
+            "gateway = \"10.0.0.1\"\nrange_start = \"10.0.0.1\"",
+        );
+        assert_eq!(
+            range(&given).0,
+            "10.0.0.1",
+            "an explicit range_start is kept"
+        );
+        let v6 = MINIMAL
+            .replace("10.0.0.0/24", "2001:db8::/64")
+            .replace("10.0.0.1", "2001:db8::1");
+        assert_eq!(range(&v6).0, "2001:db8::2");
     }
 
     #[test]

@@ -84,7 +84,7 @@ async fn get_ip_ranges_returns_every_required_field_and_the_network_settings() {
         values["range:lab-servers"].as_str(),
         "ids are our network ids"
     );
-    assert_eq!(lab["startIPAddress"], "10.20.0.1");
+    assert_eq!(lab["startIPAddress"], "10.20.0.2");
     assert_eq!(lab["endIPAddress"], "10.20.0.254");
     assert_eq!(lab["ipVersion"], "IPv4");
     assert_eq!(lab["subnetPrefixLength"], "24");
