@@ -7,6 +7,7 @@ described in vra_harness.py.
 import ast
 import ipaddress
 import os
+import socket
 import ssl
 import struct
 import unittest
@@ -164,6 +165,27 @@ class CertificateAndCredentials(unittest.TestCase):
         with self.assertRaises(Exception) as caught:
             h.run_action(PACKAGE, "validate_endpoint", inputs)
         self.assertIn("cannot reach ipam-gateway at 127.0.0.1:1", str(caught.exception))
+
+    def test_a_host_name_the_certificate_does_not_name_is_explained(self):
+        # vRA registered the gateway under a name its certificate lacks: resolve such a name to
+        # the loopback gateway for this test only, and expect the explanation, not a bare error.
+        _, port = PACKAGE.helper().split_host_port(h.env("IPAMGW_VRA_HOST"))
+        real = socket.getaddrinfo
+
+        def resolve(host, *args, **kwargs):
+            return real("127.0.0.1" if host == "ipam-gw.test" else host, *args, **kwargs)
+
+        values = dict(self.values, host="ipam-gw.test:%d" % port)
+        inputs = h.fixture("validate-endpoint", values, certificate=trusted())
+        socket.getaddrinfo = resolve
+        try:
+            with self.assertRaises(Exception) as caught:
+                h.run_action(PACKAGE, "validate_endpoint", inputs)
+        finally:
+            socket.getaddrinfo = real
+        message = str(caught.exception)
+        self.assertIn("does not name 'ipam-gw.test'", message)
+        self.assertIn("server.tls.hostnames", message)
 
 
 class Operations(unittest.TestCase):
