@@ -17,6 +17,7 @@ mod infoblox_adapter;
 mod infoblox_fake;
 mod networks;
 mod phpipam_adapter;
+mod phpipam_carve;
 mod phpipam_fake;
 mod process;
 mod resilience;

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::support::matrix::{BackendKind, LAB_BLOCK, spawn_lab};
 use crate::support::phpipam::{Exchange, backend, config};
-use crate::support::phpipam_fake::FakePhpipam;
+use crate::support::phpipam_fake::{FakePhpipam, FakeState};
 use crate::support::{AppOptions, TestApp, spawn_with};
 
 fn ip(s: &str) -> IpAddr {
@@ -114,6 +114,142 @@ async fn the_fake_answers_like_the_recorded_phpipam() {
         let (ex, status, body) = replay(&fake, &token, which).await;
         assert_conforms(&ex, status, &body);
     }
+}
+
+/// The set-up exchanges 15–19 (`POST subnets/`) and 23 (the gateway address), replayed on the lab
+/// emptied of its subnets and addresses, answer as recorded (same ids, same `data`) and rebuild
+/// the lab's subnets; 20–22 are refused with the recorded status and message.
+#[tokio::test]
+async fn the_fake_creates_subnets_like_the_recorded_phpipam() {
+    let lab = FakeState::lab();
+    let mut bare = FakeState::lab();
+    bare.subnets.clear();
+    bare.addresses.clear();
+    bare.next_subnet = 7;
+    bare.next_address = 11;
+    let fake = FakePhpipam::start_with(bare).await;
+    let token = fake.login("Admin");
+    for which in ["15", "16", "17", "18", "19", "20", "21", "22", "23"] {
+        let (ex, status, body) = replay(&fake, &token, which).await;
+        assert_conforms(&ex, status, &body);
+        if status == 201 {
+            let name = &ex.name;
+            assert_eq!(body["id"], ex.body()["id"], "{name}: id");
+            assert_eq!(body["data"], ex.body()["data"], "{name}: data");
+        }
+    }
+    fake.with(|s| {
+        let ids: Vec<u64> = s.subnets.keys().copied().collect();
+        assert_eq!(ids, lab.subnets.keys().copied().collect::<Vec<_>>());
+        for (id, want) in &lab.subnets {
+            let got = &s.subnets[id];
+            assert_eq!(
+                (
+                    got.cidr,
+                    got.section,
+                    &got.description,
+                    got.master,
+                    got.vlan,
+                    got.nameserver,
+                    got.is_pool,
+                    got.vra_range
+                ),
+                (
+                    want.cidr,
+                    want.section,
+                    &want.description,
+                    want.master,
+                    want.vlan,
+                    want.nameserver,
+                    want.is_pool,
+                    want.vra_range
+                ),
+                "subnet {id}"
+            );
+        }
+        let gw = &s.addresses[&11];
+        assert_eq!(
+            (gw.subnet, gw.ip, gw.is_gateway),
+            (7, ip("10.10.0.1"), true)
+        );
+    });
+}
+
+/// `POST subnets/` under a `masterSubnetId` (no recording: INFERRED from phpIPAM 1.8.2's source,
+/// see `create_subnet` in the fake): inside the master and clear of its children, or refused.
+#[tokio::test]
+async fn the_fake_nests_created_subnets_inside_their_master() {
+    let fake = FakePhpipam::start().await;
+    let token = fake.login("Admin");
+    let client = reqwest::Client::new();
+    let post = |body: Value| {
+        let req = client
+            .post(format!("{}/api/gateway/subnets/", fake.url))
+            .header("phpipam-token", &token)
+            .json(&body);
+        async move {
+            let resp = req.send().await.expect("fake answers");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.expect("json"))
+        }
+    };
+    let child = |subnet: &str, mask: &str, master: &str| {
+        serde_json::json!({"subnet": subnet, "mask": mask, "sectionId": "3",
+            "masterSubnetId": master, "description": "child"})
+    };
+
+    let (status, body) = post(child("10.30.1.0", "24", "10")).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["data"], "10.30.1.0/24");
+    let id: u64 = body["id"].as_str().expect("string id").parse().expect("id");
+    let sn = fake.with(|s| s.subnets[&id].clone());
+    assert_eq!((sn.master, sn.section), (10, 3));
+
+    for (body, want_status, want_message) in [
+        (
+            child("10.30.1.128", "25", "10"),
+            409,
+            "Subnet overlaps with 10.30.1.0/24",
+        ),
+        (
+            child("10.30.0.0", "16", "10"),
+            409,
+            "Subnet is not within boundaries of its master subnet",
+        ),
+        (
+            child("10.31.0.0", "24", "10"),
+            409,
+            "Subnet is not within boundaries of its master subnet",
+        ),
+        (
+            child("10.30.2.0", "24", "999"),
+            404,
+            "Master Subnet does not exist (id=999)",
+        ),
+        (
+            serde_json::json!({"subnet": "10.30.2.0", "mask": "24", "sectionId": "3"}),
+            409,
+            "Subnet 10.30.2.0/24 overlaps with 10.30.0.0/16 (Container for on-demand networks) in section Gateway",
+        ),
+        (
+            serde_json::json!({"subnet": "10.60.0.0", "mask": "24", "sectionId": "3", "nope": 1}),
+            400,
+            "Invalid request key nope",
+        ),
+    ] {
+        let before = fake.with(|s| s.subnets.len());
+        let (status, got) = post(body.clone()).await;
+        assert_eq!(status, want_status, "{body}: {got}");
+        assert_eq!(got["message"], want_message, "{body}");
+        assert_eq!(
+            fake.with(|s| s.subnets.len()),
+            before,
+            "{body}: nothing created"
+        );
+    }
+    // A sibling that does not overlap is fine.
+    let (status, body) = post(child("10.30.2.0", "24", "10")).await;
+    assert_eq!(status, 201, "{body}");
 }
 
 #[tokio::test]

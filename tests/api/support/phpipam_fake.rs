@@ -528,6 +528,187 @@ fn filtered(uri: &Uri, items: Vec<Value>, empty: &str) -> Response {
     }
 }
 
+/// Keys `POST subnets/` accepts besides custom fields (the columns of phpIPAM's `subnets` table);
+/// any other key is phpIPAM's 400 `Invalid request key <k>`.
+const SUBNET_KEYS: &[&str] = &[
+    "subnet",
+    "mask",
+    "sectionId",
+    "description",
+    "linked_subnet",
+    "firewallAddressObject",
+    "vrfId",
+    "masterSubnetId",
+    "allowRequests",
+    "vlanId",
+    "showName",
+    "device",
+    "permissions",
+    "pingSubnet",
+    "discoverSubnet",
+    "resolveDNS",
+    "DNSrecursive",
+    "DNSrecords",
+    "nameserverId",
+    "scanAgent",
+    "customer_id",
+    "isFolder",
+    "isFull",
+    "isPool",
+    "tag",
+    "threshold",
+    "location",
+    "custom_vRA_Range",
+];
+
+/// `POST subnets/`: creates the subnet given by `subnet` + `mask`, checked in the order of
+/// phpIPAM 1.8.2's `validate_create_parameters` (CIDR, network address, master, section,
+/// overlap, VLAN, then the keys). Every section of the fake is in strict mode, like `Gateway`.
+///
+/// RECORDED (fixtures 15–22): 201 `{"message": "Subnet created", "id": "<string>", "data":
+/// "<cidr>"}` with `Location`; a root subnet overlapping a subnet of its section → 409
+/// `Subnet <cidr> overlaps with <cidr> (<description>) in section <name>` (20); a host address →
+/// 400 `IP address cannot be subnet! (Consider using <network>)` (21); an unknown section → 400
+/// `Section id (<id>) does not exist` (22).
+///
+/// INFERRED, not recorded (read from phpIPAM v1.8.2's `api/controllers/Subnets.php` and
+/// `functions/classes/class.Subnets.php`): under a `masterSubnetId` the subnet must lie inside
+/// the master and differ from it (409 `Subnet is not within boundaries of its master subnet`;
+/// an unknown master is 404 `Master Subnet does not exist (id=<id>)`) and must not overlap the
+/// master's other children (409 `Subnet overlaps with <cidr>`, a shorter message than the root
+/// one); the CIDR syntax, missing-section, unknown-VLAN and unknown-key answers. Folders
+/// (`isFolder=1`) and VRFs are not modelled.
+fn create_subnet(s: &mut FakeState, body: &Map<String, Value>, app: &str) -> Response {
+    let field = |k: &str| {
+        body.get(k)
+            .and_then(text)
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+    };
+    if field("isFolder").as_deref() == Some("1") {
+        return error(501, "fake phpIPAM: folders are not modelled");
+    }
+    let (Some(addr), Some(mask)) = (field("subnet"), field("mask")) else {
+        return error(400, "Invalid CIDR format!");
+    };
+    let Ok(addr) = addr.parse::<IpAddr>() else {
+        return error(400, "Invalid Network!");
+    };
+    let Some(net) = mask
+        .parse::<u8>()
+        .ok()
+        .and_then(|m| IpNet::new(addr, m).ok())
+    else {
+        return error(400, "Invalid netmask");
+    };
+    if net.network() != addr {
+        let hint = match net {
+            IpNet::V4(_) => net.network().to_string(),
+            IpNet::V6(_) => net.trunc().to_string(),
+        };
+        return error(
+            400,
+            &format!("IP address cannot be subnet! (Consider using {hint})"),
+        );
+    }
+    let net = net.trunc();
+    let master = match field("masterSubnetId").filter(|m| m != "0") {
+        None => None,
+        Some(m) => match m.parse::<u64>().ok().and_then(|i| s.subnets.get(&i)) {
+            Some(sn) => Some(sn.clone()),
+            None => return error(404, &format!("Master Subnet does not exist (id={m})")),
+        },
+    };
+    if let Some(m) = &master
+        && !m.is_folder
+        && (m.cidr == net || !m.cidr.contains(&net))
+    {
+        return error(409, "Subnet is not within boundaries of its master subnet");
+    }
+    let Some(section) = field("sectionId") else {
+        return error(400, "Invalid Section ()");
+    };
+    let Ok(section_id) = section.parse::<u64>() else {
+        return error(400, &format!("Section Id must be numeric ({section})"));
+    };
+    let Some(section) = s.sections.iter().find(|x| x.id == section_id).cloned() else {
+        return error(400, &format!("Section id ({section_id}) does not exist"));
+    };
+    let overlaps =
+        |c: &FakeSubnet| !c.is_folder && (c.cidr.contains(&net) || net.contains(&c.cidr));
+    match &master {
+        // Root: every subnet of the section, most specific first (phpIPAM's ORDER BY mask DESC).
+        None => {
+            let mut hits: Vec<&FakeSubnet> = s
+                .subnets
+                .values()
+                .filter(|c| c.section == section_id && overlaps(c))
+                .collect();
+            hits.sort_by_key(|c| {
+                (
+                    std::cmp::Reverse(c.cidr.prefix_len()),
+                    to_u128(c.cidr.network()),
+                )
+            });
+            if let Some(c) = hits.first() {
+                return error(
+                    409,
+                    &format!(
+                        "Subnet {net} overlaps with {} ({}) in section {}",
+                        c.cidr, c.description, section.name
+                    ),
+                );
+            }
+        }
+        // Nested (INFERRED): only the master's direct children count.
+        Some(m) if !m.is_folder => {
+            if let Some(c) = s.subnets.values().find(|c| c.master == m.id && overlaps(c)) {
+                return error(409, &format!("Subnet overlaps with {}", c.cidr));
+            }
+        }
+        Some(_) => {}
+    }
+    let vlan = match field("vlanId") {
+        None => None,
+        Some(v) => match v.parse::<u64>().ok().filter(|i| s.vlans.contains_key(i)) {
+            Some(i) => Some(i),
+            None => return error(404, "Vlan does not exist"),
+        },
+    };
+    if let Some(k) = body
+        .keys()
+        .find(|k| !SUBNET_KEYS.contains(&k.as_str()) && !s.subnet_fields.contains(k))
+    {
+        return error(400, &format!("Invalid request key {k}"));
+    }
+    let id = s.next_subnet;
+    s.next_subnet += 1;
+    let description = body.get("description").and_then(text).unwrap_or_default();
+    let mut sn = subnet(id, &net.to_string(), &description);
+    sn.section = section_id;
+    sn.master = master.map_or(0, |m| m.id);
+    sn.vlan = vlan;
+    sn.nameserver = field("nameserverId")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    sn.is_pool = field("isPool").as_deref() == Some("1");
+    sn.vra_range = field("custom_vRA_Range")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    for f in &s.subnet_fields {
+        if let Some(v) = field(f) {
+            sn.custom.insert(f.clone(), v);
+        }
+    }
+    s.subnets.insert(id, sn);
+    created(
+        "Subnet created",
+        id,
+        format!("/api/{app}/subnets/{id}/"),
+        Some(json!(net.to_string())),
+    )
+}
+
 const ADDRESS_KEYS: &[&str] = &[
     "ip",
     "ip_addr",
@@ -754,6 +935,7 @@ async fn handle(
                 None => error(400, &format!("Invalid subnet Id ({sid})")),
             }
         }
+        ("subnets", "POST", None, _) => create_subnet(&mut s, &body, segs[1]),
         ("subnets", "POST", Some(parent), Some("first_subnet")) => {
             let Some(parent) = parent
                 .parse::<u64>()
