@@ -224,8 +224,16 @@ async fn create_network(
         .subnet
         .as_deref()
         .map(|s| {
-            s.parse::<ipnet::IpNet>()
-                .map_err(|_| IpamError::invalid("subnet", format!("'{s}' is not a CIDR")))
+            let net = s
+                .parse::<ipnet::IpNet>()
+                .map_err(|_| IpamError::invalid("subnet", format!("'{s}' is not a CIDR")))?;
+            if net != net.trunc() {
+                return Err(IpamError::invalid(
+                    "subnet",
+                    format!("'{s}' has host bits set; did you mean {}?", net.trunc()),
+                ));
+            }
+            Ok(net)
         })
         .transpose()?;
     let net = state

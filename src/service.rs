@@ -558,6 +558,19 @@ impl Ipam {
         if let Some(existing) = current.into_iter().find(|n| {
             n.block.as_deref() == Some(block_local.as_str()) && n.owner.as_ref() == Some(owner)
         }) {
+            // The retry of the same request gets the same network; a different request from the
+            // same owner is a conflict, not silently the old network.
+            let wanted = match subnet {
+                Some(net) => net.trunc() == existing.cidr,
+                None => existing.cidr.prefix_len() == prefix_len,
+            };
+            if !wanted {
+                let asked = subnet.map_or_else(|| format!("a /{prefix_len}"), |n| n.to_string());
+                return Err(IpamError::Conflict(format!(
+                    "owner {owner} already holds network {} ({}) in block {block}, not {asked}",
+                    existing.name, existing.cidr
+                )));
+            }
             return Ok(Network {
                 id: NetworkId::new(&caller.backend, &existing.backend_id),
                 info: existing,

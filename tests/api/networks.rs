@@ -163,6 +163,38 @@ async fn on_demand_networks_are_carved_from_blocks_idempotently_and_released() {
         "same owner and block → same network"
     );
 
+    // The same owner asking for something else is a conflict, not silently the old network.
+    for different in [
+        json!({"block": block, "prefix_len": 27, "owner": "vra:deployment-1"}),
+        json!({"block": block, "prefix_len": 28, "owner": "vra:deployment-1", "subnet": "10.100.9.0/28"}),
+    ] {
+        let r = app
+            .post("/api/v1/networks", &different)
+            .send()
+            .await
+            .expect("carve");
+        assert_eq!(r.status(), 409, "{different}");
+        let err: Value = r.json().await.expect("json");
+        let message = err["error"]["message"].as_str().expect("message");
+        assert!(
+            message.contains("already holds network") && message.contains("10.100.0.0/28"),
+            "{message}"
+        );
+    }
+    let same_subnet = json!({"block": block, "prefix_len": 28, "owner": "vra:deployment-1", "subnet": "10.100.0.0/28"});
+    let r: Value = app
+        .post("/api/v1/networks", &same_subnet)
+        .send()
+        .await
+        .expect("carve")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        r["id"], first["id"],
+        "the held subnet, asked by name, is the same network"
+    );
+
     let other: Value = app
         .post(
             "/api/v1/networks",
@@ -232,6 +264,10 @@ async fn on_demand_networks_are_carved_from_blocks_idempotently_and_released() {
             "prefix_len",
         ),
         (json!({"block": block, "prefix_len": 24}), "owner"),
+        (
+            json!({"block": block, "prefix_len": 28, "owner": "o", "subnet": "10.100.5.3/28"}),
+            "subnet",
+        ),
     ] {
         let r = app
             .post("/api/v1/networks", &body)
