@@ -139,11 +139,42 @@ pub struct NetworkInfo {
 }
 
 /// A network with its gateway-wide id.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Network {
     pub id: NetworkId,
-    #[serde(flatten)]
     pub info: NetworkInfo,
+}
+
+/// The id, then the network's fields; `block` is the block's gateway-wide id (the one
+/// `/api/v1/blocks` lists and `POST /api/v1/networks` takes), not the backend's own.
+impl Serialize for Network {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let i = &self.info;
+        let block = i
+            .block
+            .as_deref()
+            .map(|b| NetworkId::new(self.id.backend(), b));
+        let mut m = s.serialize_struct("Network", 17)?;
+        m.serialize_field("id", &self.id)?;
+        m.serialize_field("backend_id", &i.backend_id)?;
+        m.serialize_field("name", &i.name)?;
+        m.serialize_field("description", &i.description)?;
+        m.serialize_field("cidr", &i.cidr)?;
+        m.serialize_field("range_start", &i.range_start)?;
+        m.serialize_field("range_end", &i.range_end)?;
+        m.serialize_field("gateway", &i.gateway)?;
+        m.serialize_field("dns_servers", &i.dns_servers)?;
+        m.serialize_field("dns_domain", &i.dns_domain)?;
+        m.serialize_field("dns_search_domains", &i.dns_search_domains)?;
+        m.serialize_field("address_space", &i.address_space)?;
+        m.serialize_field("vlan", &i.vlan)?;
+        m.serialize_field("tags", &i.tags)?;
+        m.serialize_field("free", &i.free)?;
+        m.serialize_field("block", &block)?;
+        m.serialize_field("owner", &i.owner)?;
+        m.end()
+    }
 }
 
 impl Network {

@@ -121,8 +121,8 @@ async fn a_specific_subnet_is_carved_listed_idempotent_and_deleted_on_phpipam() 
     );
     assert_eq!(carved["range_end"], "10.100.5.30", "{carved}");
     assert_eq!(carved["owner"], "project-s", "{carved}");
-    // `block` is the backend's own id of the block (as for every backend), not the API's id.
-    assert_eq!(carved["block"], block_sn.to_string(), "{carved}");
+    // `block` is the block's API id, as `/api/v1/blocks` lists it; `backend_id` is phpIPAM's.
+    assert_eq!(carved["block"], block.as_str(), "{carved}");
     assert_eq!(carved["name"], "specific net", "{carved}");
     let id = carved["id"].as_str().expect("id").to_owned();
 
