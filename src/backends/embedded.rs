@@ -5,6 +5,7 @@
 //! "find the next free address and take it" atomic without any lock of ours; the file lock keeps a
 //! second process out.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,6 +24,10 @@ use crate::domain::{
     AllocateIn, AllocationInfo, BackendStatus, BlockInfo, CarveRequest, Family, IpamError,
     IpamResult, Lookup, NetworkInfo, Owner, RecordChanges, RecordDetails,
 };
+
+/// redb's page cache: bounded (its default is 1 GiB, which a long-running gateway would fill
+/// with pages of a file it reads a few at a time).
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// backend id (`space/cidr`) → JSON [`StoredNetwork`].
 const NETWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("networks");
@@ -90,12 +95,15 @@ impl EmbeddedBackend {
                 ))
             })?;
         }
-        let db = Database::create(path).map_err(|e| {
-            IpamError::Internal(format!(
-                "backend {name}: cannot open {}: {e}",
-                path.display()
-            ))
-        })?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| {
+                IpamError::Internal(format!(
+                    "backend {name}: cannot open {}: {e}",
+                    path.display()
+                ))
+            })?;
         let backend = EmbeddedBackend {
             name: name.to_owned(),
             path: path.to_owned(),
@@ -121,12 +129,14 @@ impl EmbeddedBackend {
             txn.open_table(ADDRESSES).map_err(|e| self.store_err(e))?;
             txn.open_multimap_table(OWNERS)
                 .map_err(|e| self.store_err(e))?;
+            let configured: HashSet<&str> =
+                networks.iter().map(|n| n.backend_id.as_str()).collect();
             let mut stale = Vec::new();
             for entry in table.iter().map_err(|e| self.store_err(e))? {
                 let (k, v) = entry.map_err(|e| self.store_err(e))?;
                 let stored: StoredNetwork =
                     serde_json::from_slice(v.value()).map_err(|e| self.store_err(e))?;
-                if stored.seeded && !networks.iter().any(|n| n.backend_id == k.value()) {
+                if stored.seeded && !configured.contains(k.value()) {
                     stale.push(k.value().to_owned());
                 }
             }

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use ipam_gateway::backends::phpipam::wire::{Subnet, value_text};
+use ipam_gateway::backends::phpipam::wire::Subnet;
 use ipam_gateway::backends::{Backend, CallContext, Credentials};
 use ipam_gateway::domain::{AllocateIn, CarveRequest, IpamError, Lookup, Owner, RecordDetails};
 use secrecy::SecretString;
@@ -653,9 +653,11 @@ fn stringified_and_numeric_subnets_read_the_same() {
     assert_eq!(plain.cidr(), strings.cidr());
     assert_eq!(plain.vlan_id, strings.vlan_id);
     assert_eq!(plain.is_pool, strings.is_pool);
+    assert!(plain.field("custom_vRA_Range").is_some());
     assert_eq!(
-        plain.field("custom_vRA_Range").and_then(value_text),
-        strings.field("custom_vRA_Range").and_then(value_text)
+        plain.field("custom_vRA_Range"),
+        strings.field("custom_vRA_Range")
     );
+    assert_eq!(plain.tags, strings.tags);
     assert_eq!(plain.dns_servers(), strings.dns_servers());
 }

@@ -431,6 +431,20 @@ impl Api {
         filters: &[(String, String)],
         return_fields: &str,
     ) -> IpamResult<Vec<Value>> {
+        self.get_all_with(cx, object, filters, return_fields, Some)
+            .await
+    }
+
+    /// [`Api::get_all`], each object read by `read` (`None` drops it) as soon as its page has
+    /// arrived: only one page is ever held as JSON.
+    pub async fn get_all_with<T>(
+        &self,
+        cx: &CallContext,
+        object: &str,
+        filters: &[(String, String)],
+        return_fields: &str,
+        read: impl Fn(Value) -> Option<T>,
+    ) -> IpamResult<Vec<T>> {
         let mut base: Vec<(String, String)> = filters.to_vec();
         base.push(("_return_fields".into(), return_fields.into()));
         base.push(("_paging".into(), "1".into()));
@@ -454,7 +468,7 @@ impl Api {
                     detail: format!("unexpected answer to a paged search of {object}: {e}"),
                 })?;
             let next = page.next();
-            out.extend(page.result);
+            out.extend(page.result.into_iter().filter_map(&read));
             match next {
                 Some(n) if cursor.as_deref() != Some(n.as_str()) => cursor = Some(n),
                 _ => return Ok(out),

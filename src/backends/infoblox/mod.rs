@@ -70,24 +70,53 @@ const AAAA_FIELDS: &str = "name,view,ipv6addr,comment,extattrs";
 const PTR_FIELDS: &str = "ptrdname,view,ipv4addr,ipv6addr,comment,extattrs";
 const ADDRESS_FIELDS: &str = "ip_address,network,network_view,status,types,objects";
 
-/// A network or container of an exposed view.
+/// A network or container of an exposed view: what the gateway reads of the WAPI object, not
+/// the object itself (an inventory holds 10,000 of these).
 #[derive(Debug, Clone)]
 struct Net {
     id: String,
     cidr: IpNet,
     view: String,
-    wire: Network,
+    /// The object's `_ref`.
+    reference: String,
+    /// The parent container's CIDR (`network_container`), host bits cleared.
+    container: Option<IpNet>,
+    comment: Option<String>,
+    gateway: Option<IpAddr>,
+    dns_servers: Vec<IpAddr>,
+    dns_domain: Option<String>,
+    search_domains: Vec<String>,
+    vlan: Option<u16>,
+    tags: Vec<Tag>,
+    /// The owner marker (`owner_marker`: the owner extensible attribute, or the comment's).
+    owner: Option<Owner>,
+    /// `utilization` in percent, when asked for and sent.
+    utilization: Option<u8>,
+    /// Blocks only: the DHCP options networks carved from it inherit.
+    options: Vec<DhcpOption>,
+}
+
+/// The order of an inventory's networks: view, IPv4 before IPv6, CIDR.
+fn net_order<'a>(view: &'a str, cidr: &IpNet) -> (&'a str, bool, IpNet) {
+    (view, Family::of(cidr) == Family::V6, *cidr)
 }
 
 #[derive(Debug, Default)]
 struct Inventory {
+    /// Sorted by view, family and CIDR (see [`net_order`]).
     networks: Vec<Net>,
     blocks: Vec<Net>,
 }
 
 impl Inventory {
     fn network(&self, id: &str) -> Option<&Net> {
-        self.networks.iter().find(|n| n.id == id)
+        let (view, cidr) = parse_id(id)?;
+        let key = net_order(&view, &cidr);
+        let at = self
+            .networks
+            .binary_search_by(|n| net_order(&n.view, &n.cidr).cmp(&key))
+            .ok()?;
+        self.networks.get(at).filter(|n| n.id == id)
     }
 
     fn block(&self, id: &str) -> Option<&Net> {
@@ -97,10 +126,10 @@ impl Inventory {
     /// The block a network was carved from: a block container of its view whose CIDR is its
     /// `network_container`.
     fn block_of(&self, n: &Net) -> Option<&Net> {
-        let parent: IpNet = n.wire.network_container.as_deref()?.trim().parse().ok()?;
+        let parent = n.container?;
         self.blocks
             .iter()
-            .find(|b| b.view == n.view && b.cidr == parent.trunc())
+            .find(|b| b.view == n.view && b.cidr == parent)
     }
 
     /// The exposed network holding `addr` (in `view` when known; the most specific one).
@@ -273,21 +302,54 @@ impl InfobloxBackend {
 
     // ---- inventory -------------------------------------------------------------------------
 
-    fn to_net(&self, v: Value, view: &str) -> Option<Net> {
-        let wire: Network = wire::parse("network", v)
+    fn read_network(&self, v: Value) -> Option<Network> {
+        wire::parse("network", v)
             .map_err(|e| {
                 tracing::warn!(backend = %self.name, error = %e,
                     "skipping an Infoblox network that cannot be read");
             })
-            .ok()?;
+            .ok()
+    }
+
+    /// What the gateway keeps of a network (`keep_options`: the DHCP options too, for blocks).
+    fn to_net(&self, wire: Network, view: &str, keep_options: bool) -> Option<Net> {
         let cidr = wire.cidr()?;
         let view = wire.network_view.clone().unwrap_or_else(|| view.to_owned());
+        let owner = match self.cfg.owner_marker {
+            OwnerMarker::Ea => self.owner_of(&wire.extattrs, None),
+            OwnerMarker::Comment => split_owner(wire.comment.as_deref().unwrap_or_default()).1,
+        };
         Some(Net {
             id: net_id(&view, &cidr),
             cidr,
             view,
-            wire,
+            container: wire
+                .network_container
+                .as_deref()
+                .and_then(|c| c.trim().parse::<IpNet>().ok())
+                .map(|c| c.trunc()),
+            gateway: self.gateway(&wire),
+            dns_servers: Self::dns_servers(&wire),
+            dns_domain: Self::dns_domain(&wire),
+            search_domains: Self::search_domains(&wire),
+            vlan: self.vlan(&wire),
+            tags: self.tags(&wire),
+            owner,
+            utilization: wire.utilization_percent(),
+            options: if keep_options {
+                wire.options
+            } else {
+                Vec::new()
+            },
+            comment: wire.comment,
+            reference: wire.reference,
         })
+    }
+
+    /// A network of a listing, read as soon as its page is: pages are never held as JSON.
+    fn listed_net(&self, v: Value, view: &str) -> Option<Net> {
+        let wire = self.read_network(v)?;
+        self.to_net(wire, view, false)
     }
 
     fn eas_match(wire: &Network, filter: &[(String, String)]) -> bool {
@@ -307,16 +369,14 @@ impl InfobloxBackend {
             for (k, v) in &self.cfg.network_filter {
                 filters.push((format!("*{k}"), v.clone()));
             }
-            for v in self.ipv4_networks(cx, &filters).await? {
-                inv.networks.extend(self.to_net(v, view));
-            }
-            for v in self
-                .api
-                .get_all(cx, "ipv6network", &filters, V6_NETWORK_FIELDS)
-                .await?
-            {
-                inv.networks.extend(self.to_net(v, view));
-            }
+            let read = |v: Value| self.listed_net(v, view);
+            inv.networks
+                .extend(self.ipv4_networks(cx, &filters, &read).await?);
+            inv.networks.extend(
+                self.api
+                    .get_all_with(cx, "ipv6network", &filters, V6_NETWORK_FIELDS, read)
+                    .await?,
+            );
             if !want_blocks {
                 continue;
             }
@@ -327,52 +387,50 @@ impl InfobloxBackend {
                 }
             }
             for object in ["networkcontainer", "ipv6networkcontainer"] {
-                for v in self
-                    .api
-                    .get_all(cx, object, &filters, NETWORK_FIELDS)
-                    .await?
-                {
-                    let Some(n) = self.to_net(v, view) else {
-                        continue;
-                    };
-                    let by_cidr = self.cfg.blocks.contains(&n.cidr);
+                let read = |v: Value| {
+                    let wire = self.read_network(v)?;
+                    let by_cidr = wire.cidr().is_some_and(|c| self.cfg.blocks.contains(&c));
                     let by_ea = !self.cfg.block_filter.is_empty()
-                        && Self::eas_match(&n.wire, &self.cfg.block_filter);
+                        && Self::eas_match(&wire, &self.cfg.block_filter);
                     if by_cidr || by_ea {
-                        inv.blocks.push(n);
+                        self.to_net(wire, view, true)
+                    } else {
+                        None
                     }
-                }
+                };
+                inv.blocks.extend(
+                    self.api
+                        .get_all_with(cx, object, &filters, NETWORK_FIELDS, read)
+                        .await?,
+                );
             }
         }
-        inv.networks.sort_by(|a, b| {
-            (a.view.as_str(), Family::of(&a.cidr) == Family::V6, a.cidr).cmp(&(
-                b.view.as_str(),
-                Family::of(&b.cidr) == Family::V6,
-                b.cidr,
-            ))
-        });
+        inv.networks
+            .sort_by(|a, b| net_order(&a.view, &a.cidr).cmp(&net_order(&b.view, &b.cidr)));
+        inv.networks.shrink_to_fit();
         Ok(inv)
     }
 
     /// The `network` objects of a search, with `utilization` when free counts come from it. A
     /// grid that refuses the field (`utilization` is INFERRED) gets the search again without
     /// it, and is not asked for it again: free counts are then unknown, the listing still works.
-    async fn ipv4_networks(
+    async fn ipv4_networks<T>(
         &self,
         cx: &CallContext,
         filters: &[(String, String)],
-    ) -> IpamResult<Vec<Value>> {
+        read: impl Fn(Value) -> Option<T>,
+    ) -> IpamResult<Vec<T>> {
         if self.cfg.free_counts != FreeCounts::Utilization
             || self.no_utilization.load(Ordering::Relaxed)
         {
             return self
                 .api
-                .get_all(cx, "network", filters, NETWORK_FIELDS)
+                .get_all_with(cx, "network", filters, NETWORK_FIELDS, read)
                 .await;
         }
         match self
             .api
-            .get_all(cx, "network", filters, NETWORK_FIELDS_UTILIZATION)
+            .get_all_with(cx, "network", filters, NETWORK_FIELDS_UTILIZATION, &read)
             .await
         {
             Err(IpamError::Upstream {
@@ -385,7 +443,7 @@ impl InfobloxBackend {
                     "the grid refused the network utilization field; free address counts are \
                      unknown (set free_counts = \"exact\" for exact counts, or \"off\")");
                 self.api
-                    .get_all(cx, "network", filters, NETWORK_FIELDS)
+                    .get_all_with(cx, "network", filters, NETWORK_FIELDS, read)
                     .await
             }
             other => other,
@@ -511,7 +569,7 @@ impl InfobloxBackend {
 
     fn network_info(&self, inv: &Inventory, n: &Net) -> NetworkInfo {
         let (mut range_start, range_end) = usable_range(&n.cidr);
-        let gateway = self.gateway(&n.wire);
+        let gateway = n.gateway;
         // The gateway is never handed out: a range starting on it starts after it.
         if gateway == Some(range_start) && range_start < range_end {
             range_start = match range_start {
@@ -519,12 +577,8 @@ impl InfobloxBackend {
                 IpAddr::V6(a) => IpAddr::from((u128::from(a) + 1).to_be_bytes()),
             };
         }
-        let (name, marked) = split_owner(n.wire.comment.as_deref().unwrap_or_default());
+        let (name, _) = split_owner(n.comment.as_deref().unwrap_or_default());
         let block = inv.block_of(n);
-        let owner = match self.cfg.owner_marker {
-            OwnerMarker::Ea => self.owner_of(&n.wire.extattrs, None),
-            OwnerMarker::Comment => marked,
-        };
         NetworkInfo {
             backend_id: n.id.clone(),
             name: if name.is_empty() {
@@ -532,25 +586,25 @@ impl InfobloxBackend {
             } else {
                 name
             },
-            description: n.wire.comment.clone().filter(|c| !c.trim().is_empty()),
+            description: n.comment.clone().filter(|c| !c.trim().is_empty()),
             cidr: n.cidr,
             range_start,
             range_end,
             gateway,
-            dns_servers: Self::dns_servers(&n.wire),
-            dns_domain: Self::dns_domain(&n.wire),
-            dns_search_domains: Self::search_domains(&n.wire),
+            dns_servers: n.dns_servers.clone(),
+            dns_domain: n.dns_domain.clone(),
+            dns_search_domains: n.search_domains.clone(),
             address_space: n.view.clone(),
-            vlan: self.vlan(&n.wire),
-            tags: self.tags(&n.wire),
+            vlan: n.vlan,
+            tags: n.tags.clone(),
             free: None,
             block: block.map(|b| b.id.clone()),
-            owner: block.and(owner),
+            owner: block.and(n.owner.clone()),
         }
     }
 
     fn block_info(&self, b: &Net) -> BlockInfo {
-        let (name, _) = split_owner(b.wire.comment.as_deref().unwrap_or_default());
+        let (name, _) = split_owner(b.comment.as_deref().unwrap_or_default());
         BlockInfo {
             backend_id: b.id.clone(),
             name: if name.is_empty() {
@@ -558,14 +612,14 @@ impl InfobloxBackend {
             } else {
                 name
             },
-            description: b.wire.comment.clone().filter(|c| !c.trim().is_empty()),
+            description: b.comment.clone().filter(|c| !c.trim().is_empty()),
             cidr: b.cidr,
             address_space: b.view.clone(),
             gateway: None,
-            dns_servers: Self::dns_servers(&b.wire),
-            dns_domain: Self::dns_domain(&b.wire),
-            dns_search_domains: Self::search_domains(&b.wire),
-            tags: self.tags(&b.wire),
+            dns_servers: b.dns_servers.clone(),
+            dns_domain: b.dns_domain.clone(),
+            dns_search_domains: b.search_domains.clone(),
+            tags: b.tags.clone(),
         }
     }
 
@@ -758,7 +812,7 @@ impl InfobloxBackend {
         if !dns || base.contains('.') {
             return Ok(base);
         }
-        match Self::dns_domain(&net.wire) {
+        match net.dns_domain.clone() {
             Some(d) => Ok(format!("{base}.{d}")),
             None if self.cfg.record_style == RecordStyle::APtr => Err(IpamError::invalid(
                 "hostname",
@@ -1164,10 +1218,7 @@ impl Backend for InfobloxBackend {
             let mut info = self.network_info(&inv, n);
             info.free = match self.cfg.free_counts {
                 // From the listing itself: no request per network.
-                FreeCounts::Utilization => n
-                    .wire
-                    .utilization_percent()
-                    .map(|u| free_from_utilization(&info, u)),
+                FreeCounts::Utilization => n.utilization.map(|u| free_from_utilization(&info, u)),
                 // One address search per network: O(networks) requests.
                 FreeCounts::Exact => Some(self.free_in(cx, n, &info).await?),
                 FreeCounts::Off => None,
@@ -1303,7 +1354,7 @@ impl Backend for InfobloxBackend {
 
     async fn release(&self, cx: &CallContext, network: &str, address: IpAddr) -> IpamResult<()> {
         let net = self.exposed_network(cx, network).await?;
-        if self.gateway(&net.wire) == Some(address) {
+        if net.gateway == Some(address) {
             return Err(IpamError::Conflict(format!(
                 "{address} is the gateway of network {network}; it is not released"
             )));
@@ -1564,7 +1615,7 @@ impl Backend for InfobloxBackend {
                 vendor_class: Some("DHCP".into()),
             });
         }
-        for o in &block.wire.options {
+        for o in &block.options {
             let copy = matches!(
                 o.name.as_deref(),
                 Some("domain-name-servers" | "domain-name" | "domain-search")
@@ -1612,16 +1663,19 @@ impl Backend for InfobloxBackend {
             return Err(e);
         }
         self.inventory.invalidate(&self.api.scope(cx)).await;
-        let net = Net {
-            id: net_id(&block.view, &cidr),
-            cidr,
-            view: block.view.clone(),
-            wire: Network {
-                options,
-                network_container: Some(block.cidr.to_string()),
-                ..created
-            },
-        };
+        let net = self
+            .to_net(
+                Network {
+                    network: cidr.to_string(),
+                    network_view: Some(block.view.clone()),
+                    options,
+                    network_container: Some(block.cidr.to_string()),
+                    ..created
+                },
+                &block.view,
+                false,
+            )
+            .ok_or_else(|| self.bad_data("created network", cidr))?;
         let mut info = self.network_info(&inv, &net);
         info.block = Some(block.id.clone());
         info.owner = Some(req.owner.clone());
@@ -1642,7 +1696,7 @@ impl Backend for InfobloxBackend {
                 "network {network} was not carved from a block; delete it in Infoblox"
             )));
         }
-        let gateway = self.gateway(&net.wire);
+        let gateway = net.gateway;
         let held = self
             .used_in(cx, &net)
             .await?
@@ -1654,7 +1708,7 @@ impl Backend for InfobloxBackend {
                 "network {network} still holds {held} allocated address(es); release them first"
             )));
         }
-        self.delete_ref(cx, &net.wire.reference).await?;
+        self.delete_ref(cx, &net.reference).await?;
         self.inventory.invalidate(&self.api.scope(cx)).await;
         Ok(())
     }

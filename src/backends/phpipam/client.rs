@@ -25,14 +25,22 @@ use crate::backends::{CallContext, retry};
 use crate::config::{PhpipamAuth, PhpipamSettings};
 use crate::domain::{IpamError, IpamResult};
 
-/// One answer from phpIPAM that was not an authentication or availability failure.
+/// One answer from phpIPAM that was not an authentication or availability failure; `data` as
+/// JSON, or as the reader given to [`Api::get_with`] made it.
 #[derive(Debug)]
-pub struct Reply {
+pub struct Reply<D = Value> {
     pub status: u16,
-    pub env: Envelope,
+    pub env: Envelope<D>,
 }
 
-impl Reply {
+/// Reads a whole answer body into an envelope.
+pub type Reader<'a, D> = &'a (dyn Fn(&[u8]) -> serde_json::Result<Envelope<D>> + Sync);
+
+fn read_json(body: &[u8]) -> serde_json::Result<Envelope> {
+    serde_json::from_slice(body)
+}
+
+impl<D> Reply<D> {
     pub fn ok(&self) -> bool {
         (200..300).contains(&self.status)
     }
@@ -153,7 +161,7 @@ impl Api {
         }
     }
 
-    pub fn upstream(&self, reply: &Reply) -> IpamError {
+    pub fn upstream<D>(&self, reply: &Reply<D>) -> IpamError {
         IpamError::Upstream {
             backend: self.backend.clone(),
             status: reply.status,
@@ -171,16 +179,17 @@ impl Api {
 
     /// Sends a request (`GET`s with bounded retries, see [`retry`]) and reads phpIPAM's envelope.
     /// A success answer that is not phpIPAM's JSON is an `Upstream` error, never an empty result.
-    async fn exchange(
+    async fn exchange<D>(
         &self,
         method: &Method,
         build: impl FnMut() -> reqwest::RequestBuilder,
-    ) -> IpamResult<Reply> {
+        read: Reader<'_, D>,
+    ) -> IpamResult<Reply<D>> {
         let raw = retry::exchange(&self.backend, method, self.timeout, build)
             .await
             .map_err(|e| self.transport(&e))?;
         let status = raw.status;
-        match serde_json::from_slice::<Envelope>(&raw.body) {
+        match read(&raw.body) {
             Ok(env) => Ok(Reply { status, env }),
             Err(e) if (200..300).contains(&status) => Err(IpamError::Upstream {
                 backend: self.backend.clone(),
@@ -195,7 +204,7 @@ impl Api {
     }
 
     /// Availability failures every controller can answer with.
-    fn availability(&self, reply: &Reply) -> Option<IpamError> {
+    fn availability<D>(&self, reply: &Reply<D>) -> Option<IpamError> {
         if reply.says("has been blocked") || reply.status == 503 {
             return Some(IpamError::Unavailable {
                 backend: self.backend.clone(),
@@ -231,12 +240,16 @@ impl Api {
     async fn login(&self, username: &str, password: &SecretString) -> IpamResult<SecretString> {
         tracing::debug!(backend = %self.backend, user = %username, "phpIPAM login");
         let reply = self
-            .exchange(&Method::POST, || {
-                self.http
-                    .post(format!("{}/user/", self.api_base))
-                    .header(ACCEPT, "application/json")
-                    .basic_auth(username, Some(password.expose_secret()))
-            })
+            .exchange(
+                &Method::POST,
+                || {
+                    self.http
+                        .post(format!("{}/user/", self.api_base))
+                        .header(ACCEPT, "application/json")
+                        .basic_auth(username, Some(password.expose_secret()))
+                },
+                &read_json,
+            )
             .await?;
         if let Some(e) = self.availability(&reply) {
             return Err(e);
@@ -286,6 +299,19 @@ impl Api {
         self.send(cx, Method::GET, path, query, None).await
     }
 
+    /// A `GET` whose answer is read by `read` (see [`super::wire::EnvelopeSeed`]) instead of
+    /// into a JSON tree.
+    pub async fn get_with<D>(
+        &self,
+        cx: &CallContext,
+        path: &str,
+        query: &[(&str, &str)],
+        read: Reader<'_, D>,
+    ) -> IpamResult<Reply<D>> {
+        self.send_with(cx, Method::GET, path, query, None, read)
+            .await
+    }
+
     /// One API call (`path` relative to `/api/{app}/`, e.g. `addresses/first_free/7/`), logging in
     /// first when needed and once more after a 401.
     pub async fn send(
@@ -296,6 +322,19 @@ impl Api {
         query: &[(&str, &str)],
         body: Option<&Value>,
     ) -> IpamResult<Reply> {
+        self.send_with(cx, method, path, query, body, &read_json)
+            .await
+    }
+
+    async fn send_with<D>(
+        &self,
+        cx: &CallContext,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        read: Reader<'_, D>,
+    ) -> IpamResult<Reply<D>> {
         let cred = self.credential(cx)?;
         let mut relogged = false;
         loop {
@@ -309,20 +348,24 @@ impl Api {
             value.set_sensitive(true);
             let url = format!("{}/{}", self.api_base, path);
             let reply = self
-                .exchange(&method, || {
-                    let mut req = self
-                        .http
-                        .request(method.clone(), &url)
-                        .header(ACCEPT, "application/json")
-                        .header("phpipam-token", value.clone());
-                    if !query.is_empty() {
-                        req = req.query(query);
-                    }
-                    if let Some(b) = body {
-                        req = req.json(b);
-                    }
-                    req
-                })
+                .exchange(
+                    &method,
+                    || {
+                        let mut req = self
+                            .http
+                            .request(method.clone(), &url)
+                            .header(ACCEPT, "application/json")
+                            .header("phpipam-token", value.clone());
+                        if !query.is_empty() {
+                            req = req.query(query);
+                        }
+                        if let Some(b) = body {
+                            req = req.json(b);
+                        }
+                        req
+                    },
+                    read,
+                )
                 .await?;
             let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
             if let Some(e) = self.availability(&reply) {

@@ -53,12 +53,14 @@ struct Inventory {
     sections: HashMap<u64, String>,
     missing_sections: Vec<String>,
     networks: Vec<Subnet>,
+    /// Subnet id → index in `networks`.
+    by_id: HashMap<u64, usize>,
     blocks: Vec<Subnet>,
 }
 
 impl Inventory {
     fn network(&self, id: u64) -> Option<&Subnet> {
-        self.networks.iter().find(|s| s.id == id)
+        self.by_id.get(&id).and_then(|i| self.networks.get(*i))
     }
 
     fn block(&self, id: u64) -> Option<&Subnet> {
@@ -104,10 +106,7 @@ fn selector_matches(sel: &SubnetSelector, s: &Subnet) -> bool {
         return true;
     }
     match &sel.field {
-        Some((field, value)) => s
-            .field(field)
-            .and_then(value_text)
-            .is_some_and(|v| v.trim() == value),
+        Some((field, value)) => s.field(field).is_some_and(|v| v.trim() == value),
         None => false,
     }
 }
@@ -182,7 +181,7 @@ impl PhpipamBackend {
         })
     }
 
-    fn upstream(&self, r: &Reply) -> IpamError {
+    fn upstream<D>(&self, r: &Reply<D>) -> IpamError {
         self.api.upstream(r)
     }
 
@@ -192,6 +191,20 @@ impl PhpipamBackend {
             status: 200,
             detail: format!("unexpected {what}: {e}"),
         }
+    }
+
+    /// The fields of a subnet record the backend reads by name: the selectors' fields and the
+    /// DNS fields (custom fields are kept anyway, as tags).
+    fn subnet_fields(&self) -> Vec<&str> {
+        [
+            self.cfg.networks.field.as_ref().map(|(f, _)| f.as_str()),
+            self.cfg.blocks.field.as_ref().map(|(f, _)| f.as_str()),
+            self.cfg.dns_domain_field.as_deref(),
+            self.cfg.search_domains_field.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     async fn load_inventory(&self, cx: &CallContext) -> IpamResult<Inventory> {
@@ -232,16 +245,21 @@ impl PhpipamBackend {
             }
         }
         let mut subnets = Vec::new();
+        let fields = self.subnet_fields();
+        // Each subnet is read into what the gateway keeps of it as it is parsed: the listing
+        // never exists as one JSON tree.
+        let read = |body: &[u8]| wire::subnet_list(body, &fields);
         for id in chosen {
             let reply = self
                 .api
-                .get(cx, &format!("sections/{id}/subnets/"), &[])
+                .get_with(cx, &format!("sections/{id}/subnets/"), &[], &read)
                 .await?;
             match reply.status {
                 200 => {
-                    for v in list(reply.env.data) {
-                        match Subnet::from_value(v) {
-                            Ok(s) => subnets.push(s),
+                    for s in reply.env.data.unwrap_or_default() {
+                        match s {
+                            Ok(s) if !s.is_folder && s.cidr().is_some() => subnets.push(s),
+                            Ok(_) => {}
                             Err(e) => tracing::warn!(backend = %self.name, error = %e,
                                 "skipping a phpIPAM subnet that cannot be read"),
                         }
@@ -251,7 +269,6 @@ impl PhpipamBackend {
                 _ => return Err(self.upstream(&reply)),
             }
         }
-        subnets.retain(|s| !s.is_folder && s.cidr().is_some());
         let (blocks, rest): (Vec<Subnet>, Vec<Subnet>) = subnets
             .into_iter()
             .partition(|s| selector_matches(&self.cfg.blocks, s));
@@ -263,6 +280,13 @@ impl PhpipamBackend {
                     || selector_matches(&self.cfg.networks, s)
                     || s.master_subnet_id.is_some_and(|m| block_ids.contains(&m))
             })
+            .collect();
+        inv.networks.shrink_to_fit();
+        inv.by_id = inv
+            .networks
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id, i))
             .collect();
         inv.blocks = blocks;
         Ok(inv)
@@ -351,7 +375,6 @@ impl PhpipamBackend {
     fn dns_domain(&self, s: &Subnet) -> Option<String> {
         let f = self.cfg.dns_domain_field.as_deref()?;
         s.field(f)
-            .and_then(value_text)
             .map(|t| t.trim().to_owned())
             .filter(|t| !t.is_empty())
     }
@@ -361,28 +384,12 @@ impl PhpipamBackend {
             .search_domains_field
             .as_deref()
             .and_then(|f| s.field(f))
-            .and_then(value_text)
-            .map(|t| split_list(&t))
+            .map(split_list)
             .unwrap_or_default()
     }
 
     fn tags(s: &Subnet) -> Vec<Tag> {
-        let nested = s.raw.get("custom_fields").and_then(Value::as_object);
-        let mut tags: Vec<Tag> = s
-            .raw
-            .iter()
-            .chain(nested.into_iter().flatten())
-            .filter(|(k, _)| k.starts_with("custom_") && k.as_str() != "custom_fields")
-            .filter_map(|(k, v)| {
-                value_text(v).map(|value| Tag {
-                    key: k.clone(),
-                    value,
-                })
-            })
-            .collect();
-        tags.sort_by(|a, b| a.key.cmp(&b.key));
-        tags.dedup_by(|a, b| a.key == b.key);
-        tags
+        s.tags.clone()
     }
 
     async fn network_info(
@@ -952,7 +959,7 @@ impl Backend for PhpipamBackend {
         let description = format!("{} {OWNER_MARK}{}]", name.trim(), req.owner);
         let mut body = Map::new();
         body.insert("description".into(), json!(description));
-        if let Some(ns) = block.raw.get("nameserverId").and_then(wire::value_u64)
+        if let Some(ns) = block.nameserver_id
             && ns > 0
         {
             body.insert("nameserverId".into(), json!(ns.to_string()));
