@@ -121,8 +121,8 @@ impl Authenticator {
                     password,
                 }),
             };
-            match backend.check(&cx).await {
-                Ok(_) => Caller {
+            match backend.ping(&cx).await {
+                Ok(()) => Caller {
                     name: user,
                     backend: backend_name.clone(),
                     cx,

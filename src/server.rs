@@ -209,11 +209,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let mut ready = true;
     let mut report = serde_json::Map::new();
     for name in state.ipam.backend_names() {
-        let outcome = tokio::time::timeout(state.backend_timeout, state.ipam.check(name)).await;
+        let outcome = tokio::time::timeout(state.backend_timeout, state.ipam.ping(name)).await;
         let entry = match outcome {
-            Ok(Ok(status)) => {
-                json!({"ready": true, "kind": status.kind, "networks": status.networks})
-            }
+            Ok(Ok(kind)) => json!({"ready": true, "kind": kind}),
             Ok(Err(e)) => {
                 ready = false;
                 json!({"ready": false, "error": e.to_string()})

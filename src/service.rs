@@ -611,6 +611,13 @@ impl Ipam {
     }
 
     /// Credentials and reachability of one backend, with the gateway's own credentials.
+    /// Reachable and authenticated, cheaply (see [`Backend::ping`]); the backend's kind.
+    pub async fn ping(&self, backend: &str) -> IpamResult<&'static str> {
+        let b = self.backend(backend)?;
+        timed(backend, "ping", b.ping(&CallContext::default())).await?;
+        Ok(b.kind())
+    }
+
     pub async fn check(&self, backend: &str) -> IpamResult<BackendStatus> {
         let b = self.backend(backend)?;
         timed(backend, "check", b.check(&CallContext::default())).await

@@ -734,6 +734,12 @@ impl Backend for EmbeddedBackend {
         true
     }
 
+    /// A read transaction: the data file is open and readable.
+    async fn ping(&self, _cx: &CallContext) -> IpamResult<()> {
+        self.blocking(|b| b.db.begin_read().map(|_| ()).map_err(|e| b.store_err(e)))
+            .await
+    }
+
     async fn check(&self, _cx: &CallContext) -> IpamResult<BackendStatus> {
         let networks = self.networks(_cx).await?.len();
         Ok(BackendStatus {

@@ -98,6 +98,13 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Credentials and reachability.
     async fn check(&self, cx: &CallContext) -> IpamResult<BackendStatus>;
 
+    /// Reachable and authenticated, as cheaply as the backend allows (one small call): what
+    /// `/readyz` and passthrough authentication ask on every probe or new caller. The default
+    /// runs the full [`Backend::check`].
+    async fn ping(&self, cx: &CallContext) -> IpamResult<()> {
+        self.check(cx).await.map(|_| ())
+    }
+
     /// Every network this backend exposes.
     async fn networks(&self, cx: &CallContext) -> IpamResult<Vec<NetworkInfo>>;
 

@@ -111,3 +111,44 @@ async fn metrics_listener_reports_requests_backend_calls_and_cache() {
     assert_eq!(r.status(), 404);
     app.stop().await;
 }
+
+/// `/readyz` asks each IPAM one small authenticated question, not for its whole listing: probes
+/// every few seconds from every replica stay cheap with 10,000 networks.
+#[tokio::test]
+async fn readyz_costs_one_small_request_per_probe_on_phpipam_and_infoblox() {
+    use crate::support::matrix::{BackendKind, spawn_lab};
+    for kind in [BackendKind::Phpipam, BackendKind::Infoblox] {
+        let lab = spawn_lab(kind, false).await;
+        let requests = || match (lab.phpipam(), lab.infoblox()) {
+            (Some(f), _) => f.with(|s| s.requests),
+            (_, Some(f)) => f.with(|s| s.requests),
+            _ => unreachable!("a phpIPAM or Infoblox lab"),
+        };
+        let probe = || async {
+            let r = lab
+                .client
+                .get(lab.url("/readyz"))
+                .send()
+                .await
+                .expect("readyz");
+            let status = r.status();
+            let body: serde_json::Value = r.json().await.expect("json");
+            (status, body)
+        };
+        // The first probe may log in; count the ones after it.
+        let (status, body) = probe().await;
+        assert_eq!(status, 200, "{kind:?}: {body}");
+        let before = requests();
+        for _ in 0..5 {
+            let (status, body) = probe().await;
+            assert_eq!(status, 200, "{kind:?}: {body}");
+            assert_eq!(body["backends"]["ipam"]["ready"], true, "{kind:?}: {body}");
+        }
+        assert_eq!(
+            requests() - before,
+            5,
+            "{kind:?}: one request per probe, not a listing"
+        );
+        lab.stop().await;
+    }
+}

@@ -1174,6 +1174,14 @@ impl Backend for InfobloxBackend {
         )
     }
 
+    /// One authenticated search of the network views (a handful of objects), not the listing.
+    async fn ping(&self, cx: &CallContext) -> IpamResult<()> {
+        self.api
+            .get_all(cx, "networkview", &[], "name")
+            .await
+            .map(|_| ())
+    }
+
     async fn check(&self, cx: &CallContext) -> IpamResult<BackendStatus> {
         let views = self.api.get_all(cx, "networkview", &[], "name").await?;
         let known: Vec<String> = views

@@ -729,6 +729,16 @@ impl Backend for PhpipamBackend {
         )
     }
 
+    /// One authenticated `GET sections/` (a handful of rows), not the subnet listing.
+    async fn ping(&self, cx: &CallContext) -> IpamResult<()> {
+        let reply = self.api.get(cx, "sections/", &[]).await?;
+        if reply.ok() {
+            Ok(())
+        } else {
+            Err(self.upstream(&reply))
+        }
+    }
+
     async fn check(&self, cx: &CallContext) -> IpamResult<BackendStatus> {
         let inv = self.fresh_inventory(cx).await?;
         let mut detail = format!(
