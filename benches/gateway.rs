@@ -1054,7 +1054,21 @@ fn status_kib(pid: u32, field: &str) -> f64 {
 struct Child(std::process::Child);
 
 impl Drop for Child {
+    /// Stops the gateway as an operator or Kubernetes does (SIGTERM, then it exits cleanly), so
+    /// that the next start measures a restart, not redb's recovery after a crash; SIGKILL only if
+    /// it has not gone within 5 s.
     fn drop(&mut self) {
+        let pid = self.0.id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -1227,7 +1241,10 @@ async fn footprint() {
         ms(first[first.len() - 1]),
         ms(percentile(&again, 0.5)),
         ms(again[again.len() - 1]),
-        verdict(first[first.len() - 1] <= Duration::from_millis(200))
+        verdict(
+            first[first.len() - 1] <= Duration::from_millis(200)
+                && again[again.len() - 1] <= Duration::from_millis(200)
+        )
     );
 
     // RSS with 10,000 networks cached: given in the embedded backend's config, and kept in an IPAM
