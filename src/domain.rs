@@ -138,6 +138,35 @@ pub struct NetworkInfo {
     pub owner: Option<Owner>,
 }
 
+impl NetworkInfo {
+    /// A network with its identity and range only: no gateway, DNS, VLAN, tags, count or owner.
+    pub fn bare(
+        backend_id: impl Into<String>,
+        name: impl Into<String>,
+        cidr: IpNet,
+        range: (IpAddr, IpAddr),
+    ) -> Self {
+        NetworkInfo {
+            backend_id: backend_id.into(),
+            name: name.into(),
+            description: None,
+            cidr,
+            range_start: range.0,
+            range_end: range.1,
+            gateway: None,
+            dns_servers: Vec::new(),
+            dns_domain: None,
+            dns_search_domains: Vec::new(),
+            address_space: "default".into(),
+            vlan: None,
+            tags: Vec::new(),
+            free: None,
+            block: None,
+            owner: None,
+        }
+    }
+}
+
 /// A network with its gateway-wide id.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Network {

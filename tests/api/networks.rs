@@ -144,7 +144,11 @@ async fn on_demand_networks_are_carved_from_blocks_idempotently_and_released() {
     assert_eq!(first.status(), 201);
     let first: Value = first.json().await.expect("json");
     assert_eq!(first["cidr"], "10.100.0.0/28");
-    assert_eq!(first["block"], block.as_str(), "the block's API id, as listed");
+    assert_eq!(
+        first["block"],
+        block.as_str(),
+        "the block's API id, as listed"
+    );
     assert_eq!(first["gateway"], "10.100.0.1");
     assert_eq!(
         first["dns_domain"], "lab.example.com",

@@ -1757,24 +1757,12 @@ mod tests {
 
     fn info(cidr: &str, start: &str, end: &str) -> NetworkInfo {
         let cidr: IpNet = cidr.parse().expect("cidr");
-        NetworkInfo {
-            backend_id: net_id("default", &cidr),
-            name: cidr.to_string(),
-            description: None,
+        NetworkInfo::bare(
+            net_id("default", &cidr),
+            cidr.to_string(),
             cidr,
-            range_start: start.parse().expect("start"),
-            range_end: end.parse().expect("end"),
-            gateway: None,
-            dns_servers: Vec::new(),
-            dns_domain: None,
-            dns_search_domains: Vec::new(),
-            address_space: "default".into(),
-            vlan: None,
-            tags: Vec::new(),
-            free: None,
-            block: None,
-            owner: None,
-        }
+            (start.parse().expect("start"), end.parse().expect("end")),
+        )
     }
 
     #[test]

@@ -572,24 +572,15 @@ mod tests {
     #[test]
     fn ranges_serialise_straight_from_networks_as_ip_range_does() {
         use crate::domain::{NetworkId, NetworkInfo};
-        let base = NetworkInfo {
-            backend_id: "default/10.20.0.0/24".into(),
-            name: "lab \"servers\"".into(),
-            description: None,
-            cidr: "10.20.0.0/24".parse().expect("cidr"),
-            range_start: "10.20.0.2".parse().expect("ip"),
-            range_end: "10.20.0.254".parse().expect("ip"),
-            gateway: None,
-            dns_servers: Vec::new(),
-            dns_domain: None,
-            dns_search_domains: Vec::new(),
-            address_space: "default".into(),
-            vlan: None,
-            tags: Vec::new(),
-            free: None,
-            block: None,
-            owner: None,
-        };
+        let base = NetworkInfo::bare(
+            "default/10.20.0.0/24",
+            "lab \"servers\"",
+            "10.20.0.0/24".parse().expect("cidr"),
+            (
+                "10.20.0.2".parse().expect("ip"),
+                "10.20.0.254".parse().expect("ip"),
+            ),
+        );
         let full = NetworkInfo {
             description: Some("web\ttier".into()),
             gateway: Some("10.20.0.1".parse().expect("ip")),
