@@ -71,14 +71,7 @@ pub fn assert_raises(got: &(StatusCode, Value), status: u16, class: &str) {
 
 /// Gateway network id of the exposed network with this CIDR.
 pub async fn net_id(app: &TestApp, cidr: &str) -> String {
-    let body: Value = app
-        .get("/api/v1/networks")
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let body = app.get_json("/api/v1/networks").await;
     body["networks"]
         .as_array()
         .expect("networks")

@@ -56,14 +56,7 @@ fn held(fake: &FakePhpipam, cidr: &str) -> Option<(FakeSubnet, Vec<FakeAddress>)
 }
 
 async fn block_id(app: &LabApp) -> String {
-    let blocks: Value = app
-        .get("/api/v1/blocks")
-        .send()
-        .await
-        .expect("blocks")
-        .json()
-        .await
-        .expect("json");
+    let blocks = app.get_json("/api/v1/blocks").await;
     blocks["blocks"]
         .as_array()
         .expect("blocks")
@@ -86,14 +79,7 @@ async fn carve(app: &LabApp, body: &Value) -> (u16, Value) {
 }
 
 async fn listed(app: &LabApp) -> BTreeMap<String, Value> {
-    let body: Value = app
-        .get("/api/v1/networks")
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let body = app.get_json("/api/v1/networks").await;
     body["networks"]
         .as_array()
         .expect("networks")

@@ -141,16 +141,20 @@ impl TestApp {
             .basic_auth("demo", Some(DEMO_PASSWORD))
     }
 
-    /// The seeded networks, by name → id.
-    pub async fn network_id(&self, name: &str) -> String {
-        let body: Value = self
-            .get("/api/v1/networks")
+    /// An authenticated `GET` of a native API path that must answer JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.get(path)
             .send()
             .await
-            .expect("list")
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
             .json()
             .await
-            .expect("json");
+            .unwrap_or_else(|e| panic!("GET {path}: not JSON: {e}"))
+    }
+
+    /// The seeded networks, by name → id.
+    pub async fn network_id(&self, name: &str) -> String {
+        let body = self.get_json("/api/v1/networks").await;
         body["networks"]
             .as_array()
             .expect("networks")
