@@ -15,14 +15,13 @@
 use std::fmt;
 use std::time::Duration;
 
-use moka::future::Cache;
 use reqwest::header::{ACCEPT, COOKIE, HeaderValue, SET_COOKIE};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use super::wire::{Page, WapiError};
-use crate::backends::http::credential_key;
+use crate::backends::http::Sessions;
 use crate::backends::{CallContext, retry};
 use crate::config::{InfobloxAuth, InfobloxSettings};
 use crate::domain::{IpamError, IpamResult};
@@ -120,8 +119,7 @@ pub struct Api {
     wapi_base: String,
     timeout: Duration,
     auth: InfobloxAuth,
-    sessions: Cache<String, Session>,
-    failed_logins: Cache<String, IpamError>,
+    sessions: Sessions<Session>,
     logins: std::sync::atomic::AtomicUsize,
 }
 
@@ -162,17 +160,8 @@ impl Api {
             wapi_base: s.wapi_base(),
             timeout: s.timeout,
             auth: s.auth.clone(),
-            sessions: Cache::builder()
-                .name("infoblox_sessions")
-                .max_capacity(10_000)
-                // NIOS sessions time out after 10 minutes idle by default (`timeout=600`).
-                .time_to_idle(Duration::from_secs(540))
-                .build(),
-            failed_logins: Cache::builder()
-                .name("infoblox_failed_logins")
-                .max_capacity(10_000)
-                .time_to_live(Duration::from_secs(60))
-                .build(),
+            // NIOS sessions time out after 10 minutes idle by default (`timeout=600`).
+            sessions: Sessions::new("infoblox", Duration::from_secs(540)),
             logins: std::sync::atomic::AtomicUsize::new(0),
         })
     }
@@ -292,19 +281,9 @@ impl Api {
     }
 
     async fn session(&self, username: &str, password: &SecretString) -> IpamResult<Session> {
-        let key = credential_key(username, password);
-        if let Some(e) = self.failed_logins.get(&key).await {
-            return Err(e);
-        }
-        let result = self
-            .sessions
-            .try_get_with(key.clone(), self.login(username, password))
+        self.sessions
+            .get_or_login(username, password, self.login(username, password))
             .await
-            .map_err(|e| (*e).clone());
-        if let Err(e @ IpamError::Unauthorized(_)) = &result {
-            self.failed_logins.insert(key, e.clone()).await;
-        }
-        result
     }
 
     async fn login(&self, username: &str, password: &SecretString) -> IpamResult<Session> {
@@ -333,12 +312,9 @@ impl Api {
     }
 
     async fn forget(&self, username: &str, password: &SecretString, used: &Session) {
-        let key = credential_key(username, password);
-        if let Some(current) = self.sessions.get(&key).await
-            && current.same(used)
-        {
-            self.sessions.invalidate(&key).await;
-        }
+        self.sessions
+            .forget(username, password, |current| current.same(used))
+            .await;
     }
 
     /// One WAPI call: `path` is an object type (`network`), a ref, or `""` for the root; logs in
@@ -406,7 +382,7 @@ impl Api {
                 && !matches!(&session, Session::Cookie(old) if old.expose_secret() == c.expose_secret())
             {
                 self.sessions
-                    .insert(credential_key(username, password), Session::Cookie(c))
+                    .renew(username, password, Session::Cookie(c))
                     .await;
             }
             return Ok(reply);
@@ -508,13 +484,6 @@ impl Api {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn credential_keys_are_hashes_not_text() {
-        let k = credential_key("admin", &SecretString::from("infoblox"));
-        assert_eq!(k.len(), 64);
-        assert!(!k.contains("admin") && !k.contains("infoblox"));
-    }
 
     #[test]
     fn error_bodies_keep_text_type_and_code() {

@@ -13,14 +13,13 @@
 use std::fmt;
 use std::time::Duration;
 
-use moka::future::Cache;
 use reqwest::header::{ACCEPT, HeaderValue};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use super::wire::{Envelope, Login};
-use crate::backends::http::credential_key;
+use crate::backends::http::Sessions;
 use crate::backends::{CallContext, retry};
 use crate::config::{PhpipamAuth, PhpipamSettings};
 use crate::domain::{IpamError, IpamResult};
@@ -72,8 +71,7 @@ pub struct Api {
     api_base: String,
     timeout: Duration,
     auth: PhpipamAuth,
-    tokens: Cache<String, SecretString>,
-    failed_logins: Cache<String, IpamError>,
+    tokens: Sessions<SecretString>,
 }
 
 impl fmt::Debug for Api {
@@ -103,17 +101,8 @@ impl Api {
             api_base: format!("{}/api/{}", s.base_url, s.app_id),
             timeout: s.timeout,
             auth: s.auth.clone(),
-            tokens: Cache::builder()
-                .name("phpipam_tokens")
-                .max_capacity(10_000)
-                // phpIPAM tokens slide 6 h from the last use; an idle one is dropped well before.
-                .time_to_idle(Duration::from_secs(3600))
-                .build(),
-            failed_logins: Cache::builder()
-                .name("phpipam_failed_logins")
-                .max_capacity(10_000)
-                .time_to_live(Duration::from_secs(60))
-                .build(),
+            // phpIPAM tokens slide 6 h from the last use; an idle one is dropped well before.
+            tokens: Sessions::new("phpipam", Duration::from_secs(3600)),
         })
     }
 
@@ -222,19 +211,9 @@ impl Api {
     }
 
     async fn token(&self, username: &str, password: &SecretString) -> IpamResult<SecretString> {
-        let key = credential_key(username, password);
-        if let Some(e) = self.failed_logins.get(&key).await {
-            return Err(e);
-        }
-        let result = self
-            .tokens
-            .try_get_with(key.clone(), self.login(username, password))
+        self.tokens
+            .get_or_login(username, password, self.login(username, password))
             .await
-            .map_err(|e| (*e).clone());
-        if let Err(e @ IpamError::Unauthorized(_)) = &result {
-            self.failed_logins.insert(key, e.clone()).await;
-        }
-        result
     }
 
     async fn login(&self, username: &str, password: &SecretString) -> IpamResult<SecretString> {
@@ -282,12 +261,11 @@ impl Api {
 
     /// Drops a token that phpIPAM no longer accepts (unless another task already replaced it).
     async fn forget(&self, username: &str, password: &SecretString, used: &SecretString) {
-        let key = credential_key(username, password);
-        if let Some(current) = self.tokens.get(&key).await
-            && current.expose_secret() == used.expose_secret()
-        {
-            self.tokens.invalidate(&key).await;
-        }
+        self.tokens
+            .forget(username, password, |current| {
+                current.expose_secret() == used.expose_secret()
+            })
+            .await;
     }
 
     pub async fn get(
@@ -400,18 +378,5 @@ impl Api {
             }
             return Ok(reply);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn credential_keys_are_hashes_not_text() {
-        let k = credential_key("Admin", &SecretString::from("phpipam-lab"));
-        assert_eq!(k.len(), 64);
-        assert!(!k.contains("Admin") && !k.contains("phpipam-lab"));
-        assert_ne!(k, credential_key("Admin", &SecretString::from("other")));
     }
 }
