@@ -124,6 +124,52 @@ impl<T: Clone + Send + Sync + 'static> Sessions<T> {
     }
 }
 
+/// What a backend has read of its IPAM's inventory (networks, blocks, routing data), per
+/// credential scope, for `ttl`: listings reload it, allocations route with what is remembered.
+pub struct Inventories<T> {
+    by_scope: moka::future::Cache<String, std::sync::Arc<T>>,
+}
+
+impl<T: Send + Sync + 'static> Inventories<T> {
+    pub fn new(name: &str, ttl: Duration) -> Self {
+        Inventories {
+            by_scope: moka::future::Cache::builder()
+                .name(&format!("{name}_inventory"))
+                .max_capacity(1_000)
+                .time_to_live(ttl)
+                .build(),
+        }
+    }
+
+    /// Loads it now and remembers it.
+    pub async fn fresh(
+        &self,
+        scope: String,
+        load: impl Future<Output = IpamResult<T>>,
+    ) -> IpamResult<std::sync::Arc<T>> {
+        let inv = std::sync::Arc::new(load.await?);
+        self.by_scope.insert(scope, inv.clone()).await;
+        Ok(inv)
+    }
+
+    /// The remembered one, or loads it (one load at a time per scope; failures not remembered).
+    pub async fn cached(
+        &self,
+        scope: String,
+        load: impl Future<Output = IpamResult<T>>,
+    ) -> IpamResult<std::sync::Arc<T>> {
+        self.by_scope
+            .try_get_with(scope, async { load.await.map(std::sync::Arc::new) })
+            .await
+            .map_err(|e| (*e).clone())
+    }
+
+    /// Forgets it after a change (a network carved or deleted).
+    pub async fn invalidate(&self, scope: &str) {
+        self.by_scope.invalidate(scope).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

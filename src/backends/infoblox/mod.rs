@@ -33,13 +33,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ipnet::IpNet;
-use moka::future::Cache;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use self::client::{Api, Reply};
 use self::wire::{DhcpOption, IpAddressEntry, Network, Record, ea_text};
+use super::http::Inventories;
 use super::{Backend, CallContext};
 use crate::config::{FreeCounts, InfobloxSettings, OwnerMarker, RecordStyle, usable_range};
 use crate::domain::{
@@ -250,7 +250,7 @@ pub struct InfobloxBackend {
     name: String,
     api: Arc<Api>,
     cfg: Arc<InfobloxSettings>,
-    inventory: Cache<String, Arc<Inventory>>,
+    inventory: Inventories<Inventory>,
     /// The grid refused `_return_fields=…,utilization` once: listings stop asking for it and
     /// report free counts as unknown (`free_counts = "utilization"` only).
     no_utilization: AtomicBool,
@@ -274,11 +274,7 @@ impl InfobloxBackend {
             name: name.to_owned(),
             api: Arc::new(Api::new(name, settings)?),
             cfg: Arc::new(settings.clone()),
-            inventory: Cache::builder()
-                .name("infoblox_inventory")
-                .max_capacity(1_000)
-                .time_to_live(INVENTORY_TTL)
-                .build(),
+            inventory: Inventories::new("infoblox", INVENTORY_TTL),
             no_utilization: AtomicBool::new(false),
         })
     }
@@ -451,18 +447,15 @@ impl InfobloxBackend {
     }
 
     async fn fresh_inventory(&self, cx: &CallContext) -> IpamResult<Arc<Inventory>> {
-        let inv = Arc::new(self.load_inventory(cx).await?);
-        self.inventory.insert(self.api.scope(cx), inv.clone()).await;
-        Ok(inv)
+        self.inventory
+            .fresh(self.api.scope(cx), self.load_inventory(cx))
+            .await
     }
 
     async fn cached_inventory(&self, cx: &CallContext) -> IpamResult<Arc<Inventory>> {
         self.inventory
-            .try_get_with(self.api.scope(cx), async {
-                self.load_inventory(cx).await.map(Arc::new)
-            })
+            .cached(self.api.scope(cx), self.load_inventory(cx))
             .await
-            .map_err(|e| (*e).clone())
     }
 
     /// An exposed network by id; reloads the inventory once when it is not known.

@@ -31,6 +31,7 @@ use serde_json::{Map, Value, json};
 
 use self::client::{Api, Reply};
 use self::wire::{Address, Section, Subnet, Vlan, list, value_text};
+use super::http::Inventories;
 use super::{Backend, CallContext};
 use crate::config::{PhpipamSettings, SectionRef, SubnetSelector, usable_range};
 use crate::domain::{
@@ -87,7 +88,7 @@ pub struct PhpipamBackend {
     gateways: Cache<u64, Option<IpAddr>>,
     /// VLAN id → VLAN number.
     vlans: Cache<u64, Option<u16>>,
-    inventory: Cache<String, Arc<Inventory>>,
+    inventory: Inventories<Inventory>,
 }
 
 impl fmt::Debug for PhpipamBackend {
@@ -173,11 +174,7 @@ impl PhpipamBackend {
                 .max_capacity(10_000)
                 .time_to_live(ttl)
                 .build(),
-            inventory: Cache::builder()
-                .name("phpipam_inventory")
-                .max_capacity(1_000)
-                .time_to_live(INVENTORY_TTL)
-                .build(),
+            inventory: Inventories::new("phpipam", INVENTORY_TTL),
         })
     }
 
@@ -294,18 +291,15 @@ impl PhpipamBackend {
 
     /// A fresh inventory, also remembered for allocation routing.
     async fn fresh_inventory(&self, cx: &CallContext) -> IpamResult<Arc<Inventory>> {
-        let inv = Arc::new(self.load_inventory(cx).await?);
-        self.inventory.insert(self.api.scope(cx), inv.clone()).await;
-        Ok(inv)
+        self.inventory
+            .fresh(self.api.scope(cx), self.load_inventory(cx))
+            .await
     }
 
     async fn cached_inventory(&self, cx: &CallContext) -> IpamResult<Arc<Inventory>> {
         self.inventory
-            .try_get_with(self.api.scope(cx), async {
-                self.load_inventory(cx).await.map(Arc::new)
-            })
+            .cached(self.api.scope(cx), self.load_inventory(cx))
             .await
-            .map_err(|e| (*e).clone())
     }
 
     /// An exposed network by backend id; reloads the inventory once when it is not known.
