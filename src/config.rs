@@ -651,6 +651,30 @@ pub(crate) fn http_transport(
     Ok(Some(pem))
 }
 
+/// The `url` key of an HTTP backend section, its API path already cut off: http(s), a host, no
+/// credentials (`credentials` says where they go instead), no query or fragment.
+pub(crate) fn http_base_url(key: &str, url: &str, credentials: &str) -> Result<(), ConfigError> {
+    let bad = |why: String| Err(ConfigError::new(format!("{key}.url"), why));
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        // Not echoed: a URL with another scheme may still carry credentials.
+        return bad("must start with https:// or http://".into());
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() {
+        return bad("has no host".into());
+    }
+    if authority.contains('@') {
+        return bad(format!("must not contain credentials; use {credentials}"));
+    }
+    if rest.contains('?') || rest.contains('#') {
+        return bad("must not contain a query or fragment".into());
+    }
+    Ok(())
+}
+
 /// A phpIPAM user.
 pub type PhpipamUser = ServiceAccount;
 
@@ -1091,31 +1115,7 @@ impl Config {
 fn validate_phpipam(key: &str, p: &PhpipamConfig) -> Result<PhpipamSettings, ConfigError> {
     let url = p.url.trim().trim_end_matches('/');
     let url = url.strip_suffix("/api").unwrap_or(url);
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| {
-            ConfigError::new(
-                format!("{key}.url"),
-                format!("'{url}' must start with https:// or http://"),
-            )
-        })?;
-    let authority = rest.split('/').next().unwrap_or_default();
-    if authority.is_empty() {
-        return Err(ConfigError::new(format!("{key}.url"), "has no host"));
-    }
-    if authority.contains('@') {
-        return Err(ConfigError::new(
-            format!("{key}.url"),
-            "must not contain credentials; use username/password or app_code",
-        ));
-    }
-    if rest.contains('?') || rest.contains('#') {
-        return Err(ConfigError::new(
-            format!("{key}.url"),
-            "must not contain a query or fragment",
-        ));
-    }
+    http_base_url(key, url, "username/password or app_code")?;
     let app_id = p.app_id.trim();
     if app_id.is_empty()
         || !app_id
@@ -1544,6 +1544,29 @@ mod tests {
         assert!(matches!(&p.auth, PhpipamAuth::User(u) if u.username == "svc"));
         let printed = format!("{s:?} {}", serde_json::to_string(&s.config).expect("json"));
         assert!(!printed.contains("pw-literal-123"), "{printed}");
+    }
+
+    #[test]
+    fn http_base_urls_are_checked_naming_the_url_key() {
+        assert!(http_base_url("backends.x", "https://ipam.example.com:8443/sub", "y").is_ok());
+        assert!(http_base_url("backends.x", "http://10.0.0.5", "y").is_ok());
+        for (url, why) in [
+            ("ftp://ipam", "must start with https:// or http://"),
+            ("ftp://u:p@ipam", "must start with https:// or http://"),
+            ("ipam.example.com", "must start with https:// or http://"),
+            ("https:///api", "has no host"),
+            (
+                "https://u:p@ipam",
+                "must not contain credentials; use the keys",
+            ),
+            ("https://ipam/?x=1", "must not contain a query or fragment"),
+            ("https://ipam/#top", "must not contain a query or fragment"),
+        ] {
+            let e = http_base_url("backends.x", url, "the keys").expect_err(url);
+            assert_eq!(e.key, "backends.x.url", "{url}");
+            assert!(e.why.contains(why), "{url}: {e}");
+            assert!(!e.why.contains("u:p"), "{url}: credentials echoed: {e}");
+        }
     }
 
     #[test]

@@ -279,31 +279,7 @@ pub(super) fn validate_infoblox(
     if let Some(at) = url.find("/wapi") {
         url = &url[..at];
     }
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| {
-            ConfigError::new(
-                format!("{key}.url"),
-                format!("'{url}' must start with https:// or http://"),
-            )
-        })?;
-    let authority = rest.split('/').next().unwrap_or_default();
-    if authority.is_empty() {
-        return Err(ConfigError::new(format!("{key}.url"), "has no host"));
-    }
-    if authority.contains('@') {
-        return Err(ConfigError::new(
-            format!("{key}.url"),
-            "must not contain credentials; use username/password",
-        ));
-    }
-    if rest.contains('?') || rest.contains('#') {
-        return Err(ConfigError::new(
-            format!("{key}.url"),
-            "must not contain a query or fragment",
-        ));
-    }
+    super::http_base_url(key, url, "username/password")?;
     let version = p.wapi_version.trim().trim_start_matches(['v', 'V']);
     let parts: Vec<&str> = version.split('.').collect();
     if !(2..=3).contains(&parts.len())
