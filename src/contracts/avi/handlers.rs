@@ -254,12 +254,34 @@ async fn alloc_info(
     Ok(info)
 }
 
+/// What record `id` (owner `owner`) holds; errors name the record.
 async fn held_by(
+    f: &'static str,
     state: &AppState,
     caller: &Caller,
+    id: &str,
     owner: &Owner,
-) -> Result<Vec<Allocation>, IpamError> {
-    state.ipam.find(caller, &Lookup::Owner(owner.clone())).await
+) -> Result<Vec<Allocation>, AviError> {
+    state
+        .ipam
+        .find(caller, &Lookup::Owner(owner.clone()))
+        .await
+        .map_err(|e| AviError::from_core(f, e).with_context(format!("record '{id}'")))
+}
+
+/// Like [`held_by`], for functions on an existing record: one that holds nothing is not found.
+async fn existing_record(
+    f: &'static str,
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    owner: &Owner,
+) -> Result<Vec<Allocation>, AviError> {
+    let held = held_by(f, state, caller, id, owner).await?;
+    if held.is_empty() {
+        return Err(AviError::record_not_found(f, id));
+    }
+    Ok(held)
 }
 
 /// Where an address of `family` may come from, in order: the subnets of `nw_and_subnet_list`
@@ -437,12 +459,7 @@ pub async fn get_ipam_record(
     let r = record_info(&body, "record_info").map_err(core(F))?;
     let id = required_id(F, &r, "record_info")?;
     let owner = owner_of(&id).map_err(core(F))?;
-    let held = held_by(&state, &caller, &owner)
-        .await
-        .map_err(|e| AviError::from_core(F, e).with_context(format!("record '{id}'")))?;
-    if held.is_empty() {
-        return Err(AviError::record_not_found(F, &id));
-    }
+    let held = existing_record(F, &state, &caller, &id, &owner).await?;
     let info = alloc_info(&state, &caller, &held)
         .await
         .map_err(|e| AviError::from_core(F, e).with_context(format!("record '{id}'")))?;
@@ -470,9 +487,7 @@ pub async fn create_ipam_record(
         .network_snapshot(&caller)
         .await
         .map_err(|e| AviError::from_core(F, e).with_context(ctx()))?;
-    let held = held_by(&state, &caller, &owner)
-        .await
-        .map_err(|e| AviError::from_core(F, e).with_context(ctx()))?;
+    let held = held_by(F, &state, &caller, &id, &owner).await?;
 
     // Plan every family before taking anything.
     let mut plan: Vec<(Family, Vec<NetworkId>)> = Vec::new();
@@ -555,12 +570,7 @@ pub async fn delete_ipam_record(
     let r = record_info(&body, "record_info").map_err(core(F))?;
     let id = required_id(F, &r, "record_info")?;
     let owner = owner_of(&id).map_err(core(F))?;
-    let held = held_by(&state, &caller, &owner)
-        .await
-        .map_err(|e| AviError::from_core(F, e).with_context(format!("record '{id}'")))?;
-    if held.is_empty() {
-        return Err(AviError::record_not_found(F, &id));
-    }
+    let held = existing_record(F, &state, &caller, &id, &owner).await?;
     for a in &held {
         state
             .ipam
@@ -660,12 +670,7 @@ pub async fn update_ipam_record(
     };
     let ctx = || format!("record '{id}'");
     let owner = owner_of(&id).map_err(core(F))?;
-    let held = held_by(&state, &caller, &owner)
-        .await
-        .map_err(|e| AviError::from_core(F, e).with_context(ctx()))?;
-    if held.is_empty() {
-        return Err(AviError::record_not_found(F, &id));
-    }
+    let held = existing_record(F, &state, &caller, &id, &owner).await?;
     let nets: Arc<Vec<Network>> = state
         .ipam
         .network_snapshot(&caller)
