@@ -3,3 +3,22 @@
 
 pub mod avi;
 pub mod vra;
+
+/// The message both contracts put in a failed call's answer: `<call>: <context>: <error>; <note>`
+/// (what was called, what it was doing, why it failed, what happened next, e.g. the rollback).
+pub(crate) fn failure_message(
+    call: &str,
+    context: Option<&str>,
+    error: &crate::domain::IpamError,
+    note: Option<&str>,
+) -> String {
+    let mut m = match context {
+        Some(c) => format!("{call}: {c}: {error}"),
+        None => format!("{call}: {error}"),
+    };
+    if let Some(n) = note {
+        m.push_str("; ");
+        m.push_str(n);
+    }
+    m
+}

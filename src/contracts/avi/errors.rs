@@ -109,15 +109,12 @@ impl AviError {
     }
 
     pub fn message(&self) -> String {
-        let mut m = match &self.context {
-            Some(c) => format!("{}: {c}: {}", self.function, self.error),
-            None => format!("{}: {}", self.function, self.error),
-        };
-        if let Some(n) = &self.note {
-            m.push_str("; ");
-            m.push_str(n);
-        }
-        m
+        crate::contracts::failure_message(
+            self.function,
+            self.context.as_deref(),
+            &self.error,
+            self.note.as_deref(),
+        )
     }
 
     pub fn status(&self) -> StatusCode {

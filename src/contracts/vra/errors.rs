@@ -43,15 +43,12 @@ impl VraError {
     }
 
     pub fn message(&self) -> String {
-        let mut m = match &self.context {
-            Some(c) => format!("{}: {c}: {}", self.operation, self.error),
-            None => format!("{}: {}", self.operation, self.error),
-        };
-        if let Some(n) = &self.note {
-            m.push_str("; ");
-            m.push_str(n);
-        }
-        m
+        crate::contracts::failure_message(
+            self.operation,
+            self.context.as_deref(),
+            &self.error,
+            self.note.as_deref(),
+        )
     }
 }
 
