@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
-use crate::avi_python::python;
 use crate::support::DEMO_PASSWORD;
 use crate::support::matrix::{BackendKind, spawn_lab};
+use crate::support::python::python;
 
 /// What must pass; GetIpamRecord runs once before the record exists and is expected to fail.
 const MUST_PASS: [&str; 5] = [
@@ -101,7 +101,9 @@ async fn avis_own_validator_passes_test_all_on_every_backend() {
         );
         return;
     }
-    let Some(python) = python() else { return };
+    let Some(python) = python("Avi's validator") else {
+        return;
+    };
     for &kind in BackendKind::ALL {
         let (stdout, stderr) = run_validator(kind, &python, &validator).await;
         eprintln!("=== validate_custom_ipam_script.py, Test all, {kind} backend ===\n{stdout}");

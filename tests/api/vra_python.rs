@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use ipam_gateway::package::vra::{PackageOptions, build};
 use serde_json::{Value, json};
@@ -15,21 +14,13 @@ use crate::support::DEMO_PASSWORD;
 use crate::support::matrix::{
     BackendKind, LAB_BLOCK, LAB_NETWORKS, LAB_TINY_FREE, lab_json, spawn_lab,
 };
+use crate::support::python::{python, unittest_suite};
 
 /// The whole Python suite against one backend kind: exit 0, at least 15 tests, none skipped.
 async fn python_suite_passes_on(kind: BackendKind) {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    if std::env::var_os("IPAMGW_SKIP_PYTHON").is_some() {
-        eprintln!("SKIPPED: IPAMGW_SKIP_PYTHON is set; the vRA shim tests did not run on {kind}");
+    let Some(python) = python(&format!("the vRA shim tests on {kind}")) else {
         return;
-    }
-    let version = std::process::Command::new(&python)
-        .arg("--version")
-        .output();
-    assert!(
-        version.as_ref().is_ok_and(|o| o.status.success()),
-        "{python} is needed to test the vRA actions (set IPAMGW_SKIP_PYTHON=1 to skip): {version:?}"
-    );
+    };
 
     let app = spawn_lab(kind, true).await;
     let dir = tempfile::tempdir().expect("tmp");
@@ -43,55 +34,21 @@ async fn python_suite_passes_on(kind: BackendKind) {
     std::fs::write(&cert, app.cert_pem.as_ref().expect("TLS on")).expect("write");
     let host = app.base_url.trim_start_matches("https://").to_owned();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-
-    let run = tokio::process::Command::new(&python)
-        .args(["-m", "unittest", "discover", "-s", "tests/python/vra", "-v"])
-        .current_dir(&root)
-        .env("IPAMGW_VRA_HOST", &host)
-        .env("IPAMGW_VRA_USER", "demo")
-        .env("IPAMGW_VRA_PASSWORD", DEMO_PASSWORD)
-        .env("IPAMGW_VRA_PACKAGE", &package)
-        .env("IPAMGW_VRA_CERT", &cert)
-        .env("IPAMGW_VRA_FIXTURES", root.join("fixtures/vra"))
+    let env = [
+        ("IPAMGW_VRA_HOST", host.into()),
+        ("IPAMGW_VRA_USER", "demo".into()),
+        ("IPAMGW_VRA_PASSWORD", DEMO_PASSWORD.into()),
+        ("IPAMGW_VRA_PACKAGE", package.into_os_string()),
+        ("IPAMGW_VRA_CERT", cert.into_os_string()),
+        (
+            "IPAMGW_VRA_FIXTURES",
+            root.join("fixtures/vra").into_os_string(),
+        ),
         // What every backend must present (the same by construction); the suite asserts it
         // through the contract and never branches on the backend's kind.
-        .env("IPAMGW_VRA_LAB", lab_json().to_string())
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        // The shims honour proxy settings as urllib does; the local gateway must not go through one.
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("no_proxy", "127.0.0.1,localhost")
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(300), run)
-        .await
-        .expect("python tests finish within 5 minutes")
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "python tests failed on {kind} ({}):\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
-        out.status
-    );
-    assert!(
-        !stderr.contains("skipped"),
-        "python tests were skipped on {kind}:\n{stderr}"
-    );
-    let ran = stderr
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("Ran ")?
-                .split_whitespace()
-                .next()?
-                .parse::<u32>()
-                .ok()
-        })
-        .unwrap_or(0);
-    eprintln!("[{kind}]\n{stderr}");
-    assert!(
-        ran >= 15,
-        "expected the whole suite to run on {kind}, ran {ran}:\n{stderr}"
-    );
+        ("IPAMGW_VRA_LAB", lab_json().to_string().into()),
+    ];
+    unittest_suite(&python, "tests/python/vra", &env, &kind.to_string(), 15).await;
     app.stop().await;
 }
 

@@ -8,6 +8,7 @@ pub mod infoblox_fake;
 pub mod matrix;
 pub mod phpipam;
 pub mod phpipam_fake;
+pub mod python;
 
 use std::path::PathBuf;
 use std::sync::LazyLock;
