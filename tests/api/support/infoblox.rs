@@ -10,6 +10,8 @@ use serde_json::Value;
 use wiremock::matchers::{method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockBuilder, MockServer, Respond, ResponseTemplate};
 
+use super::mock::Endpoint;
+
 /// The lab grid's API user (fixture 01 authenticates as it).
 pub const USER: &str = "admin";
 pub const PASSWORD: &str = "infoblox";
@@ -134,14 +136,6 @@ pub struct InfobloxMock {
     pub server: MockServer,
 }
 
-struct Boxed(Box<dyn Respond>);
-
-impl Respond for Boxed {
-    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
-        self.0.respond(request)
-    }
-}
-
 impl InfobloxMock {
     pub async fn start() -> Self {
         InfobloxMock {
@@ -209,62 +203,13 @@ impl InfobloxMock {
     }
 }
 
-pub struct Endpoint<'a> {
-    server: &'a MockServer,
-    mock: MockBuilder,
-    response: Box<dyn Respond>,
-}
-
-impl<'a> Endpoint<'a> {
+impl Endpoint<'_> {
     /// Only requests carrying fixture 01's session cookie.
     pub fn with_cookie(self) -> Self {
         Endpoint {
             mock: self.mock.and(CookieIs(COOKIE)),
             ..self
         }
-    }
-
-    pub fn mounted(self) -> Mounted<'a> {
-        Mounted {
-            server: self.server,
-            mock: self.mock.respond_with(Boxed(self.response)),
-        }
-    }
-
-    pub async fn mount(self) {
-        self.mounted().mount().await
-    }
-}
-
-pub struct Mounted<'a> {
-    server: &'a MockServer,
-    mock: Mock,
-}
-
-impl Mounted<'_> {
-    pub fn expect(self, n: u64) -> Self {
-        Self {
-            mock: self.mock.expect(n),
-            ..self
-        }
-    }
-
-    pub fn times(self, n: u64) -> Self {
-        Self {
-            mock: self.mock.up_to_n_times(n),
-            ..self
-        }
-    }
-
-    pub fn priority(self, p: u8) -> Self {
-        Self {
-            mock: self.mock.with_priority(p),
-            ..self
-        }
-    }
-
-    pub async fn mount(self) {
-        self.mock.mount(self.server).await
     }
 }
 

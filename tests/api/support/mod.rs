@@ -6,6 +6,7 @@ pub mod fake;
 pub mod infoblox;
 pub mod infoblox_fake;
 pub mod matrix;
+pub mod mock;
 pub mod phpipam;
 pub mod phpipam_fake;
 pub mod python;

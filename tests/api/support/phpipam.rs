@@ -7,7 +7,9 @@ use ipam_gateway::backends::phpipam::PhpipamBackend;
 use ipam_gateway::config::{BackendSettings, Settings};
 use serde_json::Value;
 use wiremock::matchers::{header, method, path, query_param};
-use wiremock::{Mock, MockBuilder, MockServer, Respond, ResponseTemplate};
+use wiremock::{Mock, MockServer, Respond, ResponseTemplate};
+
+use super::mock::Endpoint;
 
 /// The lab credentials of the recordings (user `Admin`).
 pub const USER: &str = "Admin";
@@ -165,70 +167,13 @@ impl PhpipamMock {
     }
 }
 
-struct Boxed(Box<dyn Respond>);
-
-impl Respond for Boxed {
-    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
-        self.0.respond(request)
-    }
-}
-
-pub struct Endpoint<'a> {
-    server: &'a MockServer,
-    mock: MockBuilder,
-    response: Box<dyn Respond>,
-}
-
-impl<'a> Endpoint<'a> {
+impl Endpoint<'_> {
     /// Only requests carrying this `phpipam-token`.
     pub fn token(self, token: &str) -> Self {
         Endpoint {
             mock: self.mock.and(header("phpipam-token", token)),
             ..self
         }
-    }
-
-    pub fn mounted(self) -> Mounted<'a> {
-        Mounted {
-            server: self.server,
-            mock: self.mock.respond_with(Boxed(self.response)),
-        }
-    }
-
-    pub async fn mount(self) {
-        self.mounted().mount().await
-    }
-}
-
-pub struct Mounted<'a> {
-    server: &'a MockServer,
-    mock: Mock,
-}
-
-impl Mounted<'_> {
-    pub fn expect(self, n: u64) -> Self {
-        Self {
-            mock: self.mock.expect(n),
-            ..self
-        }
-    }
-
-    pub fn times(self, n: u64) -> Self {
-        Self {
-            mock: self.mock.up_to_n_times(n),
-            ..self
-        }
-    }
-
-    pub fn priority(self, p: u8) -> Self {
-        Self {
-            mock: self.mock.with_priority(p),
-            ..self
-        }
-    }
-
-    pub async fn mount(self) {
-        self.mock.mount(self.server).await
     }
 }
 
