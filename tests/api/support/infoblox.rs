@@ -163,30 +163,22 @@ impl InfobloxMock {
     /// The request of a fixture, answered with its response.
     pub fn fixture(&self, which: &str) -> Endpoint<'_> {
         let ex = Exchange::load(which);
-        Endpoint {
-            server: &self.server,
-            mock: Self::matcher(&ex),
-            response: Box::new(ex.response()),
-        }
+        Endpoint::new(&self.server, Self::matcher(&ex), ex.response())
     }
 
     /// The request of one fixture answered with another's response (e.g. fixture 10's request
     /// answered like 11 when the network is full).
     pub fn fixture_as(&self, which: &str, answer: &str) -> Endpoint<'_> {
         let ex = Exchange::load(which);
-        Endpoint {
-            server: &self.server,
-            mock: Self::matcher(&ex),
-            response: Box::new(Exchange::load(answer).response()),
-        }
+        Endpoint::new(
+            &self.server,
+            Self::matcher(&ex),
+            Exchange::load(answer).response(),
+        )
     }
 
     pub fn respond(&self, verb: &str, at: &str, r: impl Respond + 'static) -> Endpoint<'_> {
-        Endpoint {
-            server: &self.server,
-            mock: Mock::given(method(verb)).and(path(at)),
-            response: Box::new(r),
-        }
+        Endpoint::new(&self.server, Mock::given(method(verb)).and(path(at)), r)
     }
 
     /// Login plus the searches of an inventory (fixtures 01, 04–08, and 30: the IPv4 networks
@@ -206,10 +198,7 @@ impl InfobloxMock {
 impl Endpoint<'_> {
     /// Only requests carrying fixture 01's session cookie.
     pub fn with_cookie(self) -> Self {
-        Endpoint {
-            mock: self.mock.and(CookieIs(COOKIE)),
-            ..self
-        }
+        self.and(CookieIs(COOKIE))
     }
 }
 

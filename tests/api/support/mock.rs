@@ -5,9 +5,9 @@
 use wiremock::{Mock, MockBuilder, MockServer, Respond, ResponseTemplate};
 
 pub struct Endpoint<'a> {
-    pub(super) server: &'a MockServer,
-    pub(super) mock: MockBuilder,
-    pub(super) response: Box<dyn Respond>,
+    server: &'a MockServer,
+    mock: MockBuilder,
+    response: Box<dyn Respond>,
 }
 
 impl<'a> Endpoint<'a> {
@@ -20,6 +20,14 @@ impl<'a> Endpoint<'a> {
             server,
             mock,
             response: Box::new(response),
+        }
+    }
+
+    /// Also requires `matcher` (a facade's token or cookie check).
+    pub fn and(self, matcher: impl wiremock::Match + 'static) -> Self {
+        Endpoint {
+            mock: self.mock.and(matcher),
+            ..self
         }
     }
 

@@ -136,30 +136,22 @@ impl PhpipamMock {
         for (k, v) in ex.query() {
             mock = mock.and(query_param(k, v));
         }
-        Endpoint {
-            server: &self.server,
-            mock,
-            response: Box::new(ex.response()),
-        }
+        Endpoint::new(&self.server, mock, ex.response())
     }
 
     /// Another request (same app), answered with a fixture's recorded response: for calls the
     /// recordings show with other ids (e.g. `DELETE addresses/15/` answered like fixture 91).
     pub fn fixture_at(&self, which: &str, verb: &str, at: &str) -> Endpoint<'_> {
         let ex = Exchange::load(which);
-        Endpoint {
-            server: &self.server,
-            mock: Mock::given(method(verb)).and(path(at)),
-            response: Box::new(ex.response()),
-        }
+        Endpoint::new(
+            &self.server,
+            Mock::given(method(verb)).and(path(at)),
+            ex.response(),
+        )
     }
 
     pub fn respond(&self, verb: &str, at: &str, r: impl Respond + 'static) -> Endpoint<'_> {
-        Endpoint {
-            server: &self.server,
-            mock: Mock::given(method(verb)).and(path(at)),
-            response: Box::new(r),
-        }
+        Endpoint::new(&self.server, Mock::given(method(verb)).and(path(at)), r)
     }
 
     pub async fn requests(&self) -> Vec<wiremock::Request> {
@@ -170,10 +162,7 @@ impl PhpipamMock {
 impl Endpoint<'_> {
     /// Only requests carrying this `phpipam-token`.
     pub fn token(self, token: &str) -> Self {
-        Endpoint {
-            mock: self.mock.and(header("phpipam-token", token)),
-            ..self
-        }
+        self.and(header("phpipam-token", token))
     }
 }
 
