@@ -3,14 +3,11 @@
 use std::collections::{BTreeSet, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ipam_gateway::backends::{Backend, CallContext, Credentials};
 use ipam_gateway::domain::{
-    AllocateIn, CarveRequest, IpamError, Lookup, Mac, NetworkId, Owner, RecordChanges,
-    RecordDetails,
+    AllocateIn, CarveRequest, IpamError, Lookup, Mac, Owner, RecordChanges, RecordDetails,
 };
-use ipam_gateway::service::{AllocationRequest, Caller, Ipam};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
@@ -766,46 +763,10 @@ async fn utilization_counts_cost_no_request_per_network_and_track_the_exact_ones
     assert_eq!(free(&exact, "lab-tiny"), Some(3));
 }
 
-fn caller() -> Caller {
-    Caller {
-        name: "test".into(),
-        backend: "ipam".into(),
-        cx: CallContext::default(),
-    }
-}
-
+/// Two gateways (replicas) on one fake, allocating at once.
 async fn allocate_concurrently(fake: &FakeWapi, net: &str, n: usize) -> (Vec<IpAddr>, usize) {
-    let ipams: Vec<Arc<Ipam>> = (0..2)
-        .map(|_| {
-            let b: Arc<dyn Backend> = Arc::new(backend(&fake.url, ""));
-            Arc::new(Ipam::new(vec![b], Duration::from_secs(60)))
-        })
-        .collect();
-    let net = NetworkId::new("ipam", net);
-    let mut tasks = Vec::new();
-    for i in 0..n {
-        let ipam = ipams[i % 2].clone();
-        let net = net.clone();
-        tasks.push(tokio::spawn(async move {
-            let req = AllocationRequest {
-                owner: owner(&format!("vm-{i}")),
-                networks: vec![net],
-                address: None,
-                details: RecordDetails::default(),
-            };
-            ipam.allocate(&caller(), &req).await
-        }));
-    }
-    let mut got = Vec::new();
-    let mut exhausted = 0;
-    for t in tasks {
-        match t.await.expect("task") {
-            Ok(a) => got.push(a.address),
-            Err(IpamError::Exhausted(_)) => exhausted += 1,
-            Err(other) => panic!("every failure must be a clean Exhausted, got {other:?}"),
-        }
-    }
-    (got, exhausted)
+    let replica = || -> Arc<dyn Backend> { Arc::new(backend(&fake.url, "")) };
+    crate::support::allocate_from_two_replicas([replica(), replica()], net, n).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -182,3 +182,50 @@ impl TestApp {
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_ipam-gateway"))
 }
+
+/// Two replicas at once: `n` concurrent allocations (owners `vm-0`…) in backend network `network`,
+/// alternating between two gateway services, each on its own backend instance. Returns the
+/// addresses given and how many requests were a clean `Exhausted`; any other failure panics.
+pub async fn allocate_from_two_replicas(
+    replicas: [std::sync::Arc<dyn ipam_gateway::backends::Backend>; 2],
+    network: &str,
+    n: usize,
+) -> (Vec<std::net::IpAddr>, usize) {
+    use ipam_gateway::domain::{IpamError, NetworkId, Owner, RecordDetails};
+    use ipam_gateway::service::{AllocationRequest, Caller, Ipam};
+    use std::sync::Arc;
+    let ipams: Vec<Arc<Ipam>> = replicas
+        .into_iter()
+        .map(|b| Arc::new(Ipam::new(vec![b], std::time::Duration::from_secs(60))))
+        .collect();
+    let net = NetworkId::new("ipam", network);
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let ipam = ipams[i % 2].clone();
+        let net = net.clone();
+        tasks.push(tokio::spawn(async move {
+            let req = AllocationRequest {
+                owner: Owner::parse(&format!("vm-{i}")).expect("owner"),
+                networks: vec![net],
+                address: None,
+                details: RecordDetails::default(),
+            };
+            let caller = Caller {
+                name: "test".into(),
+                backend: "ipam".into(),
+                cx: Default::default(),
+            };
+            ipam.allocate(&caller, &req).await
+        }));
+    }
+    let mut got = Vec::new();
+    let mut exhausted = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(a) => got.push(a.address),
+            Err(IpamError::Exhausted(_)) => exhausted += 1,
+            Err(other) => panic!("every failure must be a clean Exhausted, got {other:?}"),
+        }
+    }
+    (got, exhausted)
+}
