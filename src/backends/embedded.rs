@@ -228,31 +228,17 @@ impl EmbeddedBackend {
     /// other writer can take an address for the same owner in between.
     fn claim_sync(&self, req: &AllocateIn) -> IpamResult<Claim> {
         let txn = self.db.begin_write().map_err(|e| self.store_err(e))?;
-        {
-            let owners = txn
-                .open_multimap_table(OWNERS)
-                .map_err(|e| self.store_err(e))?;
-            let addrs = txn.open_table(ADDRESSES).map_err(|e| self.store_err(e))?;
-            let networks = txn.open_table(NETWORKS).map_err(|e| self.store_err(e))?;
-            for v in owners
-                .get(req.owner.as_str())
-                .map_err(|e| self.store_err(e))?
-            {
-                let v = v.map_err(|e| self.store_err(e))?;
-                let (net_id, addr) = v.value();
-                if net_id != req.network {
-                    continue;
-                }
-                let Some(net) = self.load_network(&networks, net_id)? else {
-                    continue;
-                };
-                if let Some(a) =
-                    self.read_record(&addrs, net_id, Family::of(&net.info.cidr), addr)?
-                {
-                    // Nothing was written: dropping the transaction aborts it.
-                    return Ok(Claim::Held(a));
-                }
-            }
+        let held = self.held_by(
+            &txn.open_multimap_table(OWNERS)
+                .map_err(|e| self.store_err(e))?,
+            &txn.open_table(NETWORKS).map_err(|e| self.store_err(e))?,
+            &txn.open_table(ADDRESSES).map_err(|e| self.store_err(e))?,
+            &req.owner,
+            Some(&req.network),
+        )?;
+        if let Some(a) = held.into_iter().next() {
+            // Nothing was written: dropping the transaction aborts it.
+            return Ok(Claim::Held(a));
         }
         let info = self.allocate_in(&txn, req)?;
         txn.commit().map_err(|e| self.store_err(e))?;
@@ -401,6 +387,33 @@ impl EmbeddedBackend {
         }))
     }
 
+    /// What `owner` holds (in network `only`, when given), read through the owner index of
+    /// whichever transaction the tables belong to.
+    fn held_by(
+        &self,
+        owners: &impl ReadableMultimapTable<&'static str, (&'static str, u128)>,
+        networks: &impl ReadableTable<&'static str, &'static [u8]>,
+        addrs: &impl ReadableTable<(&'static str, u128), &'static [u8]>,
+        owner: &Owner,
+        only: Option<&str>,
+    ) -> IpamResult<Vec<AllocationInfo>> {
+        let mut out = Vec::new();
+        for v in owners.get(owner.as_str()).map_err(|e| self.store_err(e))? {
+            let v = v.map_err(|e| self.store_err(e))?;
+            let (net_id, addr) = v.value();
+            if only.is_some_and(|n| n != net_id) {
+                continue;
+            }
+            let Some(net) = self.load_network(networks, net_id)? else {
+                continue;
+            };
+            if let Some(a) = self.read_record(addrs, net_id, Family::of(&net.info.cidr), addr)? {
+                out.push(a);
+            }
+        }
+        Ok(out)
+    }
+
     fn find_sync(&self, lookup: &Lookup) -> IpamResult<Vec<AllocationInfo>> {
         let txn = self.db.begin_read().map_err(|e| self.store_err(e))?;
         let networks = txn.open_table(NETWORKS).map_err(|e| self.store_err(e))?;
@@ -411,18 +424,7 @@ impl EmbeddedBackend {
                 let owners = txn
                     .open_multimap_table(OWNERS)
                     .map_err(|e| self.store_err(e))?;
-                for v in owners.get(owner.as_str()).map_err(|e| self.store_err(e))? {
-                    let v = v.map_err(|e| self.store_err(e))?;
-                    let (net_id, addr) = v.value();
-                    let Some(net) = self.load_network(&networks, net_id)? else {
-                        continue;
-                    };
-                    if let Some(a) =
-                        self.read_record(&addrs, net_id, Family::of(&net.info.cidr), addr)?
-                    {
-                        out.push(a);
-                    }
-                }
+                out = self.held_by(&owners, &networks, &addrs, owner, None)?;
             }
             Lookup::Address { address, network } => {
                 let v = to_u128(*address);
