@@ -179,29 +179,47 @@ pub struct Network {
 impl Serialize for Network {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let i = &self.info;
-        let block = i
-            .block
+        // Every field named (no `..`): a field added to `NetworkInfo` fails to compile here
+        // until it is written out too.
+        let NetworkInfo {
+            backend_id,
+            name,
+            description,
+            cidr,
+            range_start,
+            range_end,
+            gateway,
+            dns_servers,
+            dns_domain,
+            dns_search_domains,
+            address_space,
+            vlan,
+            tags,
+            free,
+            block,
+            owner,
+        } = &self.info;
+        let block = block
             .as_deref()
             .map(|b| NetworkId::new(self.id.backend(), b));
         let mut m = s.serialize_struct("Network", 17)?;
         m.serialize_field("id", &self.id)?;
-        m.serialize_field("backend_id", &i.backend_id)?;
-        m.serialize_field("name", &i.name)?;
-        m.serialize_field("description", &i.description)?;
-        m.serialize_field("cidr", &i.cidr)?;
-        m.serialize_field("range_start", &i.range_start)?;
-        m.serialize_field("range_end", &i.range_end)?;
-        m.serialize_field("gateway", &i.gateway)?;
-        m.serialize_field("dns_servers", &i.dns_servers)?;
-        m.serialize_field("dns_domain", &i.dns_domain)?;
-        m.serialize_field("dns_search_domains", &i.dns_search_domains)?;
-        m.serialize_field("address_space", &i.address_space)?;
-        m.serialize_field("vlan", &i.vlan)?;
-        m.serialize_field("tags", &i.tags)?;
-        m.serialize_field("free", &i.free)?;
+        m.serialize_field("backend_id", backend_id)?;
+        m.serialize_field("name", name)?;
+        m.serialize_field("description", description)?;
+        m.serialize_field("cidr", cidr)?;
+        m.serialize_field("range_start", range_start)?;
+        m.serialize_field("range_end", range_end)?;
+        m.serialize_field("gateway", gateway)?;
+        m.serialize_field("dns_servers", dns_servers)?;
+        m.serialize_field("dns_domain", dns_domain)?;
+        m.serialize_field("dns_search_domains", dns_search_domains)?;
+        m.serialize_field("address_space", address_space)?;
+        m.serialize_field("vlan", vlan)?;
+        m.serialize_field("tags", tags)?;
+        m.serialize_field("free", free)?;
         m.serialize_field("block", &block)?;
-        m.serialize_field("owner", &i.owner)?;
+        m.serialize_field("owner", owner)?;
         m.end()
     }
 }
