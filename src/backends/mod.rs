@@ -12,7 +12,7 @@ use secrecy::SecretString;
 
 use crate::domain::{
     AllocateIn, AllocationInfo, BackendStatus, BlockInfo, CarveRequest, IpamResult, Lookup,
-    NetworkInfo, RecordChanges,
+    NetworkInfo, Owner, RecordChanges,
 };
 
 pub mod embedded;
@@ -88,11 +88,24 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// service serialises each owner's requests in this process and the owner marker is on the
     /// record for the next lookup.
     async fn claim(&self, cx: &CallContext, req: &AllocateIn) -> IpamResult<Claim> {
-        let held = self.find(cx, &Lookup::Owner(req.owner.clone())).await?;
-        match held.into_iter().find(|a| a.network == req.network) {
+        let held = self.find_owner_in(cx, &req.owner, &req.network).await?;
+        match held.into_iter().next() {
             Some(a) => Ok(Claim::Held(a)),
             None => self.allocate(cx, req).await.map(Claim::Taken),
         }
+    }
+
+    /// What `owner` holds in one backend-local `network`. Its cost should be what that network
+    /// holds, not what the whole IPAM holds: this is asked on every allocation. The default asks
+    /// [`Backend::find`] for everything the owner holds and keeps that network's records.
+    async fn find_owner_in(
+        &self,
+        cx: &CallContext,
+        owner: &Owner,
+        network: &str,
+    ) -> IpamResult<Vec<AllocationInfo>> {
+        let held = self.find(cx, &Lookup::Owner(owner.clone())).await?;
+        Ok(held.into_iter().filter(|a| a.network == network).collect())
     }
 
     /// Credentials and reachability.
