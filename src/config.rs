@@ -438,6 +438,9 @@ pub struct PhpipamConfig {
     /// TLS certificate verification. Turn off only for a lab.
     #[serde(default = "default_true")]
     pub verify_tls: bool,
+    /// Accept exactly the certificate with this SHA-256 fingerprint (`SHA256:AB:CD:…`) instead of
+    /// a chain to a trusted root: an appliance's self-signed certificate.
+    pub tls_fingerprint: Option<String>,
     #[serde(default = "default_phpipam_connect_timeout")]
     pub connect_timeout_secs: u64,
     /// Total time of one HTTP call to phpIPAM.
@@ -595,6 +598,8 @@ pub struct PhpipamSettings {
     pub auth: PhpipamAuth,
     pub ca_pem: Option<Vec<u8>>,
     pub verify_tls: bool,
+    /// Exactly this certificate is accepted (`tls_fingerprint`).
+    pub tls_fingerprint: Option<crate::backends::tls::CertFingerprint>,
     pub connect_timeout: std::time::Duration,
     pub timeout: std::time::Duration,
     pub sections: Vec<SectionRef>,
@@ -649,6 +654,39 @@ pub(crate) fn http_transport(
         ));
     }
     Ok(Some(pem))
+}
+
+/// The `tls_fingerprint` key of an HTTP backend section (see [`CertFingerprint::parse`] for what
+/// it accepts). The pin replaces chain validation, so it goes with neither `ca_file` (which would
+/// be silently unused) nor `verify_tls = false` (which would contradict it).
+///
+/// [`CertFingerprint::parse`]: crate::backends::tls::CertFingerprint::parse
+pub(crate) fn tls_pin(
+    key: &str,
+    text: Option<&str>,
+    ca_file: Option<&Path>,
+    verify_tls: bool,
+) -> Result<Option<crate::backends::tls::CertFingerprint>, ConfigError> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let field = format!("{key}.tls_fingerprint");
+    let pin = crate::backends::tls::CertFingerprint::parse(text)
+        .map_err(|why| ConfigError::new(&field, why))?;
+    if ca_file.is_some() {
+        return Err(ConfigError::new(
+            field,
+            "accepts exactly one certificate whatever its chain; ca_file would not be used \
+             (remove one of them)",
+        ));
+    }
+    if !verify_tls {
+        return Err(ConfigError::new(
+            field,
+            "is a verification; it cannot go with verify_tls = false (remove one of them)",
+        ));
+    }
+    Ok(Some(pin))
 }
 
 /// The `url` key of an HTTP backend section, its API path already cut off: http(s), a host, no
@@ -1178,6 +1216,12 @@ fn validate_phpipam(key: &str, p: &PhpipamConfig) -> Result<PhpipamSettings, Con
         p.connect_timeout_secs,
         p.timeout_secs,
     )?;
+    let tls_fingerprint = tls_pin(
+        key,
+        p.tls_fingerprint.as_deref(),
+        p.ca_file.as_deref(),
+        p.verify_tls,
+    )?;
     for (i, s) in p.sections.iter().enumerate() {
         if let SectionRef::Name(n) = s
             && n.trim().is_empty()
@@ -1248,6 +1292,7 @@ fn validate_phpipam(key: &str, p: &PhpipamConfig) -> Result<PhpipamSettings, Con
         auth,
         ca_pem,
         verify_tls: p.verify_tls,
+        tls_fingerprint,
         connect_timeout: std::time::Duration::from_secs(p.connect_timeout_secs),
         timeout: std::time::Duration::from_secs(p.timeout_secs),
         sections: p.sections.clone(),
@@ -1660,6 +1705,69 @@ mod tests {
             &phpipam(&s).auth,
             PhpipamAuth::Passthrough { fallback: None }
         ));
+    }
+
+    /// A SHA-256 fingerprint, as `openssl x509 -noout -fingerprint -sha256` prints it.
+    const PIN: &str = "SHA256:3A:1F:0C:9B:77:E2:51:D4:08:6E:AF:12:C3:95:4B:60:\
+                       DE:21:8F:74:0A:B9:5C:E3:16:47:A8:2D:F0:93:6B:C1";
+
+    #[test]
+    fn phpipam_tls_fingerprint_is_read_leniently_and_each_mistake_names_the_key() {
+        let with = |value: &str| {
+            PHPIPAM.replace(
+                "sections = [",
+                &format!("tls_fingerprint = \"{value}\"\nsections = ["),
+            )
+        };
+        assert_eq!(
+            phpipam(&Settings::from_toml(PHPIPAM).expect("no pin")).tls_fingerprint,
+            None
+        );
+        let bare = PIN.trim_start_matches("SHA256:");
+        for value in [
+            PIN.to_owned(),
+            PIN.to_ascii_lowercase(),
+            bare.to_owned(),
+            bare.replace(':', "").to_ascii_lowercase(),
+        ] {
+            let s = Settings::from_toml(&with(&value)).expect(&value);
+            let pin = phpipam(&s).tls_fingerprint.expect("pinned");
+            assert_eq!(pin.to_string(), PIN, "{value}");
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .expect("write");
+        let cases = [
+            (with(""), "is empty"),
+            (with(&PIN.replacen("3A", "3Z", 1)), "'Z' (character 9)"),
+            (with(&PIN[..PIN.len() - 3]), "has 31 bytes"),
+            (with(&format!("{PIN}:00")), "has 33 bytes"),
+            (with(&PIN.replacen("3A:1F", "3A1:F", 1)), "found '3A1'"),
+            (
+                with("SHA1:DA:39:A3:EE:5E:6B:4B:0D:32:55:BF:EF:95:60:18:90:AF:D8:07:09"),
+                "not SHA1",
+            ),
+            (
+                with(PIN).replace(
+                    "sections = [",
+                    &format!("ca_file = \"{}\"\nsections = [", ca.display()),
+                ),
+                "ca_file would not be used",
+            ),
+            (
+                with(PIN).replace("sections = [", "verify_tls = false\nsections = ["),
+                "verify_tls = false",
+            ),
+        ];
+        for (text, why) in cases {
+            let e = Settings::from_toml(&text).expect_err(why);
+            assert_eq!(e.key, "backends.ipam.tls_fingerprint", "{why}: {e}");
+            assert!(e.to_string().contains(why), "{e}");
+        }
     }
 
     #[test]

@@ -6,11 +6,13 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
+use super::tls::{self, CertFingerprint, Verification};
 use crate::domain::{IpamError, IpamResult};
 
-/// The backend's HTTP client: connect and total timeouts, an optional CA bundle merged into the
-/// system roots, verification on unless `verify_tls` is false (logged), redirects never followed.
-/// `what` names the IPAM in the warning (`phpIPAM`, `the Infoblox grid`).
+/// The backend's HTTP client: connect and total timeouts, redirects never followed, and the
+/// certificate verification of [`super::tls`]: system roots plus the optional `ca_pem` bundle,
+/// or exactly the certificate `pin` names, or none when `verify_tls` is false (logged). `what`
+/// names the IPAM in the log lines (`phpIPAM`, `the Infoblox grid`).
 pub fn client(
     backend: &str,
     what: &str,
@@ -18,29 +20,36 @@ pub fn client(
     timeout: Duration,
     ca_pem: Option<&[u8]>,
     verify_tls: bool,
+    pin: Option<CertFingerprint>,
 ) -> IpamResult<reqwest::Client> {
-    let mut b = reqwest::Client::builder()
+    let verification = match (pin, verify_tls) {
+        (Some(fp), _) => {
+            tracing::info!(backend, fingerprint = %fp,
+                "TLS certificate of {what} pinned: exactly that certificate is accepted");
+            Verification::Pinned(fp)
+        }
+        (None, false) => {
+            tracing::warn!(backend, "TLS certificate verification of {what} is OFF");
+            Verification::Off
+        }
+        (None, true) => Verification::Chain {
+            ca_pem: ca_pem.map(<[u8]>::to_vec),
+        },
+    };
+    let tls = tls::client_config(&format!("backends.{backend}"), backend, &verification)
+        .map_err(|e| IpamError::Internal(format!("backend {backend}: {e}")))?;
+    reqwest::Client::builder()
         .user_agent(concat!("ipam-gateway/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(connect_timeout)
         .timeout(timeout)
         .pool_idle_timeout(Duration::from_secs(90))
         // phpIPAM answers 401 with `Location: /api//user/`; never follow anything.
-        .redirect(reqwest::redirect::Policy::none());
-    if let Some(pem) = ca_pem {
-        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
-            IpamError::Internal(format!(
-                "backend {backend}: ca_file is not a PEM bundle: {e}"
-            ))
-        })?;
-        b = b.tls_certs_merge(certs);
-    }
-    if !verify_tls {
-        tracing::warn!(backend, "TLS certificate verification of {what} is OFF");
-        b = b.tls_danger_accept_invalid_certs(true);
-    }
-    b.build().map_err(|e| {
-        IpamError::Internal(format!("backend {backend}: cannot build HTTP client: {e}"))
-    })
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_backend_preconfigured(tls)
+        .build()
+        .map_err(|e| {
+            IpamError::Internal(format!("backend {backend}: cannot build HTTP client: {e}"))
+        })
 }
 
 /// Cache key for a user's session or token: SHA-256 of `user \0 password`, hex.

@@ -20,6 +20,7 @@ pub mod http;
 pub mod infoblox;
 pub mod phpipam;
 pub mod retry;
+pub mod tls;
 
 /// Credentials a caller handed over for passthrough auth. Never logged: `Debug` shows the user only.
 #[derive(Clone)]

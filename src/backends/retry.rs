@@ -29,9 +29,10 @@ pub fn retryable_status(status: u16) -> bool {
 }
 
 /// Transport failures worth another attempt (the request never reached the IPAM, or its answer
-/// did not come in time).
+/// did not come in time). A refused certificate or a failed TLS handshake is not one: it fails
+/// the same way a moment later.
 pub fn retryable_error(e: &reqwest::Error) -> bool {
-    e.is_connect() || e.is_timeout()
+    (e.is_connect() && super::tls::describe(e).is_none()) || e.is_timeout()
 }
 
 /// A uniformly random pause in `[JITTER_MIN, JITTER_MAX]` (std's per-instance random hash keys
@@ -107,7 +108,8 @@ pub async fn exchange(
 
 /// The domain error for a request that got no HTTP answer: a timeout, a refused connection, or
 /// another transport failure, naming the backend and `what` it is (`phpIPAM`, `the Infoblox
-/// grid`) at `base_url`. Never the request URL (it may carry query values) nor any header.
+/// grid`) at `base_url`, and TLS as the cause when it is (the reason a certificate was refused,
+/// with its fingerprint). Never the request URL (it may carry query values) nor any header.
 pub fn transport_error(
     backend: &str,
     what: &str,
@@ -119,6 +121,11 @@ pub fn transport_error(
         IpamError::Timeout {
             backend: backend.to_owned(),
             seconds: timeout.as_secs(),
+        }
+    } else if let Some(tls) = super::tls::describe(e) {
+        IpamError::Unavailable {
+            backend: backend.to_owned(),
+            detail: format!("cannot connect to {what} at {base_url}: {tls}"),
         }
     } else if e.is_connect() {
         IpamError::Unavailable {

@@ -71,6 +71,9 @@ pub struct InfobloxConfig {
     /// TLS certificate verification. Turn off only for a lab.
     #[serde(default = "default_true")]
     pub verify_tls: bool,
+    /// Accept exactly the certificate with this SHA-256 fingerprint (`SHA256:AB:CD:…`) instead of
+    /// a chain to a trusted root: an appliance's self-signed certificate.
+    pub tls_fingerprint: Option<String>,
     #[serde(default = "default_infoblox_connect_timeout")]
     pub connect_timeout_secs: u64,
     /// Total time of one HTTP call to the grid.
@@ -215,6 +218,8 @@ pub struct InfobloxSettings {
     pub auth: InfobloxAuth,
     pub ca_pem: Option<Vec<u8>>,
     pub verify_tls: bool,
+    /// Exactly this certificate is accepted (`tls_fingerprint`).
+    pub tls_fingerprint: Option<crate::backends::tls::CertFingerprint>,
     pub connect_timeout: Duration,
     pub timeout: Duration,
     pub network_views: Vec<String>,
@@ -318,6 +323,12 @@ pub(super) fn validate_infoblox(
         p.connect_timeout_secs,
         p.timeout_secs,
     )?;
+    let tls_fingerprint = super::tls_pin(
+        key,
+        p.tls_fingerprint.as_deref(),
+        p.ca_file.as_deref(),
+        p.verify_tls,
+    )?;
     if p.network_views.is_empty() {
         return Err(ConfigError::new(
             format!("{key}.network_views"),
@@ -386,6 +397,7 @@ pub(super) fn validate_infoblox(
         auth,
         ca_pem,
         verify_tls: p.verify_tls,
+        tls_fingerprint,
         connect_timeout: Duration::from_secs(p.connect_timeout_secs),
         timeout: Duration::from_secs(p.timeout_secs),
         network_views: views,
@@ -531,6 +543,35 @@ mod tests {
             assert_eq!(e.key, key, "{text}");
             assert!(!e.to_string().contains("ib-literal-456"), "{e}");
         }
+    }
+
+    #[test]
+    fn infoblox_tls_fingerprint_is_read_leniently_and_each_mistake_names_the_key() {
+        const PIN: &str = "SHA256:3A:1F:0C:9B:77:E2:51:D4:08:6E:AF:12:C3:95:4B:60:\
+                           DE:21:8F:74:0A:B9:5C:E3:16:47:A8:2D:F0:93:6B:C1";
+        let with = |value: &str| {
+            INFOBLOX.replace(
+                "blocks = [",
+                &format!("tls_fingerprint = \"{value}\"\nblocks = ["),
+            )
+        };
+        assert_eq!(infoblox(INFOBLOX).tls_fingerprint, None);
+        let lower = PIN.trim_start_matches("SHA256:").to_ascii_lowercase();
+        let pin = infoblox(&with(&lower)).tls_fingerprint.expect("pinned");
+        assert_eq!(pin.to_string(), PIN);
+        for (value, why) in [
+            ("AB:CD".to_owned(), "has 2 bytes"),
+            (
+                format!("SHA256:{}", lower.replace(':', "-")),
+                "'-' (character 10)",
+            ),
+        ] {
+            let e = err(&with(&value));
+            assert_eq!(e.key, "backends.grid.tls_fingerprint", "{value}: {e}");
+            assert!(e.to_string().contains(why), "{e}");
+        }
+        let e = err(&with(PIN).replace("blocks = [", "verify_tls = false\nblocks = ["));
+        assert_eq!(e.key, "backends.grid.tls_fingerprint", "{e}");
     }
 
     #[test]

@@ -93,6 +93,7 @@ impl Api {
             s.timeout,
             s.ca_pem.as_deref(),
             s.verify_tls,
+            s.tls_fingerprint,
         )?;
         Ok(Api {
             backend: backend.to_owned(),
