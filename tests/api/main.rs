@@ -9,6 +9,7 @@ mod avi_functions;
 mod avi_package;
 mod avi_python;
 mod avi_validator;
+mod backend_tls;
 mod deploy;
 mod edges;
 mod fuzz;
