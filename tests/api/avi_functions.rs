@@ -480,13 +480,18 @@ async fn update_changes_fqdns_without_touching_the_address(kind: BackendKind) {
     assert_eq!(up, created, "same address, same record");
     let rec = allocation_at(&app, &ip).await;
     assert_eq!(rec["hostname"], "b.lab.example.com", "{rec}");
-    assert!(
-        rec["description"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("c.lab.example.com"),
-        "{rec}"
-    );
+    let description = rec["description"].as_str().unwrap_or_default();
+    if kind == BackendKind::Phpipam {
+        // phpIPAM's description column holds 64 characters: the start of the new description.
+        assert!(
+            description.starts_with(&format!("Avi VS VIP {id} (b.lab"))
+                && description.ends_with('…')
+                && description.chars().count() == 64,
+            "{rec}"
+        );
+    } else {
+        assert!(description.contains("c.lab.example.com"), "{rec}");
+    }
     app.stop().await;
 }
 

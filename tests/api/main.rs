@@ -20,6 +20,7 @@ mod networks;
 mod phpipam_adapter;
 mod phpipam_carve;
 mod phpipam_fake;
+mod phpipam_limits;
 mod process;
 mod resilience;
 mod resilience_crash;

@@ -29,7 +29,7 @@ fn keys(v: &Value) -> BTreeSet<String> {
 
 /// Same status, same envelope keys, same `data` shape (object keys; for lists, the keys of
 /// every record present in both by id), same error message.
-fn assert_conforms(ex: &Exchange, status: u16, got: &Value) {
+pub(crate) fn assert_conforms(ex: &Exchange, status: u16, got: &Value) {
     let name = &ex.name;
     assert_eq!(status, ex.status(), "{name}: status ({got})");
     let want = ex.body();
@@ -65,7 +65,7 @@ fn assert_conforms(ex: &Exchange, status: u16, got: &Value) {
 }
 
 /// Replays a recorded request against the fake (the recorded Admin token replaced by a live one).
-async fn replay(fake: &FakePhpipam, token: &str, which: &str) -> (Exchange, u16, Value) {
+pub(crate) async fn replay(fake: &FakePhpipam, token: &str, which: &str) -> (Exchange, u16, Value) {
     let ex = Exchange::load(which);
     let client = reqwest::Client::new();
     let path = ex.raw["request"]["path"].as_str().expect("path");

@@ -13,8 +13,11 @@
 //!   `DELETE addresses/{ip}/{subnet}/` is never used (it crashes 1.8.2 for unknown addresses).
 //! - **On-demand networks**: `POST subnets/{block}/first_subnet/{mask}/`, a gateway address on
 //!   the first host, the owner kept in the subnet description as `[ipamgw-owner:<owner>]`.
+//! - **Column limits**: every text written fits its phpIPAM column ([`limits`]): descriptions are
+//!   shortened with `…` and answered as written; a hostname or owner that cannot fit is a 400.
 
 mod client;
+mod limits;
 pub mod wire;
 
 use std::collections::{HashMap, HashSet};
@@ -30,6 +33,9 @@ use reqwest::Method;
 use serde_json::{Map, Value, json};
 
 use self::client::{Api, Reply};
+use self::limits::{
+    ADDRESS_DESCRIPTION, ADDRESS_HOSTNAME, ADDRESS_MAC, ADDRESS_OWNER, SUBNET_DESCRIPTION,
+};
 use self::wire::{Address, Section, Subnet, Vlan, list, value_text};
 use super::http::Inventories;
 use super::{Backend, CallContext};
@@ -41,8 +47,10 @@ use crate::domain::{
 
 /// Marker of a carved network's owner in its phpIPAM description.
 const OWNER_MARK: &str = "[ipamgw-owner:";
-/// phpIPAM's `ipaddresses.owner` is a varchar(128).
-const OWNER_COLUMN_LEN: usize = 128;
+/// The description of the IPv6 subnet-router anycast address the gateway reserves.
+const ANYCAST_DESCRIPTION: &str = "IPv6 subnet-router anycast address, reserved by ipam-gateway";
+/// The description of a carved network's gateway address.
+const GATEWAY_DESCRIPTION: &str = "gateway (ipam-gateway)";
 /// How often a first-free allocation that lost a race to another writer is retried.
 const RACE_RETRIES: usize = 8;
 /// How long the set of exposed subnets is trusted for allocation routing.
@@ -145,6 +153,25 @@ fn parse_id(what: &str, id: &str) -> IpamResult<u64> {
     id.trim()
         .parse()
         .map_err(|_| IpamError::NotFound(format!("{what} {id}")))
+}
+
+/// The details as phpIPAM will hold them (see [`limits`]): the description shortened to its
+/// column, the hostname and the MAC as given or a 400 naming them (they are never cut).
+fn fit_details(details: &RecordDetails) -> IpamResult<RecordDetails> {
+    if let Some(h) = &details.hostname {
+        ADDRESS_HOSTNAME.check("hostname", h)?;
+    }
+    if let Some(m) = &details.mac {
+        ADDRESS_MAC.check("mac", m.as_str())?;
+    }
+    Ok(RecordDetails {
+        hostname: details.hostname.clone(),
+        description: details
+            .description
+            .as_deref()
+            .map(|d| ADDRESS_DESCRIPTION.shorten(d).into_owned()),
+        mac: details.mac.clone(),
+    })
 }
 
 /// First and last address phpIPAM hands out: pools include the network and broadcast
@@ -511,17 +538,21 @@ impl PhpipamBackend {
             .find(|a| a.subnet_id == Some(id) && a.addr() == Some(address)))
     }
 
+    /// An address record's body. `details` are already fitted ([`fit_details`]); the owner is
+    /// never cut (it is the lookup key): one that cannot fit phpIPAM's `owner` column is a 400.
     fn record_body(
         &self,
         owner: &Owner,
         details: &RecordDetails,
     ) -> IpamResult<Map<String, Value>> {
-        if self.cfg.owner_field == "owner" && owner.as_str().len() > OWNER_COLUMN_LEN {
+        if self.cfg.owner_field == "owner" && !ADDRESS_OWNER.fits(owner.as_str()) {
             return Err(IpamError::invalid(
                 "owner",
                 format!(
-                    "phpIPAM's owner field holds at most {OWNER_COLUMN_LEN} characters; \
-                     configure owner_field = \"custom_…\" for longer owners"
+                    "phpIPAM's owner field holds at most {} characters (this one has {}); \
+                     configure owner_field = \"custom_…\" for longer owners",
+                    ADDRESS_OWNER.max(),
+                    ADDRESS_OWNER.measure(owner.as_str())
                 ),
             ));
         }
@@ -530,15 +561,13 @@ impl PhpipamBackend {
         if let Some(h) = &details.hostname {
             body.insert("hostname".into(), json!(h));
         }
-        body.insert(
-            "description".into(),
-            json!(
-                details
-                    .description
-                    .clone()
-                    .unwrap_or_else(|| format!("ipam-gateway: {owner}"))
-            ),
-        );
+        let description = match &details.description {
+            Some(d) => d.clone(),
+            None => ADDRESS_DESCRIPTION
+                .shorten(&format!("ipam-gateway: {owner}"))
+                .into_owned(),
+        };
+        body.insert("description".into(), json!(description));
         if let Some(m) = &details.mac {
             body.insert("mac".into(), json!(m.as_str()));
         }
@@ -550,7 +579,7 @@ impl PhpipamBackend {
         let body = json!({
             self.cfg.owner_field.clone(): "",
             "hostname": "",
-            "description": "IPv6 subnet-router anycast address, reserved by ipam-gateway",
+            "description": ADDRESS_DESCRIPTION.shorten(ANYCAST_DESCRIPTION),
         });
         let reply = self
             .api
@@ -781,7 +810,8 @@ impl Backend for PhpipamBackend {
         let cidr = subnet
             .cidr()
             .ok_or_else(|| IpamError::NotFound(format!("network {}", req.network)))?;
-        let body = self.record_body(&req.owner, &req.details)?;
+        let details = fit_details(&req.details)?;
+        let body = self.record_body(&req.owner, &details)?;
         let (id, address) = match req.address {
             Some(a) => (self.allocate_specific(cx, &subnet, cidr, a, body).await?, a),
             None => {
@@ -793,7 +823,7 @@ impl Backend for PhpipamBackend {
             network: subnet.id.to_string(),
             address,
             owner: Some(req.owner.clone()),
-            details: req.details.clone(),
+            details,
             reference: Some(id.to_string()),
         })
     }
@@ -884,6 +914,12 @@ impl Backend for PhpipamBackend {
         address: IpAddr,
         changes: &RecordChanges,
     ) -> IpamResult<AllocationInfo> {
+        // What phpIPAM will hold, checked before anything is looked up.
+        let fitted = fit_details(&RecordDetails {
+            hostname: changes.hostname.clone(),
+            description: changes.description.clone(),
+            mac: changes.mac.clone(),
+        })?;
         self.exposed_network(cx, network).await?;
         let record = self.record_in(cx, network, address).await?.ok_or_else(|| {
             IpamError::NotFound(format!("{address} is not allocated in network {network}"))
@@ -892,17 +928,17 @@ impl Backend for PhpipamBackend {
             .allocation(&record)
             .ok_or_else(|| self.bad_data("address record", format!("address id {}", record.id)))?;
         let mut body = Map::new();
-        if let Some(h) = &changes.hostname {
+        if let Some(h) = fitted.hostname {
             body.insert("hostname".into(), json!(h));
-            current.details.hostname = Some(h.clone());
+            current.details.hostname = Some(h);
         }
-        if let Some(d) = &changes.description {
+        if let Some(d) = fitted.description {
             body.insert("description".into(), json!(d));
-            current.details.description = Some(d.clone());
+            current.details.description = Some(d);
         }
-        if let Some(m) = &changes.mac {
+        if let Some(m) = fitted.mac {
             body.insert("mac".into(), json!(m.as_str()));
-            current.details.mac = Some(m.clone());
+            current.details.mac = Some(m);
         }
         if body.is_empty() {
             return Ok(current);
@@ -960,7 +996,13 @@ impl Backend for PhpipamBackend {
             .clone()
             .filter(|n| !n.trim().is_empty())
             .unwrap_or_else(|| "on-demand network".to_owned());
-        let description = format!("{} {OWNER_MARK}{}]", name.trim(), req.owner);
+        // The owner marker is read back to find the network again: it is kept whole, the name
+        // before it is shortened if the two do not fit phpIPAM's `subnets.description`.
+        let marker = format!(" {OWNER_MARK}{}]", req.owner);
+        let name = SUBNET_DESCRIPTION
+            .shorten_before(name.trim(), &marker)
+            .into_owned();
+        let description = format!("{name}{marker}");
         let mut body = Map::new();
         body.insert("description".into(), json!(description));
         if let Some(ns) = block.nameserver_id
@@ -1042,7 +1084,7 @@ impl Backend for PhpipamBackend {
                 "ip": gw.to_string(),
                 "subnetId": id.to_string(),
                 "is_gateway": "1",
-                "description": "gateway (ipam-gateway)",
+                "description": ADDRESS_DESCRIPTION.shorten(GATEWAY_DESCRIPTION),
             });
             let created = self
                 .api
@@ -1133,6 +1175,13 @@ mod tests {
         assert_eq!(owner.map(String::from).as_deref(), Some("vra:abc]/nic0"));
         let (name, owner) = split_owner("plain subnet");
         assert_eq!((name.as_str(), owner), ("plain subnet", None));
+    }
+
+    #[test]
+    fn the_gateways_own_descriptions_fit_without_shortening() {
+        for d in [ANYCAST_DESCRIPTION, GATEWAY_DESCRIPTION] {
+            assert!(ADDRESS_DESCRIPTION.fits(d), "{d}");
+        }
     }
 
     #[test]

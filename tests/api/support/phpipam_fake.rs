@@ -1,7 +1,8 @@
 //! A stateful fake phpIPAM 1.8.2 on 127.0.0.1: sections, subnets, VLANs and addresses in memory,
 //! the calls the gateway makes (and the error conventions of the recordings: 500 for a bad
 //! password, 401 with `Location: /api//user/`, 404 for empty results, string ids in 201 answers,
-//! `::` handed out in IPv6 subnets, network/broadcast in pools).
+//! `::` handed out in IPv6 subnets, network/broadcast in pools, MariaDB's column limits: a text
+//! longer than its column is a 500 and nothing is written, fixtures 146–150).
 //!
 //! Every request runs under one lock, so `first_free` is atomic here as phpIPAM's unique key makes
 //! it there. `tests/api/phpipam_fake.rs` checks its answers against the recorded fixtures.
@@ -483,6 +484,53 @@ fn error(code: u16, message: &str) -> Response {
     answer(code, json!({"message": message}))
 }
 
+/// MariaDB strict mode refusing a value longer than its column (phpIPAM 1.8.2 passes the
+/// exception text on): RECORDED for `ipaddresses` (fixtures 147–150: status 500, this message,
+/// nothing written).
+fn too_long(column: &str) -> Response {
+    error(
+        500,
+        &format!(
+            "Error: SQLSTATE[22001]: String data, right truncated: 1406 Data too long for column \
+             '{column}' at row 1"
+        ),
+    )
+}
+
+/// The `ipaddresses` text columns with their `varchar` lengths (phpIPAM v1.8.2 `db/SCHEMA.sql`),
+/// in the table's column order. A varchar(N) counts characters, not bytes (utf8mb4), so the fake
+/// counts `char`s. RECORDED: description 64 passes (146), 65 fails (147, and on PATCH 150);
+/// owner 129 fails (148); hostname 256 fails (149). mac 20 is from the schema (a longer MAC is
+/// refused as invalid before it reaches the table). When several are too long, naming the first
+/// in column order is an assumption (not recorded).
+const ADDRESS_COLUMN_LIMITS: &[(&str, usize)] = &[
+    ("description", 64),
+    ("hostname", 255),
+    ("mac", 20),
+    ("owner", 128),
+];
+
+/// The first column of `a` that does not fit, if any.
+fn address_too_long(a: &FakeAddress) -> Option<&'static str> {
+    ADDRESS_COLUMN_LIMITS.iter().find_map(|&(column, max)| {
+        let value = match column {
+            "description" => &a.description,
+            "hostname" => &a.hostname,
+            "mac" => &a.mac,
+            _ => &a.owner,
+        };
+        value
+            .as_deref()
+            .is_some_and(|v| v.chars().count() > max)
+            .then_some(column)
+    })
+}
+
+/// `subnets.description` is `text` (phpIPAM v1.8.2 `db/SCHEMA.sql`): at most 65,535 bytes.
+/// INFERRED, not recorded: the same strict-mode 500 as for addresses (`subnet_add` in
+/// `class.Subnets.php` passes the exception text on the same way), nothing created.
+const SUBNET_DESCRIPTION_BYTES: usize = 65_535;
+
 fn data(v: Value) -> Response {
     answer(200, json!({"data": v}))
 }
@@ -681,9 +729,12 @@ fn create_subnet(s: &mut FakeState, body: &Map<String, Value>, app: &str) -> Res
     {
         return error(400, &format!("Invalid request key {k}"));
     }
+    let description = body.get("description").and_then(text).unwrap_or_default();
+    if description.len() > SUBNET_DESCRIPTION_BYTES {
+        return too_long("description");
+    }
     let id = s.next_subnet;
     s.next_subnet += 1;
-    let description = body.get("description").and_then(text).unwrap_or_default();
     let mut sn = subnet(id, &net.to_string(), &description);
     sn.section = section_id;
     sn.master = master.map_or(0, |m| m.id);
@@ -961,12 +1012,15 @@ async fn handle(
             }) else {
                 return error(404, "No subnets found");
             };
-            let new_id = s.next_subnet;
-            s.next_subnet += 1;
             let description = body
                 .get("description")
                 .and_then(text)
                 .unwrap_or_else(|| "API autocreated".into());
+            if description.len() > SUBNET_DESCRIPTION_BYTES {
+                return too_long("description");
+            }
+            let new_id = s.next_subnet;
+            s.next_subnet += 1;
             let mut child = subnet(new_id, &free.to_string(), &description);
             child.section = parent.section;
             child.master = parent.id;
@@ -1088,6 +1142,10 @@ async fn handle(
             if let Err(m) = apply(&mut a, &body) {
                 return error(400, m);
             }
+            // Fixtures 147–149: refused by the database after every API check, nothing inserted.
+            if let Some(column) = address_too_long(&a) {
+                return too_long(column);
+            }
             s.next_address += 1;
             s.addresses.insert(id, a);
             let location = format!("/api/{}/addresses/{id}/", segs[1]);
@@ -1110,6 +1168,10 @@ async fn handle(
             let mut copy = a.clone();
             if let Err(m) = apply(&mut copy, &body) {
                 return error(400, m);
+            }
+            // Fixture 150: the record keeps its old values.
+            if let Some(column) = address_too_long(&copy) {
+                return too_long(column);
             }
             *a = copy;
             answer(200, json!({"message": "Address updated"}))
