@@ -196,6 +196,8 @@ impl Backend for SlowBackend {
             detail: String::new(),
             networks: self.networks.len(),
             blocks: 0,
+            problems: Vec::new(),
+            unchecked: Vec::new(),
         })
     }
     async fn networks(&self, _cx: &CallContext) -> IpamResult<Vec<NetworkInfo>> {

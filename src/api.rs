@@ -64,7 +64,9 @@ pub fn status_of(e: &IpamError) -> StatusCode {
         IpamError::Exhausted(_) | IpamError::Conflict(_) => StatusCode::CONFLICT,
         IpamError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
         // The backend refused the gateway's own credentials: a gateway-side problem, not the caller's.
-        IpamError::Unauthorized(_) | IpamError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+        IpamError::Unauthorized(_) | IpamError::Upstream { .. } | IpamError::NotSetUp { .. } => {
+            StatusCode::BAD_GATEWAY
+        }
         IpamError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         IpamError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         IpamError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -471,13 +471,32 @@ impl NetworkFilter {
 }
 
 /// Reachability report from a backend.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct BackendStatus {
     pub backend: String,
     pub kind: &'static str,
     pub detail: String,
     pub networks: usize,
     pub blocks: usize,
+    /// Set-up problems that make every allocation fail although the backend answers (an
+    /// extensible attribute or custom field that does not exist, a read-only API app): one
+    /// sentence each, naming what is missing and where to create it. Not empty = the check failed
+    /// ([`BackendStatus::setup_error`]).
+    pub problems: Vec<String>,
+    /// What the check could not verify, one sentence each (e.g. a permission only a real write
+    /// would show).
+    pub unchecked: Vec<String>,
+}
+
+impl BackendStatus {
+    /// The error of a check that found set-up problems: the one sentence `ipam-gateway check`,
+    /// vRA's validate-endpoint and Avi's TestLogin all report.
+    pub fn setup_error(&self) -> Option<IpamError> {
+        (!self.problems.is_empty()).then(|| IpamError::NotSetUp {
+            backend: self.backend.clone(),
+            detail: self.problems.join("; "),
+        })
+    }
 }
 
 /// Every failure the core can report. Contracts map these to their own envelopes.
@@ -508,6 +527,10 @@ pub enum IpamError {
     Timeout { backend: String, seconds: u64 },
     #[error("backend {backend} is unavailable: {detail}")]
     Unavailable { backend: String, detail: String },
+    /// The backend answers, but something every allocation needs is missing on it (see
+    /// [`BackendStatus::problems`]).
+    #[error("backend {backend} is not set up for the gateway: {detail}")]
+    NotSetUp { backend: String, detail: String },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -532,6 +555,7 @@ impl IpamError {
             IpamError::Upstream { .. } => "upstream",
             IpamError::Timeout { .. } => "timeout",
             IpamError::Unavailable { .. } => "unavailable",
+            IpamError::NotSetUp { .. } => "not_set_up",
             IpamError::Internal(_) => "internal",
         }
     }

@@ -21,8 +21,9 @@ struct Cli {
 enum Command {
     /// Run the gateway (the default).
     Serve,
-    /// Validate the config and check every backend. Exit 0: all good; 2: config invalid; 3: a
-    /// backend failed its check.
+    /// Validate the config and check every backend: reachable, authenticated, and set up (what
+    /// the config names exists on the IPAM, the gateway may write). Exit 0: all good; 2: config
+    /// invalid; 3: a backend failed its check.
     Check,
     /// Print an argon2 hash for a client password (read from stdin, or --password).
     HashPassword {
@@ -255,15 +256,24 @@ async fn check(settings: Settings) -> ExitCode {
         };
         match backend.check(&Default::default()).await {
             Ok(s) => {
-                // Each IPAM's own word for what it exposes.
-                let what = match s.kind {
-                    "phpipam" => "subnet(s)",
-                    _ => "network(s)",
-                };
-                println!(
-                    "backend {} ({}): reachable, authenticated, {} {what} exposed, {} block(s) — {}",
-                    s.backend, s.kind, s.networks, s.blocks, s.detail
-                )
+                if let Some(e) = s.setup_error() {
+                    // The sentence vRA's validate-endpoint and Avi's TestLogin report too.
+                    println!("backend {} ({}): FAILED: {e}", s.backend, s.kind);
+                    failed = true;
+                } else {
+                    // Each IPAM's own word for what it exposes.
+                    let what = match s.kind {
+                        "phpipam" => "subnet(s)",
+                        _ => "network(s)",
+                    };
+                    println!(
+                        "backend {} ({}): reachable, authenticated, {} {what} exposed, {} block(s) — {}",
+                        s.backend, s.kind, s.networks, s.blocks, s.detail
+                    );
+                }
+                for u in &s.unchecked {
+                    println!("backend {}: not checked: {u}", s.backend);
+                }
             }
             Err(e) => {
                 println!("backend {}: FAILED: {e}", b.name());

@@ -618,9 +618,16 @@ impl Ipam {
         Ok(b.kind())
     }
 
+    /// Credentials, reachability and set-up of one backend ([`Backend::check`]), with the
+    /// gateway's own credentials. Set-up problems are an error here
+    /// ([`BackendStatus::setup_error`]): what vRA's validate-endpoint and Avi's TestLogin report.
     pub async fn check(&self, backend: &str) -> IpamResult<BackendStatus> {
         let b = self.backend(backend)?;
-        timed(backend, "check", b.check(&CallContext::default())).await
+        let status = timed(backend, "check", b.check(&CallContext::default())).await?;
+        match status.setup_error() {
+            Some(e) => Err(e),
+            None => Ok(status),
+        }
     }
 }
 

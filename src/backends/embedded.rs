@@ -750,6 +750,9 @@ impl Backend for EmbeddedBackend {
             detail: format!("data file {}", self.path.display()),
             networks,
             blocks: self.blocks.len(),
+            // Nothing to set up: the store is the gateway's own.
+            problems: Vec::new(),
+            unchecked: Vec::new(),
         })
     }
 

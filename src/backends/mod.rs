@@ -109,7 +109,14 @@ pub trait Backend: Send + Sync + fmt::Debug {
         Ok(held.into_iter().filter(|a| a.network == network).collect())
     }
 
-    /// Credentials and reachability.
+    /// Credentials, reachability, and the set-up every allocation needs: what this backend's
+    /// config names must exist on the IPAM (extensible attributes, custom fields) and the gateway
+    /// must be allowed to write. Such problems are not errors: they are listed in
+    /// [`BackendStatus::problems`] (and what could not be verified without changing data in
+    /// [`BackendStatus::unchecked`]), so `ipam-gateway check`, vRA's validate-endpoint and Avi's
+    /// TestLogin fail with the same sentences ([`BackendStatus::setup_error`]). `Err` is for a
+    /// backend that cannot be asked at all. Asked rarely (by people, not probes): it may cost a
+    /// few requests, but must never change data. [`Backend::ping`] stays the cheap question.
     async fn check(&self, cx: &CallContext) -> IpamResult<BackendStatus>;
 
     /// Reachable and authenticated, as cheaply as the backend allows (one small call): what

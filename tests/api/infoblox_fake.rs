@@ -915,3 +915,56 @@ fn the_example_config_is_valid() {
     let s = ipam_gateway::config::Settings::from_toml(&text).expect("example validates");
     assert_eq!(s.backends[0].name(), "infoblox");
 }
+
+/// Extensible attribute definitions as fixtures 31 (defined) and 32 (undefined: `[]`) show them,
+/// and an undefined EA refused in a search and a write as fixture 26 shows.
+#[tokio::test]
+async fn the_fake_lists_extensible_attribute_definitions_like_the_fixtures() {
+    let fake = FakeWapi::start().await;
+    let (ex, status, body, raw) = replay(&fake, "31", None).await;
+    assert_conforms(&ex, status, &body, &raw);
+    assert_eq!(body[0]["name"], "ipamgw-owner");
+    assert_eq!(body[0]["type"], "STRING");
+    assert!(ref_of(&body[0]).starts_with("extensibleattributedef/"));
+    assert!(ref_of(&body[0]).ends_with(":ipamgw-owner"));
+    let (ex, status, body, _) = replay(&fake, "32", None).await;
+    assert_eq!(status, ex.status());
+    assert_eq!(body, json!([]), "an undefined EA: an empty list");
+    // Without a name: every definition; an EA added later is listed.
+    fake.with(|s| s.add_ea("VM Name"));
+    let (_, status, body, _) = replay(
+        &fake,
+        "32",
+        Some("/wapi/v2.12/extensibleattributedef?_return_fields=name"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let names: HashSet<&str> = body
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    assert!(
+        names.contains("VM Name") && names.contains("vRA-Enabled"),
+        "{names:?}"
+    );
+    assert!(body[0].get("type").is_none(), "only the fields asked for");
+    // Searchable by name, comment, namespace and type only.
+    let (_, status, body, _) = replay(
+        &fake,
+        "32",
+        Some("/wapi/v2.12/extensibleattributedef?default_value=x"),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["text"], "Field is not searchable: default_value");
+    // Undefined EAs in a search and in a write (fixture 26).
+    fake.with(|s| s.eas.remove("VM Name"));
+    let (ex, status, body, raw) = replay(&fake, "26", None).await;
+    assert_conforms(&ex, status, &body, &raw);
+    let (_, status, body, _) =
+        replay(&fake, "32", Some("/wapi/v2.12/record:host?*VM%20Name=vm-1")).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["text"], "Unknown extensible attribute: VM Name");
+}

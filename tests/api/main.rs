@@ -28,6 +28,7 @@ mod resilience_proxy;
 mod resilience_relogin;
 mod resilience_retry;
 mod security;
+mod setup_check;
 mod soak;
 mod vra_allocate;
 mod vra_common;

@@ -700,3 +700,103 @@ fn the_example_config_is_valid() {
     let s = ipam_gateway::config::Settings::from_toml(&text).expect("example validates");
     assert_eq!(s.backends[0].name(), "phpipam");
 }
+
+/// The set-up facts `check` relies on, as recorded: custom field definitions (43, 44), an unknown
+/// address key refused (63), an empty PATCH that changes nothing (79), a write through the
+/// read-only app `gatewayro` refused before anything happens (126) while its reads work.
+#[tokio::test]
+async fn the_fake_knows_custom_fields_and_read_only_apps_like_the_recorded_phpipam() {
+    let fake = FakePhpipam::start().await;
+    let token = fake.login("Admin");
+    // 49–51 create the addresses 13–15 the later recordings use.
+    for which in ["43", "44", "63", "49", "50", "51", "79", "126"] {
+        let (ex, status, body) = replay(&fake, &token, which).await;
+        assert_conforms(&ex, status, &body);
+    }
+    let (_, _, body) = replay(&fake, &token, "44").await;
+    assert_eq!(
+        body["data"]["custom_vm_id"]["name"], "custom_vm_id",
+        "keyed by field name"
+    );
+    // 126 wrote nothing; 79 changed nothing.
+    assert!(
+        fake.addresses_in(7)
+            .iter()
+            .all(|a| a.ip != ip("10.10.0.71")),
+        "the read-only app's write was refused"
+    );
+    let a15 = fake.with(|s| s.addresses[&15].clone());
+    assert_eq!(a15.ip, ip("10.10.0.50"));
+
+    let client = reqwest::Client::new();
+    let send = |m: reqwest::Method, app: &str, path: &str, body: Value| {
+        let req = client
+            .request(m, format!("{}/api/{app}/{path}", fake.url))
+            .header("phpipam-token", token.clone());
+        if body.is_null() { req } else { req.json(&body) }.send()
+    };
+    // Reads through the read-only app work (fixture 127); every write method is refused.
+    let r = send(reqwest::Method::GET, "gatewayro", "sections/", Value::Null)
+        .await
+        .expect("read");
+    assert_eq!(r.status(), 200);
+    for m in ["POST", "PATCH", "PUT", "DELETE"] {
+        let r = send(
+            m.parse().expect("method"),
+            "gatewayro",
+            "addresses/15/",
+            serde_json::json!({}),
+        )
+        .await
+        .expect("write");
+        assert_eq!(r.status(), 401, "{m}");
+        let body: Value = r.json().await.expect("json");
+        assert_eq!(body["message"], "invalid permissions", "{m}");
+    }
+    // The check's probe on a writable app: the id is looked up first (81), nothing is written.
+    let r = send(
+        reqwest::Method::PATCH,
+        "gateway",
+        "addresses/0/",
+        serde_json::json!({}),
+    )
+    .await
+    .expect("probe");
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["message"], "Address does not exist");
+    // A PATCH naming an undefined field is refused like the POST of 63.
+    let r = send(
+        reqwest::Method::PATCH,
+        "gateway",
+        "addresses/15/",
+        serde_json::json!({"custom_nosuch": "x"}),
+    )
+    .await
+    .expect("patch");
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["message"], "Invalid request key custom_nosuch");
+    // Without address custom fields: 404 "No custom fields defined", and custom_vm_id is unknown.
+    fake.with(|s| s.address_fields.clear());
+    let r = send(
+        reqwest::Method::GET,
+        "gateway",
+        "addresses/custom_fields/",
+        Value::Null,
+    )
+    .await
+    .expect("fields");
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["message"], "No custom fields defined");
+    let r = send(
+        reqwest::Method::POST,
+        "gateway",
+        "addresses/first_free/7/",
+        serde_json::json!({"custom_vm_id": "vm-1"}),
+    )
+    .await
+    .expect("post");
+    assert_eq!(r.status(), 400);
+}

@@ -350,6 +350,13 @@ impl Api {
             if let Some(e) = self.availability(&reply) {
                 return Err(e);
             }
+            // A write through a read-only app (`app_permissions` 1) is 401 "invalid permissions"
+            // with a valid token (fixture 126; phpIPAM 1.8.2 api/index.php checks it per method
+            // before any controller runs): not a token problem, so no new login, the caller
+            // reads the answer.
+            if status == StatusCode::UNAUTHORIZED && reply.says("invalid permissions") {
+                return Ok(reply);
+            }
             // 401 everywhere; 403 "Invalid token" for another app's code on an ssl_code app.
             if status == StatusCode::UNAUTHORIZED
                 || (status == StatusCode::FORBIDDEN && reply.says("invalid token"))

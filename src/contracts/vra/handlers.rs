@@ -188,6 +188,9 @@ pub async fn validate_endpoint(
         "backend '{}' ({}) reachable, {} network(s), {} block(s)",
         status.backend, status.kind, status.networks, status.blocks
     );
+    if !status.unchecked.is_empty() {
+        detail.push_str(&format!("; not checked: {}", status.unchecked.join("; ")));
+    }
     if options.filter != DiscoveryFilter::default() {
         let snapshot = state.ipam.network_snapshot(&caller).await.map_err(op(OP))?;
         let seen = snapshot

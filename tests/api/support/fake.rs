@@ -103,6 +103,8 @@ impl Backend for FakeBackend {
             detail: String::new(),
             networks: 1,
             blocks: 0,
+            problems: Vec::new(),
+            unchecked: Vec::new(),
         })
     }
     async fn networks(&self, _cx: &CallContext) -> IpamResult<Vec<NetworkInfo>> {

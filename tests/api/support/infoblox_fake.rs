@@ -9,6 +9,12 @@
 //!   escapes, `^`, `$`), `_return_fields` / `_return_fields+`, paging (`_paging=1`,
 //!   `_max_results`, `_return_as_object=1`, `_page_id`, `next_page_id`; §3, W1/W7) with the
 //!   error bodies of §3 (W7), non-searchable fields and unknown EAs refused as in §4 (W4).
+//! - **extensible attribute definitions**: `GET extensibleattributedef[?name=…]` lists the
+//!   defined EAs (`FakeWapiState::eas`) as `{"_ref", "name", "type": "STRING"}` — the object,
+//!   its searchable fields (comment, name, namespace, type) and default return fields (comment,
+//!   default_value, name, type) as W1 infoblox-client `objects.py` `EADefinition` has them; a
+//!   search by an undefined name is `[]` (fixtures 31, 32). Every EA here is of type STRING
+//!   (INFERRED: the fake keeps no types), and unset `comment` / `default_value` are left out.
 //! - **creates**: `201` + the ref as a JSON string, or the object with `_return_fields` (§2);
 //!   `func:nextavailableip:<cidr>[,<view>]` and `func:nextavailablenetwork:<cidr>,<view>,<len>`
 //!   (§5.3, §5.4) decided under the same lock as everything else, so they are atomic as on a
@@ -790,6 +796,8 @@ fn searchable(kind: &str, field: &str) -> bool {
             "types",
         ],
         "networkview" | "view" => &["name", "comment", "is_default"],
+        // W1 infoblox-client objects.py EADefinition._all_searchable_fields.
+        "extensibleattributedef" => &["comment", "name", "namespace", "type"],
         _ => &[],
     };
     list.contains(&field)
@@ -814,6 +822,8 @@ fn default_fields(kind: &str) -> &'static [&'static str] {
             "names",
         ],
         "networkview" | "view" => &["name", "is_default"],
+        // W1 infoblox-client objects.py EADefinition._return_fields.
+        "extensibleattributedef" => &["comment", "default_value", "name", "type"],
         _ => &[],
     }
 }
@@ -833,6 +843,7 @@ const KNOWN: &[&str] = &[
     "record:ptr",
     "ipv4address",
     "ipv6address",
+    "extensibleattributedef",
 ];
 
 /// A literal-text subset of POSIX regexes: `\x` escapes, optional `^` and `$`.
@@ -1196,6 +1207,36 @@ fn search(s: &mut FakeWapiState, kind: &str, q: &Query) -> Response {
                     q.filters
                         .iter()
                         .all(|(k, want)| k != "name" || v["name"] == json!(want))
+                })
+                .map(|mut v| {
+                    if let Value::Object(m) = &mut v {
+                        m.retain(|k, _| k == "_ref" || fields.contains(k));
+                    }
+                    v
+                })
+                .collect(),
+        )
+    } else if kind == "extensibleattributedef" {
+        // The defined EAs (fixtures 31, 32): all STRING here; unset fields left out.
+        let mut names: Vec<&String> = s.eas.iter().collect();
+        names.sort();
+        Found::Values(
+            names
+                .into_iter()
+                .map(|n| {
+                    json!({
+                        // Opaque part as the fake's other refs; the name after the colon.
+                        "_ref": format!("extensibleattributedef/{}:{n}",
+                            URL_SAFE_NO_PAD.encode(format!("dns.extensibleattributedef${n}"))),
+                        "name": n,
+                        "type": "STRING",
+                    })
+                })
+                .filter(|v| {
+                    q.filters.iter().all(|(k, want)| match k.as_str() {
+                        "name" | "type" => v[k.as_str()] == json!(want),
+                        _ => false,
+                    })
                 })
                 .map(|mut v| {
                     if let Value::Object(m) = &mut v {

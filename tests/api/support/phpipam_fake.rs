@@ -7,6 +7,15 @@
 //! Every request runs under one lock, so `first_free` is atomic here as phpIPAM's unique key makes
 //! it there. `tests/api/phpipam_fake.rs` checks its answers against the recorded fixtures.
 //!
+//! Custom field definitions (`GET addresses/custom_fields/`, `GET subnets/custom_fields/`,
+//! fixtures 43, 44; 404 `No custom fields defined` when a table has none, 1.8.2
+//! api/controllers/Addresses.php and Subnets.php) follow [`FakeState::address_fields`] and
+//! [`FakeState::subnet_fields`]; a write naming an address field that is not defined is 400
+//! `Invalid request key <k>` (fixture 63; the PATCH too: 1.8.2 Addresses.php `PATCH` runs
+//! `validate_keys`). Apps in [`FakeState::read_only_apps`] (`app_permissions` 1) answer every
+//! POST/PATCH/PUT/DELETE outside the `user` controller with 401 `invalid permissions` after the
+//! token check and before any controller runs (fixture 126; 1.8.2 api/index.php).
+//!
 //! [`FakeState::lab`] is the lab of the recordings; [`FakeState::empty`] and the `add_…` seeding
 //! helpers build any other inventory (sections, nameserver sets, VLANs, subnets with custom fields,
 //! gateway addresses) the way an operator would in phpIPAM's UI — `support::matrix` seeds the
@@ -90,6 +99,12 @@ pub struct FakeState {
     /// Subnet custom fields besides `custom_vRA_Range` (which every recorded subnet carries):
     /// each subnet answer has every one of them, `null` where unset.
     pub subnet_fields: Vec<String>,
+    /// Address custom fields that are defined (the lab's `custom_vm_id`, fixture 44): only these
+    /// `custom_…` keys are accepted in address writes.
+    pub address_fields: Vec<String>,
+    /// App ids whose `app_permissions` is 1 (read): writes answer 401 `invalid permissions`
+    /// (the recordings' `gatewayro`, fixture 126).
+    pub read_only_apps: Vec<String>,
     pub subnets: BTreeMap<u64, FakeSubnet>,
     pub addresses: BTreeMap<u64, FakeAddress>,
     pub next_address: u64,
@@ -150,6 +165,8 @@ impl FakeState {
         let mut s = FakeState {
             next_address: 13,
             next_subnet: 12,
+            address_fields: vec!["custom_vm_id".into()],
+            read_only_apps: vec!["gatewayro".into()],
             ..FakeState::default()
         };
         s.users.insert("Admin".into(), "phpipam-lab".into());
@@ -230,6 +247,8 @@ impl FakeState {
         let mut s = FakeState {
             next_address: 1,
             next_subnet: 1,
+            address_fields: vec!["custom_vm_id".into()],
+            read_only_apps: vec!["gatewayro".into()],
             ..FakeState::default()
         };
         s.users.insert("Admin".into(), "phpipam-lab".into());
@@ -771,10 +790,21 @@ const ADDRESS_KEYS: &[&str] = &[
     "owner",
     "tag",
     "note",
-    "custom_vm_id",
     "excludePing",
     "PTRignore",
 ];
+
+/// The first key of an address write that phpIPAM does not know: neither a column nor a defined
+/// custom field (fixture 63).
+fn unknown_address_key<'a>(s: &FakeState, body: &'a Map<String, Value>) -> Option<&'a String> {
+    body.keys()
+        .find(|k| !ADDRESS_KEYS.contains(&k.as_str()) && !s.address_fields.contains(k))
+}
+
+/// A custom field definition as `GET …/custom_fields/` lists it (fixtures 43, 44).
+fn custom_field_json(name: &str, kind: &str, default: Value) -> Value {
+    json!({"name": name, "type": kind, "Comment": "", "Null": "YES", "Default": default})
+}
 
 fn normalise_mac(m: &str) -> Option<String> {
     let hex: String = m.chars().filter(|c| c.is_ascii_hexdigit()).collect();
@@ -930,11 +960,39 @@ async fn handle(
     if !token.is_some_and(|t| s.tokens.contains_key(t)) {
         return error(401, "Unauthorized");
     }
+    if matches!(method.as_str(), "POST" | "PATCH" | "PUT" | "DELETE")
+        && s.read_only_apps.iter().any(|a| a == segs[1])
+    {
+        return error(401, "invalid permissions");
+    }
 
     let id = rest.get(1).copied();
     let id2 = rest.get(2).copied();
     let id3 = rest.get(3).copied();
     match (controller, method.as_str(), id, id2) {
+        ("addresses", "GET", Some("custom_fields"), None) => {
+            if s.address_fields.is_empty() {
+                return error(404, "No custom fields defined");
+            }
+            let defs: Map<String, Value> = s
+                .address_fields
+                .iter()
+                .map(|f| (f.clone(), custom_field_json(f, "varchar(64)", Value::Null)))
+                .collect();
+            data(Value::Object(defs))
+        }
+        ("subnets", "GET", Some("custom_fields"), None) => {
+            // `custom_vRA_Range` as recorded (fixture 43); the others as text fields.
+            let mut defs = Map::new();
+            defs.insert(
+                "custom_vRA_Range".into(),
+                custom_field_json("custom_vRA_Range", "tinyint(1)", json!("0")),
+            );
+            for f in &s.subnet_fields {
+                defs.insert(f.clone(), custom_field_json(f, "varchar(255)", Value::Null));
+            }
+            data(Value::Object(defs))
+        }
         ("sections", "GET", None, _) => {
             if s.sections.is_empty() {
                 error(404, "No sections available")
@@ -1074,7 +1132,7 @@ async fn handle(
             }
         }
         ("addresses", "POST", first, sub) => {
-            if let Some(k) = body.keys().find(|k| !ADDRESS_KEYS.contains(&k.as_str())) {
+            if let Some(k) = unknown_address_key(&s, &body) {
                 return error(400, &format!("Invalid request key {k}"));
             }
             let first_free = first == Some("first_free");
@@ -1161,6 +1219,13 @@ async fn handle(
             }
             if body.contains_key("subnetId") {
                 return error(400, "Subnet cannot be changed");
+            }
+            // The id is looked up before the keys are validated (Addresses.php PATCH).
+            if !aid.parse().is_ok_and(|i: u64| s.addresses.contains_key(&i)) {
+                return error(404, "Address does not exist");
+            }
+            if let Some(k) = unknown_address_key(&s, &body) {
+                return error(400, &format!("Invalid request key {k}"));
             }
             let Some(a) = aid.parse().ok().and_then(|i: u64| s.addresses.get_mut(&i)) else {
                 return error(404, "Address does not exist");
