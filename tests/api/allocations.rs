@@ -419,3 +419,46 @@ async fn two_hundred_concurrent_allocations_on_a_slash_24_never_duplicate() {
     );
     app.stop().await;
 }
+
+/// Issue 11: the gateway is never handed out, wherever it sits in the range (here in the middle,
+/// where the range does not start after it); filling the network ends in a clean exhaustion.
+/// The same guarantee on the other backends: `infoblox_routers::infoblox_never_hands_out_the_gateway`,
+/// `phpipam_fake::phpipam_never_hands_out_the_gateway`.
+#[tokio::test]
+async fn embedded_never_hands_out_the_gateway() {
+    let config = crate::support::BASE_CONFIG.to_owned()
+        + "\n[[backends.local.networks]]\nname = \"mid-gw\"\ncidr = \"192.0.2.0/29\"\n\
+           gateway = \"192.0.2.4\"\n";
+    let app = spawn_with(AppOptions {
+        config,
+        ..Default::default()
+    })
+    .await;
+    let net = app.network_id("mid-gw").await;
+    let mut got = Vec::new();
+    for i in 0..8 {
+        let (status, a) = allocate(
+            &app,
+            json!({"owner": format!("fill-{i}"), "networks": [net]}),
+        )
+        .await;
+        if status != 201 {
+            assert_eq!(status, 409, "{a}");
+            assert_eq!(a["error"]["code"], "exhausted", "{a}");
+            break;
+        }
+        got.push(a["address"].as_str().expect("address").to_owned());
+    }
+    assert_eq!(
+        got,
+        [
+            "192.0.2.1",
+            "192.0.2.2",
+            "192.0.2.3",
+            "192.0.2.5",
+            "192.0.2.6"
+        ],
+        "every host but the gateway"
+    );
+    app.stop().await;
+}

@@ -24,6 +24,7 @@ fn owner(s: &str) -> Owner {
 
 const SERVERS: &str = "default/10.20.0.0/24";
 const TINY: &str = "default/10.40.0.0/29";
+const V6: &str = "default/2001:db8:20::/64";
 
 fn alloc(o: &str, net: &str) -> AllocateIn {
     AllocateIn {
@@ -148,7 +149,7 @@ async fn check_reports_views_networks_and_blocks() {
 }
 
 #[tokio::test]
-async fn allocation_creates_a_host_with_func_nextavailableip() {
+async fn allocation_creates_a_host_with_next_available_ip_excluding_the_router() {
     let m = InfobloxMock::start().await;
     m.inventory().await;
     m.fixture("10")
@@ -178,6 +179,47 @@ async fn allocation_creates_a_host_with_func_nextavailableip() {
         .find(|r| r.method.as_str() == "POST")
         .expect("a POST");
     assert_eq!(body_of(&sent), *Exchange::load("10").request_body());
+    assert_eq!(
+        body_of(&sent)["ipv4addrs"][0]["ipv4addr"]["_parameters"]["exclude"],
+        json!(["10.20.0.1"]),
+        "the router (routers option) is excluded"
+    );
+}
+
+#[tokio::test]
+async fn the_router_is_excluded_in_every_record_style_and_family() {
+    // (record style, network, owner, fixtures mounted; the first one's request is the create).
+    let cases: [(&str, &str, &str, &[&str]); 3] = [
+        ("fixed_address", SERVERS, "vm-2", &["18"]),
+        ("a_ptr", SERVERS, "vm-3", &["19", "20"]),
+        ("host", V6, "vm-6", &["33"]),
+    ];
+    for (style, net, o, mount) in cases {
+        let m = InfobloxMock::start().await;
+        m.inventory().await;
+        for f in mount {
+            m.fixture(f).with_cookie().mount().await;
+        }
+        let b = backend(&m.uri(), &format!("record_style = \"{style}\""));
+        let mut req = alloc(o, net);
+        if style == "fixed_address" {
+            req.details.hostname = None;
+        }
+        b.allocate(&CallContext::default(), &req)
+            .await
+            .unwrap_or_else(|e| panic!("{style}: {e:?}"));
+        let sent = m
+            .requests()
+            .await
+            .into_iter()
+            .find(|r| r.method.as_str() == "POST")
+            .expect("a POST");
+        assert_eq!(
+            body_of(&sent),
+            *Exchange::load(mount[0]).request_body(),
+            "{style} in {net}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -317,11 +359,23 @@ async fn release_deletes_by_ref_and_a_gone_ref_is_success() {
     b.release(&cx, SERVERS, ip("10.20.0.2"))
         .await
         .expect("a ref deleted meanwhile is released already");
-    let gw = b
-        .release(&cx, SERVERS, ip("10.20.0.1"))
+    // The router: no host record of the gateway's holds it, so nothing is deleted.
+    Mock::given(method("GET"))
+        .and(path("/wapi/v2.12/record:host"))
+        .and(query_param("ipv4addr", "10.20.0.1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": []})))
+        .mount(&m.server)
+        .await;
+    b.release(&cx, SERVERS, ip("10.20.0.1"))
         .await
-        .expect_err("gateway");
-    assert!(matches!(gw, IpamError::Conflict(_)), "{gw:?}");
+        .expect("nothing of the gateway's at the router");
+    let deletes = m
+        .requests()
+        .await
+        .iter()
+        .filter(|r| r.method.as_str() == "DELETE")
+        .count();
+    assert_eq!(deletes, 2, "the two releases of 10.20.0.2 only");
 }
 
 #[tokio::test]
@@ -400,9 +454,19 @@ async fn a_specific_address_in_use_is_a_conflict_before_any_create() {
     let m = InfobloxMock::start().await;
     m.inventory().await;
     m.fixture("21").with_cookie().mount().await;
+    // Fixture 21's answer for another address in use.
+    let used = Exchange::load("21")
+        .body_text()
+        .replace("10.20.0.1", "10.20.0.9");
+    Mock::given(method("GET"))
+        .and(path("/wapi/v2.12/ipv4address"))
+        .and(query_param("ip_address", "10.20.0.9"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(used, "application/json"))
+        .mount(&m.server)
+        .await;
     let b = backend(&m.uri(), "");
     let mut req = alloc("vm-9", SERVERS);
-    req.address = Some(ip("10.20.0.1"));
+    req.address = Some(ip("10.20.0.9"));
     let e = b
         .allocate(&CallContext::default(), &req)
         .await
@@ -414,6 +478,24 @@ async fn a_specific_address_in_use_is_a_conflict_before_any_create() {
             .iter()
             .all(|r| r.method.as_str() != "POST")
     );
+    // The router (fixture 21: a reservation holds it) is refused before any search: a router
+    // named only by the routers option is held by nothing the grid would report.
+    let searches = |rs: &[wiremock::Request]| {
+        rs.iter()
+            .filter(|r| r.url.path().ends_with("/ipv4address"))
+            .count()
+    };
+    let before = searches(&m.requests().await);
+    req.address = Some(ip("10.20.0.1"));
+    let e = b
+        .allocate(&CallContext::default(), &req)
+        .await
+        .expect_err("the router");
+    assert!(
+        matches!(&e, IpamError::InvalidInput { field, why } if field == "address" && why.contains("gateway")),
+        "{e:?}"
+    );
+    assert_eq!(searches(&m.requests().await), before, "no request for it");
     req.address = Some(ip("10.21.0.1"));
     let e = b
         .allocate(&CallContext::default(), &req)

@@ -16,6 +16,7 @@ mod fuzz;
 mod health;
 mod infoblox_adapter;
 mod infoblox_fake;
+mod infoblox_routers;
 mod networks;
 mod phpipam_adapter;
 mod phpipam_carve;

@@ -800,3 +800,42 @@ async fn the_fake_knows_custom_fields_and_read_only_apps_like_the_recorded_phpip
     .expect("post");
     assert_eq!(r.status(), 400);
 }
+
+/// Issue 11: the gateway is never handed out (here in the middle of a /28, where phpIPAM holds
+/// it as an address record with `is_gateway = 1`); filling the subnet ends in a clean
+/// exhaustion. The same guarantee on the other backends:
+/// `infoblox_routers::infoblox_never_hands_out_the_gateway`,
+/// `allocations::embedded_never_hands_out_the_gateway`.
+#[tokio::test]
+async fn phpipam_never_hands_out_the_gateway() {
+    let fake = FakePhpipam::start().await;
+    fake.with(|s| s.add_gateway(8, "10.20.0.7"));
+    let b = backend(&fake.url, "");
+    let cx = CallContext::default();
+    let mut got = Vec::new();
+    let mut last = None;
+    for i in 0..20 {
+        let req = ipam_gateway::domain::AllocateIn {
+            network: "8".into(),
+            owner: owner(&format!("fill-{i}")),
+            address: None,
+            details: RecordDetails::default(),
+        };
+        match b.allocate(&cx, &req).await {
+            Ok(a) => got.push(a.address),
+            Err(e) => {
+                last = Some(e);
+                break;
+            }
+        }
+    }
+    let want: Vec<IpAddr> = (1..=14)
+        .filter(|h| *h != 7)
+        .map(|h| ip(&format!("10.20.0.{h}")))
+        .collect();
+    assert_eq!(got, want, "every host but the gateway .7");
+    assert!(
+        matches!(&last, Some(IpamError::Exhausted(_))),
+        "then exhausted: {last:?}"
+    );
+}

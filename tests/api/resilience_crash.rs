@@ -4,7 +4,7 @@
 //!
 //! The real binary runs as a process; the stateful fake and a fault proxy run in the test. The
 //! proxy holds the second NIC's allocation (phpIPAM `POST addresses/first_free/{dmz}/`, WAPI
-//! `POST record:host` for `func:nextavailableip:10.30.0.0/26`), so the kill lands after the first
+//! `POST record:host` for next_available_ip in 10.30.0.0/26), so the kill lands after the first
 //! address is taken and before (or, in the `..._after_...` case, right after) the second. On
 //! Infoblox the two NICs' host records share the machine's name: the grid answers NIC 1's first
 //! POST "already exists" and the gateway posts again under an owner-specific name
@@ -147,7 +147,8 @@ impl Upstream {
             ),
             Upstream::Infoblox(_) => (
                 "/wapi/v2.12/record:host".to_owned(),
-                Some(format!("func:nextavailableip:{},", lab_net("lab-dmz").cidr)),
+                // The next-available-IP search of the create names the network.
+                Some(format!("\"network\":\"{}\"", lab_net("lab-dmz").cidr)),
                 1,
             ),
         }

@@ -13,9 +13,26 @@
 //! - **Blocks** are `networkcontainer` / `ipv6networkcontainer` objects picked by CIDR (`blocks`)
 //!   or extensible attributes (`block_filter`).
 //! - **Allocation** creates the record (`record:host`, `fixedaddress`, or `record:a` + `record:ptr`)
-//!   with `func:nextavailableip:<cidr>,<view>` as its address, so the grid picks and reserves in
-//!   one atomic call; a specific address is written as is. The owner is an extensible attribute
-//!   (`owner_ea`) or a `[ipamgw-owner:…]` comment marker, found again with one search.
+//!   whose address is the object-function form of `next_available_ip` (spec §5.3, W2
+//!   `IpNextAvailableInfo`): `{"_object_function": "next_available_ip", "_result_field": "ips",
+//!   "_object": "network" | "ipv6network", "_object_parameters": {"network": <cidr>,
+//!   "network_view": <view>}, "_parameters": {"exclude": [<routers>]}}`, so the grid picks and
+//!   reserves in one atomic call; a specific address is written as is. The owner is an
+//!   extensible attribute (`owner_ea`) or a `[ipamgw-owner:…]` comment marker, found again with
+//!   one search.
+//! - **Routers are never handed out.** A grid's next-available-IP skips only addresses some
+//!   object holds; on real grids the router is often named only by the network's `routers` DHCP
+//!   option (or the `gateway_ea` attribute), with no record, so the grid would hand it out. Every
+//!   router address of the network goes into the function's `exclude` list instead. Reserving
+//!   the router with a fixed address (as carving does for the networks it creates) would also
+//!   work, but it writes into networks the gateway does not own, needs write rights on
+//!   `fixedaddress` whatever the record style, and costs a search (and maybe a create) per
+//!   allocation; `exclude` costs nothing and changes nothing on the grid. The string form
+//!   `func:nextavailableip:<cidr>,<view>` takes no `exclude`, so it is no longer used. A
+//!   specific-address request for a router is refused (`address`). Release and update of a
+//!   router address touch only records the gateway made (an owner marker): a leftover
+//!   allocation of the router is released; a reservation or an operator's record is left alone
+//!   (a conflict).
 //! - **Release** deletes the record by `_ref` (a `404` means it is gone already); **update**
 //!   `PUT`s the record (the MAC lives on the host address or the fixed address).
 //! - **On-demand networks** are created with `func:nextavailablenetwork:<container>,<view>,<len>`,
@@ -83,6 +100,10 @@ struct Net {
     container: Option<IpNet>,
     comment: Option<String>,
     gateway: Option<IpAddr>,
+    /// Further router addresses the network names (more `routers` values, a `gateway_ea` that
+    /// differs from the option): never handed out either. Empty, so no allocation, for the
+    /// usual single router.
+    other_routers: Box<[IpAddr]>,
     dns_servers: Vec<IpAddr>,
     dns_domain: Option<String>,
     search_domains: Vec<String>,
@@ -94,6 +115,49 @@ struct Net {
     utilization: Option<u8>,
     /// Blocks only: the DHCP options networks carved from it inherit.
     options: Vec<DhcpOption>,
+}
+
+impl Net {
+    /// Is `addr` a router address of the network (never handed out)?
+    fn is_router(&self, addr: IpAddr) -> bool {
+        self.gateway == Some(addr) || self.other_routers.contains(&addr)
+    }
+
+    /// The router addresses inside the network: what `next_available_ip` must exclude.
+    fn routers(&self) -> Vec<IpAddr> {
+        let mut out: Vec<IpAddr> = Vec::new();
+        for a in self.gateway.iter().chain(self.other_routers.iter()) {
+            if self.cidr.contains(a) && !out.contains(a) {
+                out.push(*a);
+            }
+        }
+        out
+    }
+
+    /// The address value that makes the grid pick the next free address of this network and
+    /// take it in the same call: the object-function form of `next_available_ip` (spec §5.3,
+    /// W2 `IpNextAvailableInfo`), with the routers in `exclude` (§5.2, W3 / W11) when there are
+    /// any. `_object_parameters` is a search for exactly this network (`network` and
+    /// `network_view` are searchable fields of `network` / `ipv6network`, W1).
+    fn next_available_ip(&self) -> Value {
+        let mut f = json!({
+            "_object_function": "next_available_ip",
+            "_result_field": "ips",
+            "_object": match Family::of(&self.cidr) {
+                Family::V4 => "network",
+                Family::V6 => "ipv6network",
+            },
+            "_object_parameters": {
+                "network": self.cidr.to_string(),
+                "network_view": self.view,
+            },
+        });
+        let exclude: Vec<String> = self.routers().iter().map(ToString::to_string).collect();
+        if !exclude.is_empty() {
+            f["_parameters"] = json!({ "exclude": exclude });
+        }
+        f
+    }
 }
 
 /// The order of an inventory's networks: view, IPv4 before IPv6, CIDR.
@@ -315,6 +379,12 @@ impl InfobloxBackend {
             OwnerMarker::Ea => self.owner_of(&wire.extattrs, None),
             OwnerMarker::Comment => split_owner(wire.comment.as_deref().unwrap_or_default()).1,
         };
+        let gateway = self.gateway(&wire);
+        let other_routers: Box<[IpAddr]> = self
+            .router_addresses(&wire)
+            .into_iter()
+            .filter(|a| Some(*a) != gateway)
+            .collect();
         Some(Net {
             id: net_id(&view, &cidr),
             cidr,
@@ -324,7 +394,8 @@ impl InfobloxBackend {
                 .as_deref()
                 .and_then(|c| c.trim().parse::<IpNet>().ok())
                 .map(|c| c.trunc()),
-            gateway: self.gateway(&wire),
+            gateway,
+            other_routers,
             dns_servers: Self::dns_servers(&wire),
             dns_domain: Self::dns_domain(&wire),
             search_domains: Self::search_domains(&wire),
@@ -490,6 +561,30 @@ impl InfobloxBackend {
                     .and_then(ea_text)
                     .and_then(|t| t.trim().parse().ok())
             })
+    }
+
+    /// Every router address a network names: all values of its `routers` option, and the
+    /// `gateway_ea` extensible attribute.
+    fn router_addresses(&self, n: &Network) -> Vec<IpAddr> {
+        let mut out: Vec<IpAddr> = n
+            .option(&["routers"])
+            .map(|v| {
+                split_list(v)
+                    .iter()
+                    .filter_map(|s| s.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(a) = n
+            .extattrs
+            .get(&self.cfg.gateway_ea)
+            .and_then(ea_text)
+            .and_then(|t| t.trim().parse().ok())
+            && !out.contains(&a)
+        {
+            out.push(a);
+        }
+        out
     }
 
     fn vlan(&self, n: &Network) -> Option<u16> {
@@ -907,7 +1002,7 @@ impl InfobloxBackend {
         cx: &CallContext,
         net: &Net,
         req: &AllocateIn,
-        target: String,
+        target: Value,
     ) -> IpamResult<(Record, Option<String>)> {
         let family = Family::of(&net.cidr);
         let v4 = family == Family::V4;
@@ -1085,8 +1180,15 @@ impl InfobloxBackend {
             .await
     }
 
-    /// Deletes the PTR records of `addr` in the DNS view (A + PTR style).
-    async fn delete_ptrs(&self, cx: &CallContext, net: &Net, addr: IpAddr) -> IpamResult<()> {
+    /// Deletes the PTR records of `addr` in the DNS view (A + PTR style); only those with an
+    /// owner marker when `owned_only`.
+    async fn delete_ptrs(
+        &self,
+        cx: &CallContext,
+        net: &Net,
+        addr: IpAddr,
+        owned_only: bool,
+    ) -> IpamResult<()> {
         let found = self
             .api
             .get_all(
@@ -1097,6 +1199,9 @@ impl InfobloxBackend {
             )
             .await?;
         for p in self.parse_records(found) {
+            if owned_only && self.owner_of(&p.extattrs, p.comment.as_deref()).is_none() {
+                continue;
+            }
             self.delete_ref(cx, &p.reference).await?;
         }
         Ok(())
@@ -1110,12 +1215,19 @@ impl InfobloxBackend {
         };
         let (lo, hi) = (num(info.range_start), num(info.range_end));
         let size = range_size(info);
-        let used = self
+        let mut used: Vec<IpAddr> = self
             .used_in(cx, net)
             .await?
             .iter()
             .filter_map(IpAddressEntry::addr)
-            .filter(|a| (lo..=hi).contains(&num(*a)))
+            .collect();
+        // Routers are never handed out, held by a record or not.
+        used.extend(net.routers());
+        used.sort_unstable();
+        used.dedup();
+        let used = used
+            .iter()
+            .filter(|a| (lo..=hi).contains(&num(**a)))
             .count() as u128;
         Ok(u64::try_from(size.saturating_sub(used)).unwrap_or(u64::MAX))
     }
@@ -1398,15 +1510,27 @@ impl Backend for InfobloxBackend {
                         format!("{a} is the network or broadcast address of {}", net.cidr),
                     ));
                 }
+                // Checked here, not by the grid: a router named only by the `routers` option
+                // (or `gateway_ea`) is held by no object, so the grid would accept it.
+                if net.is_router(a) {
+                    return Err(IpamError::invalid(
+                        "address",
+                        format!(
+                            "{a} is the gateway (router) of network {} (view {}); it is never \
+                             handed out",
+                            net.cidr, net.view
+                        ),
+                    ));
+                }
                 if self.address_used(cx, &net, a).await? {
                     return Err(IpamError::Conflict(format!(
                         "{a} in {} (view {}) is already in use",
                         net.cidr, net.view
                     )));
                 }
-                a.to_string()
+                json!(a.to_string())
             }
-            None => format!("func:nextavailableip:{},{}", net.cidr, net.view),
+            None => net.next_available_ip(),
         };
         let (rec, _) = self.create_record(cx, &net, req, target).await?;
         let family = Family::of(&net.cidr);
@@ -1502,13 +1626,22 @@ impl Backend for InfobloxBackend {
 
     async fn release(&self, cx: &CallContext, network: &str, address: IpAddr) -> IpamResult<()> {
         let net = self.exposed_network(cx, network).await?;
-        if net.gateway == Some(address) {
-            return Err(IpamError::Conflict(format!(
-                "{address} is the gateway of network {network}; it is not released"
-            )));
-        }
         let v4 = address.is_ipv4();
-        for rec in self.records_at(cx, &net, address).await? {
+        let mut records = self.records_at(cx, &net, address).await?;
+        // A router address: only what the gateway made (an allocation an older version handed
+        // out) is released; a reservation or an operator's record of the router is left alone.
+        let router = net.is_router(address);
+        if router {
+            let held = records.len();
+            records.retain(|r| self.owner_of(&r.extattrs, r.comment.as_deref()).is_some());
+            if records.is_empty() && held > 0 {
+                return Err(IpamError::Conflict(format!(
+                    "{address} is the gateway of network {network}; the record holding it was \
+                     not made by ipam-gateway and is not released"
+                )));
+            }
+        }
+        for rec in records {
             if rec.object_type() == "record:host" && rec.addresses().len() > 1 {
                 let entries = Self::host_entries(&rec, v4, |h| h.addr() != Some(address), None);
                 let mut body = Map::new();
@@ -1527,7 +1660,7 @@ impl Backend for InfobloxBackend {
             }
         }
         if self.cfg.record_style == RecordStyle::APtr {
-            self.delete_ptrs(cx, &net, address).await?;
+            self.delete_ptrs(cx, &net, address, router).await?;
         }
         Ok(())
     }
@@ -1540,14 +1673,22 @@ impl Backend for InfobloxBackend {
         changes: &RecordChanges,
     ) -> IpamResult<AllocationInfo> {
         let net = self.exposed_network(cx, network).await?;
-        let rec = self
-            .records_at(cx, &net, address)
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| {
-                IpamError::NotFound(format!("{address} is not allocated in network {network}"))
-            })?;
+        let mut records = self.records_at(cx, &net, address).await?;
+        // A router address: only an allocation the gateway made is changed, never the router's
+        // reservation or an operator's record (as in `release`).
+        if net.is_router(address) {
+            let held = records.len();
+            records.retain(|r| self.owner_of(&r.extattrs, r.comment.as_deref()).is_some());
+            if records.is_empty() && held > 0 {
+                return Err(IpamError::Conflict(format!(
+                    "{address} is the gateway of network {network}; the record holding it was \
+                     not made by ipam-gateway and is not changed"
+                )));
+            }
+        }
+        let rec = records.into_iter().next().ok_or_else(|| {
+            IpamError::NotFound(format!("{address} is not allocated in network {network}"))
+        })?;
         let v4 = address.is_ipv4();
         let owner = self.owner_of(&rec.extattrs, rec.comment.as_deref());
         let mut body = Map::new();
@@ -1844,12 +1985,11 @@ impl Backend for InfobloxBackend {
                 "network {network} was not carved from a block; delete it in Infoblox"
             )));
         }
-        let gateway = net.gateway;
         let held = self
             .used_in(cx, &net)
             .await?
             .iter()
-            .filter(|e| e.addr().is_some() && e.addr() != gateway)
+            .filter(|e| e.addr().is_some_and(|a| !net.is_router(a)))
             .count();
         if held > 0 {
             return Err(IpamError::Conflict(format!(

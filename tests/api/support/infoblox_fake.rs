@@ -19,6 +19,25 @@
 //!   `func:nextavailableip:<cidr>[,<view>]` and `func:nextavailablenetwork:<cidr>,<view>,<len>`
 //!   (§5.3, §5.4) decided under the same lock as everything else, so they are atomic as on a
 //!   grid; `?_function=next_available_ip` / `next_available_network` probes (§5.2, §5.4).
+//! - **next available IP, object-function form** (§5.3, W2 `objects.go` `IpNextAvailableInfo`
+//!   / `NewIpNextAvailable`, used in `ipv4addrs[].ipv4addr`, `ipv6addrs[].ipv6addr` and the
+//!   `ipv4addr` / `ipv6addr` of fixed addresses and A/AAAA records):
+//!   `{"_object_function": "next_available_ip", "_result_field": "ips", "_object": "network" |
+//!   "ipv6network", "_object_parameters": {<search>}, "_parameters": {"exclude": [...]}}`. The
+//!   search takes searchable fields and `*EA` filters like any search (§4); `_object` follows
+//!   the address family (W2 `NewIpNextAvailableInfo`: `ipv6network` for IPv6). `exclude` lists
+//!   addresses the grid skips although nothing holds them (§5.2: W3 `nios_next_ip.py`, W11
+//!   Granicus `range.rb` "which ones to exclude from consideration"); with nothing else left
+//!   the answer is fixture 11's (`Cannot find 1 available IP address(es) in this network`).
+//!   INFERRED (no source shows them): a search finding no network is a 400
+//!   `Client.Ibap.Data.NotFound`, one finding several is a 400 `Client.Ibap.Proto`, and a
+//!   wrong function, result field or object type is a 400 `Client.Ibap.Proto`.
+//! - **routers are not protected**: next-available skips what objects hold (and `exclude`),
+//!   nothing else. A network's `routers` DHCP option or a `Gateway` EA reserves nothing: a grid
+//!   hands that address out unless a record holds it or the caller excludes it (the behaviour
+//!   issue 11 reports from real grids; no source shows a grid skipping routers). Seeded
+//!   networks get no reservation for their gateway unless the seed asks for one
+//!   ([`FakeWapiState::add_reserved_network`]; the [`FakeWapiState::lab`] asks for them).
 //! - **errors**: `{"Error", "code", "text"}` bodies (§6): `Cannot find 1 available IP
 //!   address(es) in this network`, `The record '…' already exists.`, `Reference … not found`
 //!   (404), `A parent was not found` (a DNS name outside every zone), `Unknown object type`.
@@ -226,8 +245,10 @@ impl FakeWapiState {
     /// 10.30.0.0/26 (gw .1), lab-tiny 10.40.0.0/29 (gw .1), lab-servers-v6 2001:db8:20::/64 (gw
     /// ::1), all `vRA-Enabled=true`; lab-hidden 10.50.0.0/24 without it; container
     /// lab-on-demand 10.100.0.0/16 (`Block=on-demand`); view `prod`: prod-servers
-    /// 172.16.10.0/24 (gw .1). Gateways are held by reservations (fixed addresses, MAC
-    /// 00:00:00:00:00:00), so next-available never hands them out.
+    /// 172.16.10.0/24 (gw .1). This lab's gateways are held by reservations (fixed addresses,
+    /// MAC 00:00:00:00:00:00), as an operator may make them (fixtures 21 and 30 show them), so
+    /// next-available skips them even without `exclude`. Networks added with
+    /// [`FakeWapiState::add_network`] have none.
     pub fn lab() -> Self {
         let mut s = Self::empty();
         s.add_network_view("prod");
@@ -244,7 +265,7 @@ impl FakeWapiState {
             );
             v
         };
-        s.add_network(SeedNetwork {
+        s.add_reserved_network(SeedNetwork {
             view: "default".into(),
             cidr: "10.20.0.0/24".into(),
             comment: "lab-servers".into(),
@@ -254,7 +275,7 @@ impl FakeWapiState {
             search_domains: vec!["lab.example.com".into(), "example.com".into()],
             eas: on(&[("Site", "lab"), ("Tier", "servers"), ("VLAN", "20")]),
         });
-        s.add_network(SeedNetwork {
+        s.add_reserved_network(SeedNetwork {
             view: "default".into(),
             cidr: "10.30.0.0/26".into(),
             comment: "lab-dmz".into(),
@@ -264,7 +285,7 @@ impl FakeWapiState {
             eas: on(&[("Site", "lab"), ("Tier", "dmz"), ("VLAN", "30")]),
             ..SeedNetwork::default()
         });
-        s.add_network(SeedNetwork {
+        s.add_reserved_network(SeedNetwork {
             view: "default".into(),
             cidr: "10.40.0.0/29".into(),
             comment: "lab-tiny".into(),
@@ -274,7 +295,7 @@ impl FakeWapiState {
             eas: on(&[]),
             ..SeedNetwork::default()
         });
-        s.add_network(SeedNetwork {
+        s.add_reserved_network(SeedNetwork {
             view: "default".into(),
             cidr: "2001:db8:20::/64".into(),
             comment: "lab-servers-v6".into(),
@@ -284,14 +305,14 @@ impl FakeWapiState {
             eas: on(&[("Site", "lab"), ("VLAN", "20")]),
             ..SeedNetwork::default()
         });
-        s.add_network(SeedNetwork {
+        s.add_reserved_network(SeedNetwork {
             view: "default".into(),
             cidr: "10.50.0.0/24".into(),
             comment: "lab-hidden".into(),
             gateway: Some("10.50.0.1".into()),
             ..SeedNetwork::default()
         });
-        s.add_network(SeedNetwork {
+        s.add_reserved_network(SeedNetwork {
             view: "prod".into(),
             cidr: "172.16.10.0/24".into(),
             comment: "prod-servers".into(),
@@ -392,8 +413,9 @@ impl FakeWapiState {
         fields
     }
 
-    /// A network (or IPv6 network) with its DHCP options, EAs, and a reservation holding the
-    /// gateway (IPv6 gateways are the `Gateway` EA: DHCPv6 has no routers option).
+    /// A network (or IPv6 network) with its DHCP options and EAs; the gateway is the `routers`
+    /// option (IPv6: the `Gateway` EA, DHCPv6 has no routers option) and nothing more: no
+    /// record holds it, as on many real grids ([`FakeWapiState::reserve`] adds one).
     pub fn add_network(&mut self, n: SeedNetwork) -> u64 {
         let cidr: IpNet = n.cidr.parse().expect("seed cidr");
         let v6 = matches!(cidr, IpNet::V6(_));
@@ -403,9 +425,17 @@ impl FakeWapiState {
             "network_container".into(),
             json!(self.parent_container(&n.view, &cidr)),
         );
-        let id = self.insert(if v6 { "ipv6network" } else { "network" }, fields);
-        if let Some(gw) = &n.gateway {
-            self.reserve(&n.view, gw, "gateway");
+        self.insert(if v6 { "ipv6network" } else { "network" }, fields)
+    }
+
+    /// [`FakeWapiState::add_network`] plus a reservation holding its gateway (as an operator
+    /// may make one).
+    pub fn add_reserved_network(&mut self, n: SeedNetwork) -> u64 {
+        let gateway = n.gateway.clone();
+        let view = n.view.clone();
+        let id = self.add_network(n);
+        if let Some(gw) = gateway {
+            self.reserve(&view, &gw, "gateway");
         }
         id
     }
@@ -1468,8 +1498,123 @@ fn address_entries(s: &FakeWapiState, kind: &str, q: &Query) -> Result<Vec<Value
     Ok(out)
 }
 
-/// Resolves `func:nextavailableip:<cidr>[,<view>]` (or a literal) for `view`.
-fn resolve_ip(s: &FakeWapiState, value: &Value, default_view: &str) -> Result<IpAddr, Refused> {
+/// The object-function form of `next_available_ip` for the address field `key` (`ipv4addr` /
+/// `ipv6addr`); the rules and their sources are in the module documentation.
+fn next_available_object(
+    s: &FakeWapiState,
+    f: &Map<String, Value>,
+    key: &str,
+) -> Result<IpAddr, Refused> {
+    let text = |k: &str| f.get(k).and_then(Value::as_str).unwrap_or_default();
+    let function = text("_object_function");
+    if function != "next_available_ip" {
+        return Err(Box::new(proto(&format!(
+            "Function {function} is not valid for this object"
+        ))));
+    }
+    if text("_result_field") != "ips" {
+        return Err(Box::new(proto(&format!(
+            "Invalid result field {} for function next_available_ip",
+            text("_result_field")
+        ))));
+    }
+    let object = text("_object");
+    let want = if key == "ipv6addr" {
+        "ipv6network"
+    } else {
+        "network"
+    };
+    if object != want {
+        return Err(Box::new(proto(&format!(
+            "Object type {object} is not valid for {key}"
+        ))));
+    }
+    let Some(Value::Object(params)) = f.get("_object_parameters") else {
+        return Err(Box::new(proto(
+            "_object_parameters is required with _object",
+        )));
+    };
+    for k in params.keys() {
+        if let Some(ea) = k.strip_prefix('*') {
+            if !s.eas.contains(ea) {
+                return Err(Box::new(proto(&format!(
+                    "Unknown extensible attribute: {ea}"
+                ))));
+            }
+        } else if !searchable(object, k) {
+            return Err(Box::new(proto(&format!("Field is not searchable: {k}"))));
+        }
+    }
+    let found: Vec<&FakeObject> = s
+        .objects
+        .values()
+        .filter(|o| o.kind == object)
+        .filter(|o| {
+            params.iter().all(|(k, want)| {
+                let want = scalar_text(want);
+                match k.strip_prefix('*') {
+                    Some(ea) => o.ea(ea) == want,
+                    None if k == "network_view" => Some(o.network_view()) == want,
+                    None => o.fields.get(k).and_then(scalar_text) == want,
+                }
+            })
+        })
+        .collect();
+    let net = match found.as_slice() {
+        [one] => *one,
+        [] => {
+            return Err(Box::new(not_found(
+                400,
+                &format!(
+                    "No {object} object found for the search {}",
+                    Value::Object(params.clone())
+                ),
+            )));
+        }
+        _ => {
+            return Err(Box::new(proto(&format!(
+                "The search {} found more than one {object} object",
+                Value::Object(params.clone())
+            ))));
+        }
+    };
+    let mut exclude: Vec<IpAddr> = Vec::new();
+    for v in f
+        .get("_parameters")
+        .and_then(|p| p.get("exclude"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        match v.as_str().and_then(|t| t.parse().ok()) {
+            Some(a) => exclude.push(a),
+            None => return Err(Box::new(proto(&format!("Invalid value for exclude: {v}")))),
+        }
+    }
+    let cidr = net
+        .cidr()
+        .ok_or_else(|| Box::new(proto("The network has no address")))?;
+    s.next_ips(&net.network_view(), &cidr, 1, &exclude)
+        .into_iter()
+        .next()
+        .ok_or_else(|| {
+            Box::new(conflict(
+                "Cannot find 1 available IP address(es) in this network",
+            ))
+        })
+}
+
+/// Resolves the address `value` of field `key` (`ipv4addr` / `ipv6addr`) for `view`: the
+/// object-function form, `func:nextavailableip:<cidr>[,<view>]`, or a literal.
+fn resolve_ip(
+    s: &FakeWapiState,
+    value: &Value,
+    default_view: &str,
+    key: &str,
+) -> Result<IpAddr, Refused> {
+    if let Value::Object(f) = value {
+        return next_available_object(s, f, key);
+    }
     let text = value.as_str().unwrap_or_default();
     if let Some(args) = text.strip_prefix("func:nextavailableip:") {
         let (net, view) = match args.split_once(',') {
@@ -1646,7 +1791,7 @@ fn create(
                     let Some(v) = e.get(key).cloned() else {
                         return proto(&format!("Field '{key}' is required in {list}"));
                     };
-                    let ip = match resolve_ip(s, &v, &nview) {
+                    let ip = match resolve_ip(s, &v, &nview, key) {
                         Ok(ip) => ip,
                         Err(r) => return *r,
                     };
@@ -1681,7 +1826,7 @@ fn create(
             let Some(v) = f.get(key).cloned() else {
                 return proto(&format!("Field '{key}' is required"));
             };
-            let ip = match resolve_ip(s, &v, &view) {
+            let ip = match resolve_ip(s, &v, &view, key) {
                 Ok(ip) => ip,
                 Err(r) => return *r,
             };
@@ -1723,7 +1868,7 @@ fn create(
                     None => return proto(&format!("Invalid value for {key}")),
                 }
             } else {
-                match resolve_ip(s, &v, &nview) {
+                match resolve_ip(s, &v, &nview, key) {
                     Ok(ip) => ip,
                     Err(r) => return *r,
                 }
@@ -1800,7 +1945,7 @@ fn update(
                         .filter(|a| old.contains(a));
                     let ip = match keep {
                         Some(a) => a,
-                        None => match resolve_ip(s, &raw, &view) {
+                        None => match resolve_ip(s, &raw, &view, key) {
                             Ok(a) => a,
                             Err(r) => return *r,
                         },

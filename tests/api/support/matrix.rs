@@ -403,7 +403,8 @@ pub const INFOBLOX_EXPOSE_EA: &str = "vRA-Enabled";
 
 /// Seeds a fake WAPI with the standard lab topology, as a grid admin would: a network view per
 /// address space, each network with the DHCP `routers` option (IPv6: the `Gateway` EA, DHCPv6
-/// has no routers option) held by a reservation, `domain-name-servers` / `domain-name` /
+/// has no routers option) and no record holding it, as on many real grids (the gateway must
+/// leave it out of allocations itself), `domain-name-servers` / `domain-name` /
 /// `domain-search` options (IPv6: the `domain_name` / `domain_name_servers` fields), a `VLAN`
 /// EA, `vRA-Enabled=true` on the exposed ones, an authoritative zone per domain, and a network
 /// container for the block. `10.50.0.0/24` (view `default`) is left unexposed.
