@@ -20,6 +20,7 @@ mod phpipam_adapter;
 mod phpipam_carve;
 mod phpipam_fake;
 mod process;
+mod replicas;
 mod resilience;
 mod resilience_crash;
 mod resilience_proxy;
