@@ -4,6 +4,7 @@
 //! (caching, locking, idempotency, rollback live in `service`). A backend that lacks a capability
 //! returns [`IpamError::Unsupported`]; it never panics and never silently does nothing.
 
+use std::cmp::Ordering;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -90,7 +91,7 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// record for the next lookup.
     async fn claim(&self, cx: &CallContext, req: &AllocateIn) -> IpamResult<Claim> {
         let held = self.find_owner_in(cx, &req.owner, &req.network).await?;
-        match held.into_iter().next() {
+        match held.into_iter().min_by(|a, b| self.first_written(a, b)) {
             Some(a) => Ok(Claim::Held(a)),
             None => self.allocate(cx, req).await.map(Claim::Taken),
         }
@@ -107,6 +108,24 @@ pub trait Backend: Send + Sync + fmt::Debug {
     ) -> IpamResult<Vec<AllocationInfo>> {
         let held = self.find(cx, &Lookup::Owner(owner.clone())).await?;
         Ok(held.into_iter().filter(|a| a.network == network).collect())
+    }
+
+    /// Which of two records one owner holds in one network was written first: `Less` when `a`
+    /// was. When replicas race for one owner and both take an address, every replica keeps the
+    /// record written first and releases its own if it is a later one (see
+    /// `service::Ipam::converge`); that only converges if this order is the order in which the
+    /// records became visible to a lookup, so a replica that already saw only its own record
+    /// (and answered with it) holds the one every later lookup also ranks first. The order must
+    /// be total and the same on every replica (it reads only the records, never local state).
+    ///
+    /// The default ranks the lower address first, then the reference: right for a store that
+    /// hands out the lowest free address in one atomic step and never lets two records of one
+    /// owner exist in one network (the embedded store claims in one redb transaction, so it never
+    /// needs the order).
+    fn first_written(&self, a: &AllocationInfo, b: &AllocationInfo) -> Ordering {
+        a.address
+            .cmp(&b.address)
+            .then_with(|| a.reference.cmp(&b.reference))
     }
 
     /// Credentials, reachability, and the set-up every allocation needs: what this backend's

@@ -23,6 +23,7 @@ mod phpipam_carve;
 mod phpipam_fake;
 mod phpipam_limits;
 mod process;
+mod replicas;
 mod resilience;
 mod resilience_crash;
 mod resilience_proxy;

@@ -1405,6 +1405,26 @@ impl Backend for InfobloxBackend {
         true
     }
 
+    /// The lower address was written first. WAPI refs are opaque (base64 of an internal key
+    /// plus the name: `shared/contracts/infoblox-wapi.md` §2) and records carry no creation
+    /// time the gateway reads, so the order comes from how addresses are handed out:
+    /// `func:nextavailableip` gives the lowest free address of the network atomically (§5.3),
+    /// so of two records an owner's racing attempts took, the lower address was taken first.
+    /// The addresses it skips (the network's gateway, excluded) are the same for every call, so
+    /// they do not change that order. Residual, and not closed here: if a lower address is
+    /// freed inside the race window (another owner released between the two attempts'
+    /// allocations), the later attempt takes it and ranks first; when the earlier attempt has
+    /// already looked again and answered with its own record before the later one was written,
+    /// the owner keeps both and the two answers differ. A specific address asked for (`start`)
+    /// is the same address on both attempts, so the second is refused, not a second record.
+    /// Equal addresses (never two records of one network) fall back to the ref, so the order
+    /// is total.
+    fn first_written(&self, a: &AllocationInfo, b: &AllocationInfo) -> std::cmp::Ordering {
+        a.address
+            .cmp(&b.address)
+            .then_with(|| a.reference.cmp(&b.reference))
+    }
+
     fn supports_passthrough(&self) -> bool {
         matches!(
             self.cfg.auth,

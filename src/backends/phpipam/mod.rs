@@ -901,6 +901,22 @@ impl Backend for PhpipamBackend {
         "phpipam"
     }
 
+    /// The lower address id was written first. phpIPAM's address id (`ipaddresses.id`, our
+    /// `reference`) is an AUTO_INCREMENT column handed out by the database on insert: the
+    /// recorded fills of one subnet got ids 18, 19, … 31 in the order they were posted
+    /// (`fixtures/phpipam/README.md`, fixtures 96–97), and an id is never handed out twice. The
+    /// owner is written in the same insert (`record_body`), so a record is visible to an owner
+    /// lookup from the moment it has its id. Residual: MariaDB assigns the id when the insert
+    /// starts and the row becomes visible when it commits, microseconds later; only an insert
+    /// stalled in between for longer than another replica's whole allocate-then-look-up round
+    /// trip could be seen after a record with a higher id. A record without a numeric id (not
+    /// from phpIPAM) ranks after every one with one, then by address.
+    fn first_written(&self, a: &AllocationInfo, b: &AllocationInfo) -> std::cmp::Ordering {
+        let id = |x: &AllocationInfo| x.reference.as_deref().and_then(|r| r.parse::<u64>().ok());
+        let key = |x: &AllocationInfo| (id(x).is_none(), id(x), x.address);
+        key(a).cmp(&key(b))
+    }
+
     fn supports_passthrough(&self) -> bool {
         matches!(
             self.cfg.auth,
