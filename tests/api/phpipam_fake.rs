@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use ipam_gateway::backends::{Backend, CallContext};
+use ipam_gateway::backends::{Backend, CallContext, Claim};
 use ipam_gateway::domain::{IpamError, Lookup, Mac, Owner, RecordChanges, RecordDetails};
 use serde_json::Value;
 
@@ -699,4 +699,269 @@ fn the_example_config_is_valid() {
     .replace("\"env:IPAMGW_PHPIPAM_PASSWORD\"", "\"example\"");
     let s = ipam_gateway::config::Settings::from_toml(&text).expect("example validates");
     assert_eq!(s.backends[0].name(), "phpipam");
+}
+
+/// `GET` on the fake with a live token: status and JSON body.
+async fn get(fake: &FakePhpipam, token: &str, path: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .get(format!("{}/api/gateway/{path}", fake.url))
+        .header("phpipam-token", token)
+        .send()
+        .await
+        .expect("fake answers");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// The lookups allocation and listings use, against the recordings: a subnet's addresses (84),
+/// filtered (85), none (87), and every gateway address (152); an unknown subnet's sub-resource
+/// is 404 "Invalid subnet Id (N)" (89's answer to `usage/`, from the same `validate_subnet_id`).
+#[tokio::test]
+async fn the_fake_answers_subnet_and_gateway_lookups_like_the_recorded_phpipam() {
+    let fake = FakePhpipam::start().await;
+    let token = fake.login("Admin");
+    for which in ["84", "85", "87", "152"] {
+        let (ex, status, body) = replay(&fake, &token, which).await;
+        assert_conforms(&ex, status, &body);
+    }
+    let (status, body) = get(&fake, &token, "subnets/99999/addresses/").await;
+    let recorded = Exchange::load("89");
+    assert_eq!(
+        (status, &body["message"]),
+        (recorded.status(), &recorded.body()["message"])
+    );
+}
+
+#[tokio::test]
+async fn the_fake_filters_loosely_like_php_and_the_gateway_keeps_exact_owners() {
+    let fake = FakePhpipam::start().await;
+    let token = fake.login("Admin");
+    let b = backend(&fake.url, "");
+    let cx = CallContext::default();
+    let mk = |o: &str| ipam_gateway::domain::AllocateIn {
+        network: "7".into(),
+        owner: owner(o),
+        address: None,
+        details: RecordDetails::default(),
+    };
+    let ten = b.allocate(&cx, &mk("10")).await.expect("owner 10");
+    // PHP 8: "10" == "1e1" (numeric strings compare as numbers), "10" != "10a".
+    let (status, body) = get(
+        &fake,
+        &token,
+        "subnets/7/addresses/?filter_by=owner&filter_value=1e1",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"][0]["owner"], "10");
+    let (status, _) = get(
+        &fake,
+        &token,
+        "subnets/7/addresses/?filter_by=owner&filter_value=10a",
+    )
+    .await;
+    assert_eq!(status, 404);
+    // What phpIPAM matched loosely is not the owner's: "1e1" gets an address of its own.
+    assert!(
+        b.find_owner_in(&cx, &owner("1e1"), "7")
+            .await
+            .expect("lookup")
+            .is_empty()
+    );
+    let other = match b.claim(&cx, &mk("1e1")).await.expect("claim") {
+        Claim::Taken(a) => a,
+        Claim::Held(a) => panic!("owner 1e1 was given owner 10's {}", a.address),
+    };
+    assert_ne!(other.address, ten.address);
+    let held = b.find_owner_in(&cx, &owner("10"), "7").await.expect("10");
+    assert_eq!(
+        held.iter().map(|a| a.address).collect::<Vec<_>>(),
+        [ten.address]
+    );
+}
+
+#[tokio::test]
+async fn the_fake_counts_the_rows_phpipam_reads() {
+    let mut s = FakeState::lab();
+    let unrelated = s.add_unrelated_addresses(5_000);
+    let fake = FakePhpipam::start_with(s).await;
+    let token = fake.login("Admin");
+    let total = fake.with(|s| s.addresses.len() as u64);
+    assert_eq!(
+        total, 5_002,
+        "the lab's two gateways and the unrelated rows"
+    );
+    assert_eq!(fake.addresses_in(unrelated).len(), 5_000);
+    for (path, rows) in [
+        ("addresses/?filter_by=owner&filter_value=nobody", total),
+        ("addresses/?filter_by=is_gateway&filter_value=1", total),
+        ("subnets/7/addresses/?filter_by=owner&filter_value=x", 1),
+        ("subnets/8/addresses/", 1),
+        (&format!("subnets/{unrelated}/addresses/"), 5_000),
+        ("sections/3/subnets/", 5),
+        ("vlan/", 1),
+        ("vlan/3/", 1),
+    ] {
+        let before = fake.with(|s| s.rows);
+        get(&fake, &token, path).await;
+        assert_eq!(fake.with(|s| s.rows) - before, rows, "{path}");
+    }
+}
+
+/// The lab plus 20,000 addresses in a subnet the gateway does not expose.
+async fn lab_with_unrelated_addresses() -> FakePhpipam {
+    let mut s = FakeState::lab();
+    s.add_unrelated_addresses(20_000);
+    s.log = Some(Vec::new());
+    FakePhpipam::start_with(s).await
+}
+
+#[tokio::test]
+async fn allocating_reads_the_candidate_subnet_not_the_whole_ipam() {
+    let fake = lab_with_unrelated_addresses().await;
+    let b = backend(&fake.url, "");
+    let cx = CallContext::default();
+    b.check(&cx).await.expect("inventory");
+    let (rows, logged) = fake.with(|s| (s.rows, s.log.as_ref().map_or(0, Vec::len)));
+    let req = ipam_gateway::domain::AllocateIn {
+        network: "7".into(),
+        owner: owner("vra:vm-1/nic0"),
+        address: None,
+        details: RecordDetails::default(),
+    };
+    // As the service allocates: look the owner up, take an address, look it up again; then a
+    // retry of the same request finds it.
+    let taken = match b.claim(&cx, &req).await.expect("claim") {
+        Claim::Taken(a) => a,
+        Claim::Held(a) => panic!("nothing was held, got {}", a.address),
+    };
+    let after = b
+        .find_owner_in(&cx, &req.owner, "7")
+        .await
+        .expect("lookup after");
+    let key = |a: &ipam_gateway::domain::AllocationInfo| {
+        (
+            a.network.clone(),
+            a.address,
+            a.owner.clone(),
+            a.reference.clone(),
+        )
+    };
+    assert_eq!(after.iter().map(key).collect::<Vec<_>>(), [key(&taken)]);
+    match b.claim(&cx, &req).await.expect("retry") {
+        Claim::Held(a) => assert_eq!(a.address, taken.address),
+        Claim::Taken(a) => panic!("a retry took a second address {}", a.address),
+    }
+    let (read, requests) = fake.with(|s| {
+        let log = s.log.as_ref().expect("log");
+        (s.rows - rows, log[logged..].to_vec())
+    });
+    assert!(
+        requests
+            .iter()
+            .all(|r| !r.contains("/api/gateway/addresses/?")),
+        "no filter over every address: {requests:?}"
+    );
+    // Subnet 7 holds 1–2 rows; four requests read them (three lookups and first_free).
+    assert!(
+        read <= 8,
+        "{read} rows read for one allocation: {requests:?}"
+    );
+
+    // The native API's search by owner alone legitimately reads every address.
+    let before = fake.with(|s| s.rows);
+    let found = b
+        .find(&cx, &Lookup::Owner(req.owner.clone()))
+        .await
+        .expect("find");
+    assert_eq!(found.iter().map(key).collect::<Vec<_>>(), [key(&taken)]);
+    assert!(fake.with(|s| s.rows) - before >= 20_000);
+}
+
+/// A fake with `n` exposed subnets, each with a gateway on its first host and a VLAN of its own.
+fn subnets_with_gateways_and_vlans(n: usize) -> FakeState {
+    let mut s = FakeState::empty();
+    // Subnet ids from 100: the test config's block is subnet 10.
+    s.next_subnet = 100;
+    let section = s.add_section("Gateway", "bench");
+    for i in 0..n {
+        let vlan = s.add_vlan(100 + i as u64, &format!("vlan-{i}"));
+        let cidr = format!("10.{}.{}.0/24", i / 256, i % 256);
+        let id = s.add_subnet(section, &cidr, &format!("net-{i}"), |sn| {
+            sn.vra_range = 1;
+            sn.vlan = Some(vlan);
+        });
+        s.add_gateway(id, &format!("10.{}.{}.1", i / 256, i % 256));
+    }
+    s.log = Some(Vec::new());
+    s
+}
+
+#[tokio::test]
+async fn a_cold_listing_costs_the_same_requests_for_10_and_1000_subnets() {
+    let mut costs = Vec::new();
+    for n in [10, 1_000] {
+        let fake = FakePhpipam::start_with(subnets_with_gateways_and_vlans(n)).await;
+        let nets = backend(&fake.url, "")
+            .networks(&CallContext::default())
+            .await
+            .expect("networks");
+        assert_eq!(nets.len(), n);
+        for (i, net) in nets.iter().enumerate() {
+            let gw: IpAddr = format!("10.{}.{}.1", i / 256, i % 256).parse().expect("ip");
+            assert_eq!(
+                (net.gateway, net.vlan),
+                (Some(gw), Some(100 + i as u16)),
+                "{}",
+                net.cidr
+            );
+        }
+        let log = fake.with(|s| s.log.clone().expect("log"));
+        costs.push(log.len());
+        assert_eq!(
+            log.iter()
+                .map(|r| r.split('?').next().unwrap_or(r))
+                .collect::<Vec<_>>(),
+            [
+                "POST /api/gateway/user/",
+                "GET /api/gateway/sections/",
+                "GET /api/gateway/sections/1/subnets/",
+                "GET /api/gateway/addresses/",
+                "GET /api/gateway/vlan/",
+            ],
+            "{n} subnets"
+        );
+    }
+    assert_eq!(costs[0], costs[1]);
+}
+
+#[tokio::test]
+async fn a_subnet_added_after_a_listing_has_its_gateway_and_vlan_looked_up_alone() {
+    let fake = FakePhpipam::start_with(subnets_with_gateways_and_vlans(20)).await;
+    let b = backend(&fake.url, "");
+    let cx = CallContext::default();
+    b.networks(&cx).await.expect("first listing");
+    let (gw, vlan) = fake.with(|s| {
+        let vlan = s.add_vlan(999, "new");
+        let section = s.sections[0].id;
+        let id = s.add_subnet(section, "10.99.0.0/24", "new", |sn| {
+            sn.vra_range = 1;
+            sn.vlan = Some(vlan);
+        });
+        s.log = Some(Vec::new());
+        (s.add_gateway(id, "10.99.0.1"), vlan)
+    });
+    let nets = b.networks(&cx).await.expect("second listing");
+    let new = nets.iter().find(|n| n.name == "new").expect("new subnet");
+    assert_eq!((new.gateway, new.vlan), (Some(ip("10.99.0.1")), Some(999)));
+    let log = fake.with(|s| s.log.clone().expect("log"));
+    assert_eq!(
+        log,
+        [
+            "GET /api/gateway/sections/".to_owned(),
+            "GET /api/gateway/sections/1/subnets/".to_owned(),
+            format!("GET /api/gateway/addresses/{gw}/"),
+            format!("GET /api/gateway/vlan/{vlan}/"),
+        ]
+    );
 }

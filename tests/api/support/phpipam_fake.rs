@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -95,6 +96,16 @@ pub struct FakeState {
     pub next_subnet: u64,
     pub logins: usize,
     pub requests: usize,
+    /// What each request costs, slept after the answer is computed and outside the lock (a real
+    /// phpIPAM serves requests in parallel PHP workers): `latency`, plus `row_cost` for every
+    /// row phpIPAM reads to answer it (see [`rows_read`]). Zero by default.
+    pub latency: Duration,
+    pub row_cost: Duration,
+    /// Rows read by every request so far (see [`rows_read`]).
+    pub rows: u64,
+    /// `METHOD path?query` of every request, when set to `Some` (off by default: soak tests
+    /// would grow it without bound).
+    pub log: Option<Vec<String>>,
     token_seq: u64,
 }
 
@@ -340,6 +351,52 @@ impl FakeState {
         id
     }
 
+    /// `n` addresses that have nothing to do with the gateway: a section `unrelated` (created if
+    /// missing) with one subnet `172.16.0.0/12` (not a vRA range, so never exposed) holding
+    /// 172.16.0.1, 172.16.0.2, … owned by `other-<i>`. They cost what phpIPAM's other rows
+    /// cost: every filter over `addresses/` reads them ([`rows_read`]). Inserted directly, so
+    /// 50,000 take milliseconds. Returns the subnet's id.
+    pub fn add_unrelated_addresses(&mut self, n: u32) -> u64 {
+        assert!(n < (1 << 20) - 2, "{n} addresses do not fit in a /12");
+        let section = match self.sections.iter().find(|x| x.name == "unrelated") {
+            Some(x) => x.id,
+            None => self.add_section("unrelated", "addresses the gateway never exposes"),
+        };
+        let subnet = match self
+            .subnets
+            .values()
+            .find(|sn| sn.section == section && sn.description == "unrelated")
+        {
+            Some(sn) => sn.id,
+            None => self.add_subnet(section, "172.16.0.0/12", "unrelated", |_| {}),
+        };
+        let base = u32::from(std::net::Ipv4Addr::new(172, 16, 0, 0));
+        let taken = self
+            .addresses
+            .values()
+            .filter(|a| a.subnet == subnet)
+            .count() as u32;
+        for i in taken + 1..=taken + n {
+            let id = self.next_address;
+            self.next_address += 1;
+            self.addresses.insert(
+                id,
+                FakeAddress {
+                    id,
+                    subnet,
+                    ip: IpAddr::from((base + i).to_be_bytes()),
+                    is_gateway: false,
+                    description: Some("unrelated".into()),
+                    hostname: Some(format!("host-{i}.other.example")),
+                    mac: None,
+                    owner: Some(format!("other-{i}")),
+                    vm_id: None,
+                },
+            );
+        }
+        subnet
+    }
+
     fn section_json(sec: &FakeSection) -> Value {
         json!({"id": sec.id, "name": sec.name, "description": sec.description, "masterSection": 0,
             "permissions": null, "strictMode": "1", "subnetOrdering": null, "order": null,
@@ -444,6 +501,11 @@ impl FakeState {
     }
 }
 
+fn vlan_json(v: &FakeVlan) -> Value {
+    json!({"vlanId": v.id, "domainId": 1, "name": v.name, "number": v.number,
+        "description": v.description, "editDate": null, "customer_id": null})
+}
+
 fn text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
@@ -519,12 +581,34 @@ fn filtered(uri: &Uri, items: Vec<Value>, empty: &str) -> Response {
     }
     let hits: Vec<Value> = items
         .into_iter()
-        .filter(|i| i.get(by).and_then(text).as_deref() == Some(value.as_str()))
+        .filter(|i| loosely_equal(i.get(by).and_then(text).as_deref(), value))
         .collect();
     if hits.is_empty() {
         error(404, "No results (filter applied)")
     } else {
         data(Value::Array(hits))
+    }
+}
+
+/// phpIPAM's filter keeps a record unless `$r->{filter_by} != filter_value` (PHP's loose
+/// comparison; `api/controllers/Common.php` `filter_result`, default `filter_match=full`). Under
+/// PHP 8 two numeric strings compare as numbers (`"10" == "1e1"`, `"1" == "01"`), other strings
+/// byte for byte, and `null` equals only the empty string (which phpIPAM refuses as a value).
+fn loosely_equal(field: Option<&str>, value: &str) -> bool {
+    let Some(field) = field else {
+        return value.is_empty();
+    };
+    let number = |t: &str| {
+        let t = t.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+        let t = t.trim_end_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+        let numeric = !t.is_empty()
+            && t.chars().all(|c| c.is_ascii_digit() || "+-.eE".contains(c))
+            && t.chars().any(|c| c.is_ascii_digit());
+        numeric.then(|| t.parse::<f64>().ok()).flatten()
+    };
+    match (number(field), number(value)) {
+        (Some(a), Some(b)) => a == b,
+        _ => field == value,
     }
 }
 
@@ -824,6 +908,51 @@ fn issue_token(s: &mut FakeState, user: &str) -> String {
     t
 }
 
+/// Rows phpIPAM 1.8.2 reads to answer a request — what its cost grows with (read in
+/// github.com/phpipam/phpipam at tag v1.8.2):
+/// - `GET addresses/` with or without `filter_by`: every address row of the IPAM.
+///   `api/controllers/Addresses.php` `GET()` calls `fetch_all_objects("ipaddresses")`
+///   (`functions/classes/class.Common.php`: `SELECT *` of the whole table, each row cached as a
+///   PHP object), and only then `prepare_result` → `filter_result`
+///   (`api/controllers/Common.php`) drops the rows that do not match, in PHP.
+/// - `GET subnets/{id}/addresses/` (filtered or not): that subnet's rows.
+///   `api/controllers/Subnets.php` `read_subnet_addresses()` →
+///   `class.Addresses.php` `fetch_subnet_addresses()` (`WHERE subnetId = ?`), then the same
+///   PHP filter.
+/// - `POST addresses/first_free/{id}/`: that subnet's rows (`class.Addresses.php`
+///   `get_first_available_address()` reads them through `fetch_subnet_addresses()`).
+/// - `GET sections/{id}/subnets/`: one row per subnet of the section
+///   (`api/controllers/Sections.php` `GET()`: `fetch_section_subnets()`, then per subnet a
+///   gateway query and `calculate_subnet_usage()`, which counts in SQL).
+/// - `GET vlan/`: every VLAN (`api/controllers/Vlans.php` `GET()`: `fetch_all_objects("vlans")`).
+/// - `GET addresses/search/{ip}/`: the rows holding that ip (`fetch_multiple_objects`, `WHERE`).
+/// - anything else: one row.
+pub fn rows_read(s: &FakeState, method: &Method, segs: &[&str]) -> u64 {
+    let count = |f: &dyn Fn(&FakeAddress) -> bool| s.addresses.values().filter(|a| f(a)).count();
+    let id = |i: usize| segs.get(i).and_then(|t| t.parse::<u64>().ok());
+    let rows = match (method.as_str(), segs.get(2..).unwrap_or_default()) {
+        ("GET", ["addresses"] | ["addresses", "all"]) => s.addresses.len(),
+        ("GET", ["subnets", _, "addresses", ..]) | ("POST", ["addresses", "first_free", _]) => {
+            let sid = id(3);
+            count(&|a| Some(a.subnet) == sid)
+        }
+        ("GET", ["sections", _, "subnets"]) => {
+            let sec = id(3);
+            s.subnets
+                .values()
+                .filter(|sn| Some(sn.section) == sec)
+                .count()
+        }
+        ("GET", ["vlan" | "vlans"]) => s.vlans.len(),
+        ("GET", ["addresses", "search", ip]) => {
+            let ip = ip.parse::<IpAddr>().ok();
+            count(&|a| Some(a.ip) == ip)
+        }
+        _ => 1,
+    };
+    rows.max(1) as u64
+}
+
 async fn handle(
     State(state): State<Arc<Mutex<FakeState>>>,
     method: Method,
@@ -831,7 +960,31 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut s = state.lock().expect("fake state");
+    let (resp, cost) = {
+        let mut s = state.lock().expect("fake state");
+        let segs: Vec<&str> = uri.path().split('/').filter(|p| !p.is_empty()).collect();
+        // Counted before the request changes anything (a DELETE reads the row it deletes).
+        let rows = rows_read(&s, &method, &segs);
+        s.rows += rows;
+        if let Some(log) = s.log.as_mut() {
+            log.push(format!("{method} {uri}"));
+        }
+        let cost = s.latency + s.row_cost * u32::try_from(rows).unwrap_or(u32::MAX);
+        (respond(&mut s, method, uri, headers, body), cost)
+    };
+    if !cost.is_zero() {
+        tokio::time::sleep(cost).await;
+    }
+    resp
+}
+
+fn respond(
+    s: &mut FakeState,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     s.requests += 1;
     let segs: Vec<&str> = uri.path().split('/').filter(|p| !p.is_empty()).collect();
     if segs.first() != Some(&"api") || segs.len() < 2 {
@@ -868,7 +1021,7 @@ async fn handle(
             return error(500, "Invalid username or password");
         }
         s.logins += 1;
-        let token = issue_token(&mut s, user);
+        let token = issue_token(s, user);
         return data(json!({"token": token, "expires": "2099-01-01 00:00:00"}));
     }
 
@@ -907,11 +1060,18 @@ async fn handle(
                 data(Value::Array(items))
             }
         }
+        // INFERRED, not recorded: `api/controllers/Vlans.php` `GET()` without an id lists every
+        // VLAN through the same `prepare_result` as one VLAN (fixture 35's keys), or 404.
+        ("vlan" | "vlans", "GET", None, _) => {
+            if s.vlans.is_empty() {
+                error(404, "No vlans configured")
+            } else {
+                data(Value::Array(s.vlans.values().map(vlan_json).collect()))
+            }
+        }
         ("vlan" | "vlans", "GET", Some(vid), None) => {
             match vid.parse().ok().and_then(|i: u64| s.vlans.get(&i)) {
-                Some(v) => data(json!({"vlanId": v.id, "domainId": 1, "name": v.name,
-                    "number": v.number, "description": v.description, "editDate": null,
-                    "customer_id": null})),
+                Some(v) => data(vlan_json(v)),
                 None => error(404, "Vlan not found"),
             }
         }
@@ -935,7 +1095,7 @@ async fn handle(
                 None => error(400, &format!("Invalid subnet Id ({sid})")),
             }
         }
-        ("subnets", "POST", None, _) => create_subnet(&mut s, &body, segs[1]),
+        ("subnets", "POST", None, _) => create_subnet(s, &body, segs[1]),
         ("subnets", "POST", Some(parent), Some("first_subnet")) => {
             let Some(parent) = parent
                 .parse::<u64>()
