@@ -786,11 +786,7 @@ async fn the_fake_counts_the_rows_phpipam_reads() {
     let unrelated = s.add_unrelated_addresses(5_000);
     let fake = FakePhpipam::start_with(s).await;
     let token = fake.login("Admin");
-    let total = fake.with(|s| s.addresses.len() as u64);
-    assert_eq!(
-        total, 5_002,
-        "the lab's two gateways and the unrelated rows"
-    );
+    let total = 5_002; // the lab's two gateways and the unrelated rows
     assert_eq!(fake.addresses_in(unrelated).len(), 5_000);
     for (path, rows) in [
         ("addresses/?filter_by=owner&filter_value=nobody", total),
@@ -806,6 +802,102 @@ async fn the_fake_counts_the_rows_phpipam_reads() {
         get(&fake, &token, path).await;
         assert_eq!(fake.with(|s| s.rows) - before, rows, "{path}");
     }
+}
+
+#[tokio::test]
+async fn unrelated_addresses_read_like_other_rows_and_refuse_writes() {
+    let mut s = FakeState::lab();
+    let unrelated = s.add_unrelated_addresses(50_000);
+    let fake = FakePhpipam::start_with(s).await;
+    let token = fake.login("Admin");
+    let (status, body) = get(&fake, &token, "addresses/search/172.16.0.7/").await;
+    assert_eq!(
+        (status, &body["data"][0]["owner"]),
+        (200, &"other-7".into())
+    );
+    let id = body["data"][0]["id"].as_u64().expect("id");
+    let (status, by_id) = get(&fake, &token, &format!("addresses/{id}/")).await;
+    assert_eq!((status, &by_id["data"]["ip"]), (200, &"172.16.0.7".into()));
+    let (status, body) = get(
+        &fake,
+        &token,
+        "addresses/?filter_by=owner&filter_value=other-49999",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"].as_array().map(Vec::len), Some(1));
+    assert_eq!(body["data"][0]["ip"], "172.16.195.79");
+    let (_, gateways) = get(
+        &fake,
+        &token,
+        "addresses/?filter_by=is_gateway&filter_value=1",
+    )
+    .await;
+    assert_eq!(gateways["data"].as_array().map(Vec::len), Some(2));
+    let (status, body) = get(
+        &fake,
+        &token,
+        &format!(
+            "subnets/{unrelated}/addresses/?filter_by=hostname&filter_value=host-3.other.example"
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["data"][0]["ip"]),
+        (200, &"172.16.0.3".into())
+    );
+    let (_, sections) = get(&fake, &token, "sections/").await;
+    let section = sections["data"]
+        .as_array()
+        .and_then(|l| l.iter().find(|x| x["name"] == "unrelated"))
+        .and_then(|x| x["id"].as_u64())
+        .expect("section");
+    let (_, subnets) = get(&fake, &token, &format!("sections/{section}/subnets/")).await;
+    assert_eq!(subnets["data"][0]["usage"]["used"], "50000");
+
+    let client = reqwest::Client::new();
+    let send = |m: reqwest::Method, path: String, body: Value| {
+        let r = client
+            .request(m, format!("{}/api/gateway/{path}", fake.url))
+            .header("phpipam-token", &token);
+        if body.is_null() { r } else { r.json(&body) }.send()
+    };
+    for (m, path, body) in [
+        (
+            reqwest::Method::PATCH,
+            format!("addresses/{id}/"),
+            serde_json::json!({"hostname": "x"}),
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("addresses/{id}/"),
+            Value::Null,
+        ),
+        (
+            reqwest::Method::POST,
+            format!("addresses/first_free/{unrelated}/"),
+            serde_json::json!({}),
+        ),
+        (
+            reqwest::Method::POST,
+            "addresses/".to_owned(),
+            serde_json::json!({"ip": "172.16.200.1", "subnetId": unrelated}),
+        ),
+    ] {
+        let r = send(m.clone(), path.clone(), body).await.expect("answer");
+        assert_eq!(r.status().as_u16(), 501, "{m} {path}");
+    }
+    let r = send(
+        reqwest::Method::DELETE,
+        format!("subnets/{unrelated}/"),
+        Value::Null,
+    )
+    .await
+    .expect("answer");
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(fake.addresses_in(unrelated).is_empty());
+    let (status, _) = get(&fake, &token, "addresses/search/172.16.0.7/").await;
+    assert_eq!(status, 404);
 }
 
 /// The lab plus 20,000 addresses in a subnet the gateway does not expose.

@@ -78,6 +78,85 @@ pub struct FakeAddress {
     pub vm_id: Option<String>,
 }
 
+/// Addresses that have nothing to do with the gateway, kept as a rule rather than as records so
+/// that 50,000 of them cost nothing to seed and no CPU in the fake's per-subnet scans (phpIPAM
+/// reads a subnet's rows through an index on `subnetId`; only its filters over `addresses/`
+/// read them all, and [`rows_read`] charges for that). Row `i` (0-based) is id
+/// `first_id + i`, ip 172.16.0.0 + `i` + 1 in subnet `subnet`, owner `other-<i+1>`, host
+/// `host-<i+1>.other.example`, description `unrelated`. They are answered by every read like
+/// other rows; a write that touches them is refused (501) rather than modelled.
+#[derive(Debug, Clone, Copy)]
+pub struct Unrelated {
+    pub subnet: u64,
+    pub first_id: u64,
+    pub count: u64,
+}
+
+impl Unrelated {
+    const BASE: u32 = 0xAC10_0000; // 172.16.0.0
+
+    fn row(&self, i: u64) -> FakeAddress {
+        let n = i + 1;
+        FakeAddress {
+            id: self.first_id + i,
+            subnet: self.subnet,
+            ip: IpAddr::from((Self::BASE + n as u32).to_be_bytes()),
+            is_gateway: false,
+            description: Some("unrelated".into()),
+            hostname: Some(format!("host-{n}.other.example")),
+            mac: None,
+            owner: Some(format!("other-{n}")),
+            vm_id: None,
+        }
+    }
+
+    fn by_id(&self, id: u64) -> Option<FakeAddress> {
+        let i = id.checked_sub(self.first_id)?;
+        (i < self.count).then(|| self.row(i))
+    }
+
+    fn by_ip(&self, ip: IpAddr) -> Option<FakeAddress> {
+        let IpAddr::V4(v4) = ip else { return None };
+        let n = u64::from(u32::from(v4).checked_sub(Self::BASE)?);
+        (n >= 1 && n <= self.count).then(|| self.row(n - 1))
+    }
+
+    /// The JSON of the rows that pass the request's `filter_by`/`filter_value` (all without a
+    /// filter), without building the others: the filter is applied to the one field.
+    fn matching(&self, uri: &Uri) -> Vec<Value> {
+        let q: HashMap<String, String> = uri
+            .query()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        let (Some(by), Some(value)) = (q.get("filter_by"), q.get("filter_value")) else {
+            return (0..self.count)
+                .map(|i| FakeState::address_json(&self.row(i)))
+                .collect();
+        };
+        let constant = FakeState::address_json(&self.row(0))
+            .get(by.as_str())
+            .cloned();
+        let varies = matches!(by.as_str(), "id" | "ip" | "owner" | "hostname");
+        if !varies && !loosely_equal(constant.as_ref().and_then(text).as_deref(), value) {
+            return Vec::new();
+        }
+        (0..self.count)
+            .map(|i| self.row(i))
+            .filter(|a| {
+                let field = match by.as_str() {
+                    "id" => Some(a.id.to_string()),
+                    "ip" => Some(a.ip.to_string()),
+                    "owner" => a.owner.clone(),
+                    "hostname" => a.hostname.clone(),
+                    _ => constant.as_ref().and_then(text),
+                };
+                loosely_equal(field.as_deref(), value)
+            })
+            .map(|a| FakeState::address_json(&a))
+            .collect()
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct FakeState {
     pub users: HashMap<String, String>,
@@ -92,6 +171,8 @@ pub struct FakeState {
     pub subnet_fields: Vec<String>,
     pub subnets: BTreeMap<u64, FakeSubnet>,
     pub addresses: BTreeMap<u64, FakeAddress>,
+    /// Seeded with [`FakeState::add_unrelated_addresses`].
+    pub unrelated: Option<Unrelated>,
     pub next_address: u64,
     pub next_subnet: u64,
     pub logins: usize,
@@ -351,50 +432,31 @@ impl FakeState {
         id
     }
 
-    /// `n` addresses that have nothing to do with the gateway: a section `unrelated` (created if
-    /// missing) with one subnet `172.16.0.0/12` (not a vRA range, so never exposed) holding
-    /// 172.16.0.1, 172.16.0.2, … owned by `other-<i>`. They cost what phpIPAM's other rows
-    /// cost: every filter over `addresses/` reads them ([`rows_read`]). Inserted directly, so
-    /// 50,000 take milliseconds. Returns the subnet's id.
+    /// `n` addresses that have nothing to do with the gateway ([`Unrelated`]): a section
+    /// `unrelated` with one subnet `172.16.0.0/12` (not a vRA range, so never exposed) holding
+    /// 172.16.0.1, 172.16.0.2, … owned by `other-<i>`. Every filter over `addresses/` reads them
+    /// ([`rows_read`]). Seeding costs nothing, whatever `n`. Once per fake; returns the subnet.
     pub fn add_unrelated_addresses(&mut self, n: u32) -> u64 {
+        assert!(
+            self.unrelated.is_none(),
+            "unrelated addresses are seeded once"
+        );
         assert!(n < (1 << 20) - 2, "{n} addresses do not fit in a /12");
-        let section = match self.sections.iter().find(|x| x.name == "unrelated") {
-            Some(x) => x.id,
-            None => self.add_section("unrelated", "addresses the gateway never exposes"),
-        };
-        let subnet = match self
-            .subnets
-            .values()
-            .find(|sn| sn.section == section && sn.description == "unrelated")
-        {
-            Some(sn) => sn.id,
-            None => self.add_subnet(section, "172.16.0.0/12", "unrelated", |_| {}),
-        };
-        let base = u32::from(std::net::Ipv4Addr::new(172, 16, 0, 0));
-        let taken = self
-            .addresses
-            .values()
-            .filter(|a| a.subnet == subnet)
-            .count() as u32;
-        for i in taken + 1..=taken + n {
-            let id = self.next_address;
-            self.next_address += 1;
-            self.addresses.insert(
-                id,
-                FakeAddress {
-                    id,
-                    subnet,
-                    ip: IpAddr::from((base + i).to_be_bytes()),
-                    is_gateway: false,
-                    description: Some("unrelated".into()),
-                    hostname: Some(format!("host-{i}.other.example")),
-                    mac: None,
-                    owner: Some(format!("other-{i}")),
-                    vm_id: None,
-                },
-            );
-        }
+        let section = self.add_section("unrelated", "addresses the gateway never exposes");
+        let subnet = self.add_subnet(section, "172.16.0.0/12", "unrelated", |_| {});
+        self.unrelated = Some(Unrelated {
+            subnet,
+            first_id: self.next_address,
+            count: u64::from(n),
+        });
+        self.next_address += u64::from(n);
         subnet
+    }
+
+    fn unrelated_in(&self, subnet: u64) -> u64 {
+        self.unrelated
+            .filter(|u| u.subnet == subnet)
+            .map_or(0, |u| u.count)
     }
 
     fn section_json(sec: &FakeSection) -> Value {
@@ -451,7 +513,8 @@ impl FakeState {
                 .addresses
                 .values()
                 .filter(|a| a.subnet == sn.id)
-                .count() as u128;
+                .count() as u128
+                + u128::from(self.unrelated_in(sn.id));
             let max = Self::capacity(sn);
             let free = max.saturating_sub(used);
             v["usage"] = json!({"Used": used as u64, "Reserved": 0, "Used_percent": 0,
@@ -884,10 +947,15 @@ impl FakePhpipam {
 
     pub fn addresses_in(&self, subnet: u64) -> Vec<FakeAddress> {
         self.with(|s| {
+            let unrelated = s
+                .unrelated
+                .filter(|u| u.subnet == subnet)
+                .map(|u| (0..u.count).map(move |i| u.row(i)));
             s.addresses
                 .values()
                 .filter(|a| a.subnet == subnet)
                 .cloned()
+                .chain(unrelated.into_iter().flatten())
                 .collect()
         })
     }
@@ -931,10 +999,12 @@ pub fn rows_read(s: &FakeState, method: &Method, segs: &[&str]) -> u64 {
     let count = |f: &dyn Fn(&FakeAddress) -> bool| s.addresses.values().filter(|a| f(a)).count();
     let id = |i: usize| segs.get(i).and_then(|t| t.parse::<u64>().ok());
     let rows = match (method.as_str(), segs.get(2..).unwrap_or_default()) {
-        ("GET", ["addresses"] | ["addresses", "all"]) => s.addresses.len(),
+        ("GET", ["addresses"] | ["addresses", "all"]) => {
+            s.addresses.len() + s.unrelated.map_or(0, |u| u.count as usize)
+        }
         ("GET", ["subnets", _, "addresses", ..]) | ("POST", ["addresses", "first_free", _]) => {
             let sid = id(3);
-            count(&|a| Some(a.subnet) == sid)
+            count(&|a| Some(a.subnet) == sid) + sid.map_or(0, |i| s.unrelated_in(i) as usize)
         }
         ("GET", ["sections", _, "subnets"]) => {
             let sec = id(3);
@@ -947,6 +1017,7 @@ pub fn rows_read(s: &FakeState, method: &Method, segs: &[&str]) -> u64 {
         ("GET", ["addresses", "search", ip]) => {
             let ip = ip.parse::<IpAddr>().ok();
             count(&|a| Some(a.ip) == ip)
+                + usize::from(ip.and_then(|ip| s.unrelated?.by_ip(ip)).is_some())
         }
         _ => 1,
     };
@@ -1036,6 +1107,32 @@ fn respond(
     let id = rest.get(1).copied();
     let id2 = rest.get(2).copied();
     let id3 = rest.get(3).copied();
+    if let Some(u) = s.unrelated
+        && method != Method::GET
+    {
+        let num = |t: Option<&str>| t.and_then(|t| t.parse::<u64>().ok());
+        let subnet_id = body
+            .get("subnetId")
+            .and_then(text)
+            .and_then(|t| t.parse().ok());
+        match (controller, id) {
+            ("subnets", Some(sid)) if num(Some(sid)) == Some(u.subnet) => {
+                if method == Method::DELETE {
+                    s.unrelated = None;
+                } else {
+                    return error(501, "fake phpIPAM: the unrelated subnet is read-only");
+                }
+            }
+            ("addresses", _)
+                if num(id).and_then(|i| u.by_id(i)).is_some()
+                    || (id == Some("first_free") && num(id2) == Some(u.subnet))
+                    || subnet_id == Some(u.subnet) =>
+            {
+                return error(501, "fake phpIPAM: the unrelated addresses are read-only");
+            }
+            _ => {}
+        }
+    }
     match (controller, method.as_str(), id, id2) {
         ("sections", "GET", None, _) => {
             if s.sections.is_empty() {
@@ -1081,12 +1178,15 @@ fn respond(
             if !s.subnets.contains_key(&sid) {
                 return error(404, &format!("Invalid subnet Id ({sid})"));
             }
-            let items: Vec<Value> = s
+            let mut items: Vec<Value> = s
                 .addresses
                 .values()
                 .filter(|a| a.subnet == sid)
                 .map(FakeState::address_json)
                 .collect();
+            if let Some(u) = s.unrelated.filter(|u| u.subnet == sid) {
+                items.extend(u.matching(&uri));
+            }
             filtered(&uri, items, "No addresses found")
         }
         ("subnets", "GET", Some(sid), None) => {
@@ -1154,7 +1254,10 @@ fn respond(
             answer(200, json!({"message": "Subnet deleted"}))
         }
         ("addresses", "GET", None, _) => {
-            let items: Vec<Value> = s.addresses.values().map(FakeState::address_json).collect();
+            let mut items: Vec<Value> = s.addresses.values().map(FakeState::address_json).collect();
+            if let Some(u) = s.unrelated {
+                items.extend(u.matching(&uri));
+            }
             filtered(&uri, items, "No addresses found")
         }
         ("addresses", "GET", Some("search"), Some(ip)) => {
@@ -1165,7 +1268,9 @@ fn respond(
                 .addresses
                 .values()
                 .filter(|a| a.ip == ip)
-                .map(FakeState::address_json)
+                .cloned()
+                .chain(s.unrelated.and_then(|u| u.by_ip(ip)))
+                .map(|a| FakeState::address_json(&a))
                 .collect();
             if items.is_empty() {
                 error(404, "Address not found")
@@ -1174,8 +1279,14 @@ fn respond(
             }
         }
         ("addresses", "GET", Some(aid), None) => {
-            match aid.parse().ok().and_then(|i: u64| s.addresses.get(&i)) {
-                Some(a) => data(FakeState::address_json(a)),
+            let found = aid.parse().ok().and_then(|i: u64| {
+                s.addresses
+                    .get(&i)
+                    .cloned()
+                    .or_else(|| s.unrelated?.by_id(i))
+            });
+            match found {
+                Some(a) => data(FakeState::address_json(&a)),
                 None => error(404, "Invalid Id"),
             }
         }
