@@ -1015,3 +1015,27 @@ async fn vlans_missing_from_the_list_are_looked_up_by_id_and_a_failing_list_fail
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn the_owner_search_over_every_address_reads_an_empty_ipam_as_nothing_and_fails_otherwise() {
+    for (message, ok) in [("Unable to read addresses", true), ("Database gone", false)] {
+        let m = PhpipamMock::start().await;
+        inventory_mocks(&m).await;
+        m.respond(
+            "GET",
+            &format!("{API}/addresses/"),
+            ResponseTemplate::new(500)
+                .set_body_json(json!({"code": 500, "success": false, "message": message})),
+        )
+        .mount()
+        .await;
+        let got = backend(&m.uri(), "")
+            .find(&CallContext::default(), &Lookup::Owner(owner("vm-1")))
+            .await;
+        match (got, ok) {
+            (Ok(found), true) => assert!(found.is_empty()),
+            (Err(IpamError::Upstream { status: 500, .. }), false) => {}
+            (other, _) => panic!("{message}: {other:?}"),
+        }
+    }
+}

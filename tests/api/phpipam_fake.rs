@@ -1057,3 +1057,28 @@ async fn a_subnet_added_after_a_listing_has_its_gateway_and_vlan_looked_up_alone
         ]
     );
 }
+
+#[tokio::test]
+async fn an_ipam_without_addresses_answers_500_and_the_owner_search_finds_nothing() {
+    let mut s = FakeState::empty();
+    let section = s.add_section("Gateway", "no addresses yet");
+    s.add_subnet(section, "10.10.0.0/24", "empty", |sn| sn.vra_range = 1);
+    let fake = FakePhpipam::start_with(s).await;
+    let token = fake.login("Admin");
+    let (status, body) = get(
+        &fake,
+        &token,
+        "addresses/?filter_by=owner&filter_value=vm-1",
+    )
+    .await;
+    assert_eq!(
+        (status, &body["message"]),
+        (500, &"Unable to read addresses".into())
+    );
+    let b = backend(&fake.url, "");
+    let found = b
+        .find(&CallContext::default(), &Lookup::Owner(owner("vm-1")))
+        .await
+        .expect("nothing, not an error");
+    assert!(found.is_empty());
+}

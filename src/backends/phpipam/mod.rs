@@ -909,10 +909,13 @@ impl Backend for PhpipamBackend {
                         .into_iter()
                         .filter_map(|v| Address::from_value(v).ok())
                         .collect(),
-                    // 404 "No results (filter applied)"; 400 "Invalid filter_by" when phpIPAM
-                    // holds no address at all (it checks the key against the first record).
+                    // 404 "No results (filter applied)"; 400 "Invalid filter_by" when the
+                    // first record has no such field (a custom owner field that does not exist).
                     404 => Vec::new(),
                     400 if reply.says("filter_by") => Vec::new(),
+                    // An IPAM without any address: `Addresses.php` `GET()` finds none to read
+                    // (`fetch_all_objects` is false for an empty table) and says so with a 500.
+                    500 if reply.says("unable to read addresses") => Vec::new(),
                     _ => return Err(self.upstream(&reply)),
                 };
                 // phpIPAM compares loosely (PHP `!=`); keep exact matches only.

@@ -1253,6 +1253,12 @@ fn respond(
             s.addresses.retain(|_, a| a.subnet != sid);
             answer(200, json!({"message": "Subnet deleted"}))
         }
+        // INFERRED, not recorded: on an IPAM without any address `fetch_all_objects` answers
+        // `false` (class.Common.php: an empty result is false), and `Addresses.php` `GET()`
+        // throws 500 "Unable to read addresses" before any filter is looked at.
+        ("addresses", "GET", None, _) if s.addresses.is_empty() && s.unrelated.is_none() => {
+            error(500, "Unable to read addresses")
+        }
         ("addresses", "GET", None, _) => {
             let mut items: Vec<Value> = s.addresses.values().map(FakeState::address_json).collect();
             if let Some(u) = s.unrelated {
