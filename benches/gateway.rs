@@ -16,6 +16,11 @@
 //! 4. Footprint: RSS of the gateway process with 10,000 networks cached — given in the embedded
 //!    backend's config, and kept in the phpIPAM and Infoblox fakes (run in this process); start-up
 //!    to ready.
+//! 5. `phpipam-cost` (issue 11): on the phpIPAM fake at 5 ms per request plus 15 µs per row
+//!    phpIPAM reads — an allocation's owner lookups with 50,000 unrelated addresses against an
+//!    empty IPAM (on the backend, and as vRA allocate-ip through the gateway), and the requests
+//!    and time of a cold listing of 1,000 subnets, each with a gateway and a VLAN. Alone:
+//!    `cargo bench --bench gateway -- phpipam-cost`.
 //!
 //! The phpIPAM and Infoblox fakes are the ones of the integration tests, included with `#[path]`
 //! from `tests/api/support/` (they depend on nothing but crates).
@@ -866,7 +871,13 @@ async fn phpipam_with(networks: usize) -> (phpipam_fake::FakePhpipam, String) {
     s.add_gateway(big, "11.0.0.1");
     let block = s.add_subnet(section, "12.0.0.0/16", "block", |_| {});
     let fake = phpipam_fake::FakePhpipam::start_with(s).await;
-    let text = format!(
+    let text = phpipam_config(&fake.url, block);
+    (fake, text)
+}
+
+/// The gateway's config on a phpIPAM fake: section `default`, subnets with `custom_vRA_Range = 1`.
+fn phpipam_config(url: &str, block: u64) -> String {
+    format!(
         r#"
 [clients.demo]
 password_hash = "{PASSWORD_HASH}"
@@ -885,10 +896,8 @@ field = "custom_vRA_Range"
 value = 1
 [backends.ipam.blocks]
 ids = [{block}]
-"#,
-        url = fake.url
-    );
-    (fake, text)
+"#
+    )
 }
 
 async fn infoblox_with(networks: usize, free_counts: &str) -> (infoblox_fake::FakeWapi, String) {
@@ -1028,6 +1037,230 @@ async fn allocation() {
     let gw = gateway_on_config(&text, Some(Box::new(fake))).await;
     let range = find_range(&gw, "big").await;
     throughput("Infoblox", &gw, &range, 1280).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// phpipam-cost: what phpIPAM reads (issue 11)
+
+/// The phpIPAM fake's cost model for this section: 5 ms per request, and 15 µs per row phpIPAM
+/// reads. The row cost comes from the measurement of issue 11 on a real phpIPAM 1.8.2: one vRA
+/// allocate took 0.76 s with 50,000 addresses in the IPAM against 0.03 s on an empty one, and
+/// that allocation read every address once (the owner filter over `addresses/`):
+/// (0.76 − 0.03) s / 50,000 ≈ 14.6 µs per row.
+const PHPIPAM_ROW_COST: Duration = Duration::from_micros(15);
+const UNRELATED: u32 = 50_000;
+
+fn phpipam_backend(text: &str) -> ipam_gateway::backends::phpipam::PhpipamBackend {
+    let settings = Settings::from_toml(text).expect("config");
+    let Some(ipam_gateway::config::BackendSettings::Phpipam { name, settings }) =
+        settings.backends.first()
+    else {
+        panic!("a phpIPAM backend");
+    };
+    ipam_gateway::backends::phpipam::PhpipamBackend::new(name, settings).expect("backend")
+}
+
+fn cost_model(fake: &phpipam_fake::FakePhpipam) {
+    fake.with(|s| {
+        s.latency = LATENCY;
+        s.row_cost = PHPIPAM_ROW_COST;
+    });
+}
+
+fn owner_of(what: &str, i: usize) -> ipam_gateway::domain::Owner {
+    ipam_gateway::domain::Owner::parse(&format!("vra:{what}-{i}/nic0")).expect("owner")
+}
+
+/// p50, p99 and rows read per sample of `n` runs of `run(i)` on `fake`.
+async fn sample<F, Fut>(
+    fake: &phpipam_fake::FakePhpipam,
+    n: usize,
+    run: F,
+) -> (Duration, Duration, u64)
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut lat = Vec::with_capacity(n);
+    let rows = fake.with(|s| s.rows);
+    for i in 0..n {
+        let t = Instant::now();
+        run(i).await;
+        lat.push(t.elapsed());
+    }
+    let read = fake.with(|s| s.rows) - rows;
+    lat.sort();
+    (
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        read / n as u64,
+    )
+}
+
+async fn phpipam_cost() {
+    println!(
+        "\n== phpipam-cost: what phpIPAM reads (phpIPAM fake: 5 ms per request + 15 µs per row read)"
+    );
+    // 1. One allocation as the service makes it once it asks find_owner_in (before taking an
+    // address and right after): lookup, first_free, lookup; straight on the backend.
+    println!("  [allocation: find_owner_in, allocate, find_owner_in on the phpIPAM backend]");
+    let mut p50s = Vec::new();
+    for unrelated in [0, UNRELATED] {
+        let (fake, text) = phpipam_with(16).await;
+        fake.with(|s| s.add_unrelated_addresses(unrelated));
+        cost_model(&fake);
+        let b = phpipam_backend(&text);
+        let cx = CallContext::default();
+        let big = b
+            .networks(&cx)
+            .await
+            .expect("networks")
+            .into_iter()
+            .find(|n| n.name == "big")
+            .expect("big")
+            .backend_id;
+        let (p50, p99, rows) = sample(&fake, 40, |i| {
+            let (b, cx, big) = (&b, &cx, &big);
+            async move {
+                let req = AllocateIn {
+                    network: big.clone(),
+                    owner: owner_of("new", i),
+                    address: None,
+                    details: Default::default(),
+                };
+                let held = b.find_owner_in(cx, &req.owner, big).await.expect("lookup");
+                assert!(held.is_empty());
+                b.allocate(cx, &req).await.expect("allocate");
+                let after = b.find_owner_in(cx, &req.owner, big).await.expect("after");
+                assert_eq!(after.len(), 1);
+            }
+        })
+        .await;
+        println!(
+            "    {unrelated:>6} unrelated addresses: p50 {}  p99 {}  ({rows} rows read per allocation)",
+            ms(p50),
+            ms(p99)
+        );
+        p50s.push(p50);
+        if unrelated > 0 {
+            // Before: the owner looked up with the filter over every address (Backend::find).
+            let (p50, _, rows) = sample(&fake, 5, |i| {
+                let (b, cx, big) = (&b, &cx, &big);
+                async move {
+                    let req = AllocateIn {
+                        network: big.clone(),
+                        owner: owner_of("old", i),
+                        address: None,
+                        details: Default::default(),
+                    };
+                    let held = b
+                        .find(cx, &Lookup::Owner(req.owner.clone()))
+                        .await
+                        .expect("find");
+                    assert!(held.is_empty());
+                    b.allocate(cx, &req).await.expect("allocate");
+                }
+            })
+            .await;
+            println!(
+                "    {unrelated:>6} unrelated addresses, owner looked up over every address (Backend::find, before): p50 {}  ({rows} rows read per allocation)",
+                ms(p50)
+            );
+        }
+    }
+    let ratio = p50s[1].as_secs_f64() / p50s[0].as_secs_f64();
+    println!(
+        "    p50 with {UNRELATED} unrelated addresses / empty: {ratio:.2}x ({}, target <= 1.2x)",
+        verdict(ratio <= 1.2)
+    );
+
+    // 2. The same through the gateway: vRA allocate-ip over HTTPS, one client.
+    println!("  [vRA allocate-ip over HTTPS through the gateway, 1 client]");
+    let mut p50s = Vec::new();
+    for unrelated in [0, UNRELATED] {
+        let (fake, text) = phpipam_with(16).await;
+        fake.with(|s| s.add_unrelated_addresses(unrelated));
+        cost_model(&fake);
+        let state = fake.state.clone();
+        let gw = gateway_on_config(&text, Some(Box::new(fake))).await;
+        let range = find_range(&gw, "big").await;
+        gw.vra("allocate-ip", &allocate_body("/resources/warm", &range))
+            .await;
+        let n = if unrelated > 0 { 10 } else { 40 };
+        let mut lat = Vec::new();
+        let rows = state.lock().expect("state").rows;
+        for i in 0..n {
+            let body = allocate_body(&format!("/resources/e2e-{i}"), &range);
+            let t = Instant::now();
+            gw.vra_raw("allocate-ip", &body).await;
+            lat.push(t.elapsed());
+        }
+        let read = (state.lock().expect("state").rows - rows) / n as u64;
+        lat.sort();
+        let p50 = percentile(&lat, 0.5);
+        println!(
+            "    {unrelated:>6} unrelated addresses: p50 {}  p99 {}  ({read} rows read per allocate-ip)",
+            ms(p50),
+            ms(percentile(&lat, 0.99))
+        );
+        p50s.push(p50);
+    }
+    let ratio = p50s[1].as_secs_f64() / p50s[0].as_secs_f64();
+    println!(
+        "    p50 with {UNRELATED} unrelated addresses / empty: {ratio:.2}x ({}, target <= 1.2x; \
+         the service asks Backend::find for the owner until it asks find_owner_in)",
+        verdict(ratio <= 1.2)
+    );
+
+    // 3. A cold listing of 1,000 subnets, each with a gateway and a VLAN of its own: the first
+    // get-ip-ranges of a fresh gateway (nothing cached, not even the login).
+    println!("  [cold get-ip-ranges of 1,000 subnets, each with a gateway and a VLAN]");
+    for unrelated in [0, UNRELATED] {
+        let mut s = phpipam_fake::FakeState::empty();
+        let section = s.add_section("default", "bench");
+        let block = s.add_subnet(section, "12.0.0.0/16", "block", |_| {});
+        for i in 0..1_000usize {
+            let vlan = s.add_vlan(100 + i as u64, &format!("vlan-{i}"));
+            let id = s.add_subnet(
+                section,
+                &format!("10.{}.{}.0/24", i / 256, i % 256),
+                &format!("bench-{i}"),
+                |sn| {
+                    sn.vra_range = 1;
+                    sn.vlan = Some(vlan);
+                },
+            );
+            s.add_gateway(id, &format!("10.{}.{}.1", i / 256, i % 256));
+        }
+        s.add_unrelated_addresses(unrelated);
+        let fake = phpipam_fake::FakePhpipam::start_with(s).await;
+        let text = phpipam_config(&fake.url, block);
+        cost_model(&fake);
+        let mut times = Vec::new();
+        let mut requests = Vec::new();
+        for _ in 0..3 {
+            let gw = gateway_on_config(&text, None).await;
+            let before = fake.with(|s| s.requests);
+            let t = Instant::now();
+            let (v, _) = gw
+                .vra("get-ip-ranges", &ranges_body(Some(1000), None))
+                .await;
+            times.push(t.elapsed());
+            requests.push(fake.with(|s| s.requests) - before);
+            let ranges = v["ipRanges"].as_array().expect("ranges");
+            assert_eq!(ranges.len(), 1_000);
+            assert!(ranges.iter().all(|r| r["gatewayAddress"].is_string()));
+        }
+        times.sort();
+        let worst = times[times.len() - 1];
+        println!(
+            "    {unrelated:>6} unrelated addresses: p50 {}  max {}; backend requests {requests:?} \
+             (before: 3 + 2 × 1,000 one after another, ≥ 10 s at 5 ms) ({}, target <= 1 s)",
+            ms(times[times.len() / 2]),
+            ms(worst),
+            verdict(worst <= Duration::from_secs(1))
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1269,7 +1502,7 @@ async fn footprint() {
 }
 
 fn main() {
-    // Which sections to run: all by default, or the numbers given (`-- 1 2`).
+    // Which sections to run: all by default, or the numbers (and names) given (`-- 1 2`).
     let only: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
@@ -1300,6 +1533,9 @@ fn main() {
         }
         if want("4") {
             footprint().await;
+        }
+        if want("phpipam-cost") {
+            phpipam_cost().await;
         }
     });
 }

@@ -9,6 +9,7 @@ use ipam_gateway::domain::{AllocateIn, CarveRequest, IpamError, Lookup, Owner, R
 use secrecy::SecretString;
 use serde_json::json;
 use wiremock::ResponseTemplate;
+use wiremock::matchers::query_param;
 
 use crate::support::phpipam::{Exchange, PASSWORD, PhpipamMock, TOKEN, backend};
 
@@ -67,7 +68,9 @@ async fn networks_map_subnets_and_reuse_the_token_and_lookups() {
         .mount()
         .await;
     m.fixture("35").mounted().expect(1).mount().await;
-    gateway_mocks(&m, 1).await;
+    // Two gateways to learn: one request for every gateway (fixture 152), none by id.
+    m.fixture("152").mounted().expect(1).mount().await;
+    gateway_mocks(&m, 0).await;
     let b = backend(&m.uri(), "");
     let cx = CallContext::default();
 
@@ -660,4 +663,379 @@ fn stringified_and_numeric_subnets_read_the_same() {
     );
     assert_eq!(plain.tags, strings.tags);
     assert_eq!(plain.dns_servers(), strings.dns_servers());
+}
+
+/// Fixture 84's answer (every address of subnet 7) for the owner lookup in subnet 7; the lookup
+/// must ask that subnet with phpIPAM's filter on the owner field, never `GET addresses/`.
+async fn owner_lookup_mocks(m: &PhpipamMock, wanted: &str, times: u64) {
+    inventory_mocks(m).await;
+    m.fixture("84")
+        .token(TOKEN)
+        .and(query_param("filter_by", "owner"))
+        .and(query_param("filter_value", wanted))
+        .mounted()
+        .expect(times)
+        .mount()
+        .await;
+    no_ipam_wide_lookup(m).await;
+}
+
+/// `GET addresses/` (a filter over every address phpIPAM holds) must not be asked.
+async fn no_ipam_wide_lookup(m: &PhpipamMock) {
+    m.respond(
+        "GET",
+        &format!("{API}/addresses/"),
+        ResponseTemplate::new(500),
+    )
+    .mounted()
+    .expect(0)
+    .mount()
+    .await;
+}
+
+#[tokio::test]
+async fn the_owner_lookup_asks_the_candidate_subnet_and_keeps_exact_owners() {
+    let m = PhpipamMock::start().await;
+    owner_lookup_mocks(&m, "ipam-gateway", 2).await;
+    let b = backend(&m.uri(), "");
+    let cx = CallContext::default();
+    let held = b
+        .find_owner_in(&cx, &owner("ipam-gateway"), "7")
+        .await
+        .expect("lookup");
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].address, ip("10.10.0.2"));
+    assert_eq!(held[0].network, "7");
+    assert_eq!(held[0].reference.as_deref(), Some("13"));
+    // The claim finds it: no address is taken (no first_free mock is mounted).
+    let req = AllocateIn {
+        network: "7".into(),
+        owner: owner("ipam-gateway"),
+        address: None,
+        details: RecordDetails::default(),
+    };
+    match b.claim(&cx, &req).await.expect("claim") {
+        ipam_gateway::backends::Claim::Held(a) => assert_eq!(a.address, ip("10.10.0.2")),
+        other => panic!("expected the held address, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn records_phpipam_matched_loosely_are_not_the_owners() {
+    // phpIPAM's filter compares with PHP's `!=`: whatever it answers, only records whose owner
+    // field is exactly the owner count. Fixture 84 holds no record owned by `vm-001` (only a
+    // host name and a custom field with that text).
+    let m = PhpipamMock::start().await;
+    owner_lookup_mocks(&m, "vm-001", 1).await;
+    let held = backend(&m.uri(), "")
+        .find_owner_in(&CallContext::default(), &owner("vm-001"), "7")
+        .await
+        .expect("lookup");
+    assert!(held.is_empty(), "{held:?}");
+}
+
+#[tokio::test]
+async fn an_empty_candidate_subnet_is_looked_up_then_allocated() {
+    let m = PhpipamMock::start().await;
+    inventory_mocks(&m).await;
+    // Fixture 87: a subnet without addresses answers 404 "No addresses found".
+    m.fixture_at("87", "GET", &format!("{API}/subnets/8/addresses/"))
+        .mounted()
+        .expect(1)
+        .mount()
+        .await;
+    m.fixture("96").mounted().expect(1).mount().await;
+    no_ipam_wide_lookup(&m).await;
+    let req = AllocateIn {
+        network: "8".into(),
+        owner: owner("vra:vm-9/nic0"),
+        address: None,
+        details: RecordDetails::default(),
+    };
+    match backend(&m.uri(), "")
+        .claim(&CallContext::default(), &req)
+        .await
+        .expect("claim")
+    {
+        ipam_gateway::backends::Claim::Taken(a) => assert_eq!(a.address, ip("10.20.0.1")),
+        other => panic!("expected a new address, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_owner_lookup_in_a_subnet_deleted_in_phpipam_is_not_found() {
+    let m = PhpipamMock::start().await;
+    inventory_mocks(&m).await;
+    // Fixture 89: a sub-resource of an unknown subnet is 404 "Invalid subnet Id (N)".
+    m.fixture_at("89", "GET", &format!("{API}/subnets/8/addresses/"))
+        .mount()
+        .await;
+    let err = backend(&m.uri(), "")
+        .find_owner_in(&CallContext::default(), &owner("vm-1"), "8")
+        .await
+        .expect_err("gone");
+    assert!(
+        matches!(&err, IpamError::NotFound(m) if m.contains("Invalid subnet Id")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_owner_lookup_outside_the_exposed_networks_is_not_found_without_asking() {
+    let m = PhpipamMock::start().await;
+    inventory_mocks(&m).await;
+    for at in ["subnets/10/addresses/", "subnets/99/addresses/"] {
+        m.respond("GET", &format!("{API}/{at}"), ResponseTemplate::new(500))
+            .mounted()
+            .expect(0)
+            .mount()
+            .await;
+    }
+    let b = backend(&m.uri(), "");
+    for network in ["10", "99", "x"] {
+        let err = b
+            .find_owner_in(&CallContext::default(), &owner("vm-1"), network)
+            .await
+            .expect_err("not exposed");
+        assert!(matches!(err, IpamError::NotFound(_)), "{network}: {err:?}");
+    }
+}
+
+#[tokio::test]
+async fn owner_lookup_answers_without_a_match_are_empty_and_failures_are_errors() {
+    let empty = [
+        (404, "No results (filter applied)"),
+        (400, "Invalid filter_by"),
+    ];
+    for (status, message) in empty {
+        let m = PhpipamMock::start().await;
+        inventory_mocks(&m).await;
+        m.respond(
+            "GET",
+            &format!("{API}/subnets/7/addresses/"),
+            ResponseTemplate::new(status)
+                .set_body_json(json!({"code": status, "success": false, "message": message})),
+        )
+        .mount()
+        .await;
+        let held = backend(&m.uri(), "")
+            .find_owner_in(&CallContext::default(), &owner("vm-1"), "7")
+            .await
+            .expect("no match");
+        assert!(held.is_empty(), "{message}: {held:?}");
+    }
+    let m = PhpipamMock::start().await;
+    inventory_mocks(&m).await;
+    m.respond(
+        "GET",
+        &format!("{API}/subnets/7/addresses/"),
+        ResponseTemplate::new(500)
+            .set_body_json(json!({"code": 500, "success": false, "message": "Database gone"})),
+    )
+    .mount()
+    .await;
+    let err = backend(&m.uri(), "")
+        .find_owner_in(&CallContext::default(), &owner("vm-1"), "7")
+        .await
+        .expect_err("500");
+    assert!(
+        matches!(&err, IpamError::Upstream { status: 500, detail, .. } if detail.contains("Database gone")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn gateways_missing_from_the_scan_are_looked_up_by_id() {
+    // 404 "No results (filter applied)": the gateways were unset after the subnets were read.
+    let m = PhpipamMock::start().await;
+    inventory_mocks(&m).await;
+    m.fixture("35").mount().await;
+    m.respond(
+        "GET",
+        &format!("{API}/addresses/"),
+        ResponseTemplate::new(404).set_body_json(
+            json!({"code": 404, "success": false, "message": "No results (filter applied)"}),
+        ),
+    )
+    .mounted()
+    .expect(1)
+    .mount()
+    .await;
+    gateway_mocks(&m, 1).await;
+    let nets = backend(&m.uri(), "")
+        .networks(&CallContext::default())
+        .await
+        .expect("networks");
+    assert_eq!(nets[0].gateway, Some(ip("10.10.0.1")));
+    assert_eq!(nets[2].gateway, Some(ip("2001:db8:10::1")));
+}
+
+#[tokio::test]
+async fn a_failing_gateway_scan_fails_the_listing() {
+    let m = PhpipamMock::start().await;
+    inventory_mocks(&m).await;
+    m.fixture("35").mount().await;
+    m.respond(
+        "GET",
+        &format!("{API}/addresses/"),
+        ResponseTemplate::new(500).set_body_json(
+            json!({"code": 500, "success": false, "message": "Unable to read addresses"}),
+        ),
+    )
+    .mount()
+    .await;
+    let err = backend(&m.uri(), "")
+        .networks(&CallContext::default())
+        .await
+        .expect_err("500");
+    assert!(
+        matches!(&err, IpamError::Upstream { status: 500, detail, .. } if detail.contains("Unable to read addresses")),
+        "{err:?}"
+    );
+}
+
+/// Fixture 28 with subnets 8 and 9 on VLANs 4 and 5 besides 7's VLAN 3: three VLANs to learn.
+async fn three_vlan_mocks(m: &PhpipamMock) {
+    m.fixture("01").mount().await;
+    m.fixture("25").mounted().mount().await;
+    let mut body = Exchange::load("28").body().clone();
+    for s in body["data"].as_array_mut().expect("subnets") {
+        match s["id"].as_u64() {
+            Some(8) => s["vlanId"] = json!(4),
+            Some(9) => s["vlanId"] = json!(5),
+            _ => {}
+        }
+    }
+    m.respond(
+        "GET",
+        &format!("{API}/sections/3/subnets/"),
+        ResponseTemplate::new(200).set_body_json(body),
+    )
+    .mount()
+    .await;
+    m.fixture("152").mount().await;
+}
+
+#[tokio::test]
+async fn vlans_are_read_with_one_request_for_all() {
+    let m = PhpipamMock::start().await;
+    three_vlan_mocks(&m).await;
+    // Each VLAN as fixture 35 shows one, listed together (INFERRED: `GET vlan/` lists every VLAN
+    // through the same `prepare_result`, api/controllers/Vlans.php).
+    let one = Exchange::load("35").body()["data"].clone();
+    let vlans: Vec<serde_json::Value> = [(3, 100), (4, 200), (5, 300)]
+        .into_iter()
+        .map(|(id, number)| {
+            let mut v = one.clone();
+            v["vlanId"] = json!(id);
+            v["number"] = json!(number);
+            v
+        })
+        .collect();
+    m.respond(
+        "GET",
+        &format!("{API}/vlan/"),
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"code": 200, "success": true, "data": vlans})),
+    )
+    .mounted()
+    .expect(1)
+    .mount()
+    .await;
+    for id in [3, 4, 5] {
+        m.respond(
+            "GET",
+            &format!("{API}/vlan/{id}/"),
+            ResponseTemplate::new(500),
+        )
+        .mounted()
+        .expect(0)
+        .mount()
+        .await;
+    }
+    let nets = backend(&m.uri(), "")
+        .networks(&CallContext::default())
+        .await
+        .expect("networks");
+    let got: Vec<Option<u16>> = nets.iter().map(|n| n.vlan).collect();
+    assert_eq!(got, [Some(100), Some(200), Some(300)]);
+}
+
+#[tokio::test]
+async fn vlans_missing_from_the_list_are_looked_up_by_id_and_a_failing_list_fails() {
+    let m = PhpipamMock::start().await;
+    three_vlan_mocks(&m).await;
+    m.respond(
+        "GET",
+        &format!("{API}/vlan/"),
+        ResponseTemplate::new(404).set_body_json(
+            json!({"code": 404, "success": false, "message": "No vlans configured"}),
+        ),
+    )
+    .mounted()
+    .expect(1)
+    .mount()
+    .await;
+    m.fixture("35").mounted().expect(1).mount().await;
+    for id in [4, 5] {
+        m.respond(
+            "GET",
+            &format!("{API}/vlan/{id}/"),
+            ResponseTemplate::new(404)
+                .set_body_json(json!({"code": 404, "success": false, "message": "Vlan not found"})),
+        )
+        .mounted()
+        .expect(1)
+        .mount()
+        .await;
+    }
+    let nets = backend(&m.uri(), "")
+        .networks(&CallContext::default())
+        .await
+        .expect("networks");
+    let got: Vec<Option<u16>> = nets.iter().map(|n| n.vlan).collect();
+    assert_eq!(got, [Some(100), None, None]);
+
+    let m = PhpipamMock::start().await;
+    three_vlan_mocks(&m).await;
+    m.respond(
+        "GET",
+        &format!("{API}/vlan/"),
+        ResponseTemplate::new(500)
+            .set_body_json(json!({"code": 500, "success": false, "message": "Database gone"})),
+    )
+    .mount()
+    .await;
+    let err = backend(&m.uri(), "")
+        .networks(&CallContext::default())
+        .await
+        .expect_err("500");
+    assert!(
+        matches!(&err, IpamError::Upstream { status: 500, detail, .. } if detail.contains("Database gone")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_owner_search_over_every_address_reads_an_empty_ipam_as_nothing_and_fails_otherwise() {
+    for (message, ok) in [("Unable to read addresses", true), ("Database gone", false)] {
+        let m = PhpipamMock::start().await;
+        inventory_mocks(&m).await;
+        m.respond(
+            "GET",
+            &format!("{API}/addresses/"),
+            ResponseTemplate::new(500)
+                .set_body_json(json!({"code": 500, "success": false, "message": message})),
+        )
+        .mount()
+        .await;
+        let got = backend(&m.uri(), "")
+            .find(&CallContext::default(), &Lookup::Owner(owner("vm-1")))
+            .await;
+        match (got, ok) {
+            (Ok(found), true) => assert!(found.is_empty()),
+            (Err(IpamError::Upstream { status: 500, .. }), false) => {}
+            (other, _) => panic!("{message}: {other:?}"),
+        }
+    }
 }

@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use ipam_gateway::backends::{Backend, CallContext};
+use ipam_gateway::backends::{Backend, CallContext, Claim};
 use ipam_gateway::domain::{IpamError, Lookup, Mac, Owner, RecordChanges, RecordDetails};
 use serde_json::Value;
 
@@ -838,4 +838,386 @@ async fn phpipam_never_hands_out_the_gateway() {
         matches!(&last, Some(IpamError::Exhausted(_))),
         "then exhausted: {last:?}"
     );
+}
+
+/// `GET` on the fake with a live token: status and JSON body.
+async fn get(fake: &FakePhpipam, token: &str, path: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .get(format!("{}/api/gateway/{path}", fake.url))
+        .header("phpipam-token", token)
+        .send()
+        .await
+        .expect("fake answers");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// The lookups allocation and listings use, against the recordings: a subnet's addresses (84),
+/// filtered (85), none (87), and every gateway address (152); an unknown subnet's sub-resource
+/// is 404 "Invalid subnet Id (N)" (89's answer to `usage/`, from the same `validate_subnet_id`).
+#[tokio::test]
+async fn the_fake_answers_subnet_and_gateway_lookups_like_the_recorded_phpipam() {
+    let fake = FakePhpipam::start().await;
+    let token = fake.login("Admin");
+    for which in ["84", "85", "87", "152"] {
+        let (ex, status, body) = replay(&fake, &token, which).await;
+        assert_conforms(&ex, status, &body);
+    }
+    let (status, body) = get(&fake, &token, "subnets/99999/addresses/").await;
+    let recorded = Exchange::load("89");
+    assert_eq!(
+        (status, &body["message"]),
+        (recorded.status(), &recorded.body()["message"])
+    );
+}
+
+#[tokio::test]
+async fn the_fake_filters_loosely_like_php_and_the_gateway_keeps_exact_owners() {
+    let fake = FakePhpipam::start().await;
+    let token = fake.login("Admin");
+    let b = backend(&fake.url, "");
+    let cx = CallContext::default();
+    let mk = |o: &str| ipam_gateway::domain::AllocateIn {
+        network: "7".into(),
+        owner: owner(o),
+        address: None,
+        details: RecordDetails::default(),
+    };
+    let ten = b.allocate(&cx, &mk("10")).await.expect("owner 10");
+    // PHP 8: "10" == "1e1" (numeric strings compare as numbers), "10" != "10a".
+    let (status, body) = get(
+        &fake,
+        &token,
+        "subnets/7/addresses/?filter_by=owner&filter_value=1e1",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"][0]["owner"], "10");
+    let (status, _) = get(
+        &fake,
+        &token,
+        "subnets/7/addresses/?filter_by=owner&filter_value=10a",
+    )
+    .await;
+    assert_eq!(status, 404);
+    // What phpIPAM matched loosely is not the owner's: "1e1" gets an address of its own.
+    assert!(
+        b.find_owner_in(&cx, &owner("1e1"), "7")
+            .await
+            .expect("lookup")
+            .is_empty()
+    );
+    let other = match b.claim(&cx, &mk("1e1")).await.expect("claim") {
+        Claim::Taken(a) => a,
+        Claim::Held(a) => panic!("owner 1e1 was given owner 10's {}", a.address),
+    };
+    assert_ne!(other.address, ten.address);
+    let held = b.find_owner_in(&cx, &owner("10"), "7").await.expect("10");
+    assert_eq!(
+        held.iter().map(|a| a.address).collect::<Vec<_>>(),
+        [ten.address]
+    );
+}
+
+#[tokio::test]
+async fn the_fake_counts_the_rows_phpipam_reads() {
+    let mut s = FakeState::lab();
+    let unrelated = s.add_unrelated_addresses(5_000);
+    let fake = FakePhpipam::start_with(s).await;
+    let token = fake.login("Admin");
+    let total = 5_002; // the lab's two gateways and the unrelated rows
+    assert_eq!(fake.addresses_in(unrelated).len(), 5_000);
+    for (path, rows) in [
+        ("addresses/?filter_by=owner&filter_value=nobody", total),
+        ("addresses/?filter_by=is_gateway&filter_value=1", total),
+        ("subnets/7/addresses/?filter_by=owner&filter_value=x", 1),
+        ("subnets/8/addresses/", 1),
+        (&format!("subnets/{unrelated}/addresses/"), 5_000),
+        ("sections/3/subnets/", 5),
+        ("vlan/", 1),
+        ("vlan/3/", 1),
+    ] {
+        let before = fake.with(|s| s.rows);
+        get(&fake, &token, path).await;
+        assert_eq!(fake.with(|s| s.rows) - before, rows, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn unrelated_addresses_read_like_other_rows_and_refuse_writes() {
+    let mut s = FakeState::lab();
+    let unrelated = s.add_unrelated_addresses(50_000);
+    let fake = FakePhpipam::start_with(s).await;
+    let token = fake.login("Admin");
+    let (status, body) = get(&fake, &token, "addresses/search/172.16.0.7/").await;
+    assert_eq!(
+        (status, &body["data"][0]["owner"]),
+        (200, &"other-7".into())
+    );
+    let id = body["data"][0]["id"].as_u64().expect("id");
+    let (status, by_id) = get(&fake, &token, &format!("addresses/{id}/")).await;
+    assert_eq!((status, &by_id["data"]["ip"]), (200, &"172.16.0.7".into()));
+    let (status, body) = get(
+        &fake,
+        &token,
+        "addresses/?filter_by=owner&filter_value=other-49999",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"].as_array().map(Vec::len), Some(1));
+    assert_eq!(body["data"][0]["ip"], "172.16.195.79");
+    let (_, gateways) = get(
+        &fake,
+        &token,
+        "addresses/?filter_by=is_gateway&filter_value=1",
+    )
+    .await;
+    assert_eq!(gateways["data"].as_array().map(Vec::len), Some(2));
+    let (status, body) = get(
+        &fake,
+        &token,
+        &format!(
+            "subnets/{unrelated}/addresses/?filter_by=hostname&filter_value=host-3.other.example"
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["data"][0]["ip"]),
+        (200, &"172.16.0.3".into())
+    );
+    let (_, sections) = get(&fake, &token, "sections/").await;
+    let section = sections["data"]
+        .as_array()
+        .and_then(|l| l.iter().find(|x| x["name"] == "unrelated"))
+        .and_then(|x| x["id"].as_u64())
+        .expect("section");
+    let (_, subnets) = get(&fake, &token, &format!("sections/{section}/subnets/")).await;
+    assert_eq!(subnets["data"][0]["usage"]["used"], "50000");
+
+    let client = reqwest::Client::new();
+    let send = |m: reqwest::Method, path: String, body: Value| {
+        let r = client
+            .request(m, format!("{}/api/gateway/{path}", fake.url))
+            .header("phpipam-token", &token);
+        if body.is_null() { r } else { r.json(&body) }.send()
+    };
+    for (m, path, body) in [
+        (
+            reqwest::Method::PATCH,
+            format!("addresses/{id}/"),
+            serde_json::json!({"hostname": "x"}),
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("addresses/{id}/"),
+            Value::Null,
+        ),
+        (
+            reqwest::Method::POST,
+            format!("addresses/first_free/{unrelated}/"),
+            serde_json::json!({}),
+        ),
+        (
+            reqwest::Method::POST,
+            "addresses/".to_owned(),
+            serde_json::json!({"ip": "172.16.200.1", "subnetId": unrelated}),
+        ),
+    ] {
+        let r = send(m.clone(), path.clone(), body).await.expect("answer");
+        assert_eq!(r.status().as_u16(), 501, "{m} {path}");
+    }
+    let r = send(
+        reqwest::Method::DELETE,
+        format!("subnets/{unrelated}/"),
+        Value::Null,
+    )
+    .await
+    .expect("answer");
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(fake.addresses_in(unrelated).is_empty());
+    let (status, _) = get(&fake, &token, "addresses/search/172.16.0.7/").await;
+    assert_eq!(status, 404);
+}
+
+/// The lab plus 20,000 addresses in a subnet the gateway does not expose.
+async fn lab_with_unrelated_addresses() -> FakePhpipam {
+    let mut s = FakeState::lab();
+    s.add_unrelated_addresses(20_000);
+    s.log = Some(Vec::new());
+    FakePhpipam::start_with(s).await
+}
+
+#[tokio::test]
+async fn allocating_reads_the_candidate_subnet_not_the_whole_ipam() {
+    let fake = lab_with_unrelated_addresses().await;
+    let b = backend(&fake.url, "");
+    let cx = CallContext::default();
+    b.check(&cx).await.expect("inventory");
+    let (rows, logged) = fake.with(|s| (s.rows, s.log.as_ref().map_or(0, Vec::len)));
+    let req = ipam_gateway::domain::AllocateIn {
+        network: "7".into(),
+        owner: owner("vra:vm-1/nic0"),
+        address: None,
+        details: RecordDetails::default(),
+    };
+    // As the service allocates: look the owner up, take an address, look it up again; then a
+    // retry of the same request finds it.
+    let taken = match b.claim(&cx, &req).await.expect("claim") {
+        Claim::Taken(a) => a,
+        Claim::Held(a) => panic!("nothing was held, got {}", a.address),
+    };
+    let after = b
+        .find_owner_in(&cx, &req.owner, "7")
+        .await
+        .expect("lookup after");
+    let key = |a: &ipam_gateway::domain::AllocationInfo| {
+        (
+            a.network.clone(),
+            a.address,
+            a.owner.clone(),
+            a.reference.clone(),
+        )
+    };
+    assert_eq!(after.iter().map(key).collect::<Vec<_>>(), [key(&taken)]);
+    match b.claim(&cx, &req).await.expect("retry") {
+        Claim::Held(a) => assert_eq!(a.address, taken.address),
+        Claim::Taken(a) => panic!("a retry took a second address {}", a.address),
+    }
+    let (read, requests) = fake.with(|s| {
+        let log = s.log.as_ref().expect("log");
+        (s.rows - rows, log[logged..].to_vec())
+    });
+    assert!(
+        requests
+            .iter()
+            .all(|r| !r.contains("/api/gateway/addresses/?")),
+        "no filter over every address: {requests:?}"
+    );
+    // Subnet 7 holds 1–2 rows; four requests read them (three lookups and first_free).
+    assert!(
+        read <= 8,
+        "{read} rows read for one allocation: {requests:?}"
+    );
+
+    // The native API's search by owner alone legitimately reads every address.
+    let before = fake.with(|s| s.rows);
+    let found = b
+        .find(&cx, &Lookup::Owner(req.owner.clone()))
+        .await
+        .expect("find");
+    assert_eq!(found.iter().map(key).collect::<Vec<_>>(), [key(&taken)]);
+    assert!(fake.with(|s| s.rows) - before >= 20_000);
+}
+
+/// A fake with `n` exposed subnets, each with a gateway on its first host and a VLAN of its own.
+fn subnets_with_gateways_and_vlans(n: usize) -> FakeState {
+    let mut s = FakeState::empty();
+    // Subnet ids from 100: the test config's block is subnet 10.
+    s.next_subnet = 100;
+    let section = s.add_section("Gateway", "bench");
+    for i in 0..n {
+        let vlan = s.add_vlan(100 + i as u64, &format!("vlan-{i}"));
+        let cidr = format!("10.{}.{}.0/24", i / 256, i % 256);
+        let id = s.add_subnet(section, &cidr, &format!("net-{i}"), |sn| {
+            sn.vra_range = 1;
+            sn.vlan = Some(vlan);
+        });
+        s.add_gateway(id, &format!("10.{}.{}.1", i / 256, i % 256));
+    }
+    s.log = Some(Vec::new());
+    s
+}
+
+#[tokio::test]
+async fn a_cold_listing_costs_the_same_requests_for_10_and_1000_subnets() {
+    let mut costs = Vec::new();
+    for n in [10, 1_000] {
+        let fake = FakePhpipam::start_with(subnets_with_gateways_and_vlans(n)).await;
+        let nets = backend(&fake.url, "")
+            .networks(&CallContext::default())
+            .await
+            .expect("networks");
+        assert_eq!(nets.len(), n);
+        for (i, net) in nets.iter().enumerate() {
+            let gw: IpAddr = format!("10.{}.{}.1", i / 256, i % 256).parse().expect("ip");
+            assert_eq!(
+                (net.gateway, net.vlan),
+                (Some(gw), Some(100 + i as u16)),
+                "{}",
+                net.cidr
+            );
+        }
+        let log = fake.with(|s| s.log.clone().expect("log"));
+        costs.push(log.len());
+        assert_eq!(
+            log.iter()
+                .map(|r| r.split('?').next().unwrap_or(r))
+                .collect::<Vec<_>>(),
+            [
+                "POST /api/gateway/user/",
+                "GET /api/gateway/sections/",
+                "GET /api/gateway/sections/1/subnets/",
+                "GET /api/gateway/addresses/",
+                "GET /api/gateway/vlan/",
+            ],
+            "{n} subnets"
+        );
+    }
+    assert_eq!(costs[0], costs[1]);
+}
+
+#[tokio::test]
+async fn a_subnet_added_after_a_listing_has_its_gateway_and_vlan_looked_up_alone() {
+    let fake = FakePhpipam::start_with(subnets_with_gateways_and_vlans(20)).await;
+    let b = backend(&fake.url, "");
+    let cx = CallContext::default();
+    b.networks(&cx).await.expect("first listing");
+    let (gw, vlan) = fake.with(|s| {
+        let vlan = s.add_vlan(999, "new");
+        let section = s.sections[0].id;
+        let id = s.add_subnet(section, "10.99.0.0/24", "new", |sn| {
+            sn.vra_range = 1;
+            sn.vlan = Some(vlan);
+        });
+        s.log = Some(Vec::new());
+        (s.add_gateway(id, "10.99.0.1"), vlan)
+    });
+    let nets = b.networks(&cx).await.expect("second listing");
+    let new = nets.iter().find(|n| n.name == "new").expect("new subnet");
+    assert_eq!((new.gateway, new.vlan), (Some(ip("10.99.0.1")), Some(999)));
+    let log = fake.with(|s| s.log.clone().expect("log"));
+    assert_eq!(
+        log,
+        [
+            "GET /api/gateway/sections/".to_owned(),
+            "GET /api/gateway/sections/1/subnets/".to_owned(),
+            format!("GET /api/gateway/addresses/{gw}/"),
+            format!("GET /api/gateway/vlan/{vlan}/"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_ipam_without_addresses_answers_500_and_the_owner_search_finds_nothing() {
+    let mut s = FakeState::empty();
+    let section = s.add_section("Gateway", "no addresses yet");
+    s.add_subnet(section, "10.10.0.0/24", "empty", |sn| sn.vra_range = 1);
+    let fake = FakePhpipam::start_with(s).await;
+    let token = fake.login("Admin");
+    let (status, body) = get(
+        &fake,
+        &token,
+        "addresses/?filter_by=owner&filter_value=vm-1",
+    )
+    .await;
+    assert_eq!(
+        (status, &body["message"]),
+        (500, &"Unable to read addresses".into())
+    );
+    let b = backend(&fake.url, "");
+    let found = b
+        .find(&CallContext::default(), &Lookup::Owner(owner("vm-1")))
+        .await
+        .expect("nothing, not an error");
+    assert!(found.is_empty());
 }

@@ -3,12 +3,16 @@
 //! - **Networks** are the subnets of the configured sections that match the `networks` selector
 //!   (or all of them), plus every subnet carved from a block; folders are skipped. One
 //!   `GET /sections/` and one `GET /sections/{id}/subnets/` per section give subnets with usage,
-//!   nameservers and `gatewayId`; the gateway address and the VLAN number are looked up by id once
-//!   and remembered (`lookup_cache_secs`), so a warm listing costs 1 + sections calls.
+//!   nameservers and `gatewayId`; the gateway addresses and VLAN numbers are read once, all with
+//!   one request each (one by one when a single one is missing), and remembered
+//!   (`lookup_cache_secs`): a cold listing costs 3 + sections calls, a warm one 1 + sections.
 //! - **Allocation** is `POST addresses/first_free/{subnet}/`, which reserves in one call; phpIPAM's
 //!   unique key (ip, subnet) makes a lost race a 409 or a "Duplicate entry" 500, retried. A
 //!   specific address is `POST addresses/`. The owner marker goes into `owner_field` (phpIPAM's
-//!   `owner` by default), so any gateway instance finds it with one filtered `GET addresses/`.
+//!   `owner` by default). Before and after taking an address the owner is looked up in the
+//!   candidate subnet only (`GET subnets/{id}/addresses/`): its cost is what that subnet holds.
+//!   The native API's search by owner alone is the one filtered `GET addresses/`, which makes
+//!   phpIPAM read every address it has.
 //! - **Release and update** look the address up (`GET addresses/search/{ip}/`) and use its id;
 //!   `DELETE addresses/{ip}/{subnet}/` is never used (it crashes 1.8.2 for unknown addresses).
 //! - **On-demand networks**: `POST subnets/{block}/first_subnet/{mask}/`, a gateway address on
@@ -55,6 +59,9 @@ const GATEWAY_DESCRIPTION: &str = "gateway (ipam-gateway)";
 const RACE_RETRIES: usize = 8;
 /// How long the set of exposed subnets is trusted for allocation routing.
 const INVENTORY_TTL: Duration = Duration::from_secs(30);
+/// Gateway addresses or VLANs missing from the lookup caches that a listing still looks up one
+/// by one (one request and one row each); more are read with one request for all of them.
+const LOOKUPS_ONE_BY_ONE: usize = 1;
 
 /// What the configured selectors expose, for one caller scope.
 #[derive(Debug, Default)]
@@ -345,6 +352,90 @@ impl PhpipamBackend {
                     self.name
                 ))
             })
+    }
+
+    /// Fills the gateway and VLAN caches for a listing of `subnets` with a number of requests
+    /// that does not grow with the number of subnets. Looked up one by one, a cold listing of
+    /// 1,000 subnets was 1,000 `GET addresses/{id}/` (and as many `GET vlan/{id}/`) in a row.
+    ///
+    /// Gateways come from one `GET addresses/?filter_by=is_gateway&filter_value=1` (fixture
+    /// 152: every gateway address of every subnet, with `id`, `subnetId` and `ip`). phpIPAM
+    /// reads every address row to answer it (it filters in PHP, `api/controllers/Common.php`
+    /// `filter_result`), so it costs what the whole IPAM holds — but once per listing, not once
+    /// per subnet; a single missing gateway (a subnet added since the last listing) is still
+    /// looked up by id, one request and one row. `GET subnets/` is not used although it carries
+    /// `gateway: {ip_addr, id}` per subnet: phpIPAM 1.8.2 files the gateways under their
+    /// *address* id instead of their subnet id (`api/controllers/Subnets.php`
+    /// `read_all_subnets`), so subnets get another subnet's gateway or none (fixture 30: subnet
+    /// 11 shows 10.10.0.1 of subnet 7, and 7 and 9 show none); it also reads every subnet of
+    /// every section. VLANs come from one `GET vlan/` (a small table).
+    async fn prefetch_lookups(&self, cx: &CallContext, subnets: &[Subnet]) -> IpamResult<()> {
+        let gateways: HashSet<u64> = subnets
+            .iter()
+            .filter_map(|s| s.gateway_id.filter(|id| *id > 0))
+            .filter(|id| !self.gateways.contains_key(id))
+            .collect();
+        if gateways.len() > LOOKUPS_ONE_BY_ONE {
+            self.load_gateways(cx, &gateways).await?;
+        }
+        let vlans: HashSet<u64> = subnets
+            .iter()
+            .filter_map(|s| s.vlan_id.filter(|id| *id > 0))
+            .filter(|id| !self.vlans.contains_key(id))
+            .collect();
+        if vlans.len() > LOOKUPS_ONE_BY_ONE {
+            self.load_vlans(cx, &vlans).await?;
+        }
+        Ok(())
+    }
+
+    /// Every gateway address, remembered by address id. An id that is not among them (no longer
+    /// a gateway, or deleted since the subnets were read) stays unknown and is looked up by id.
+    async fn load_gateways(&self, cx: &CallContext, wanted: &HashSet<u64>) -> IpamResult<()> {
+        let reply = self
+            .api
+            .get(
+                cx,
+                "addresses/",
+                &[("filter_by", "is_gateway"), ("filter_value", "1")],
+            )
+            .await?;
+        let found: Vec<Address> = match reply.status {
+            200 => list(reply.env.data)
+                .into_iter()
+                .filter_map(|v| Address::from_value(v).ok())
+                .collect(),
+            // "No results (filter applied)": the gateways were unset since the listing.
+            404 if reply.says("no results") => Vec::new(),
+            _ => return Err(self.upstream(&reply)),
+        };
+        for a in found {
+            if a.is_gateway && wanted.contains(&a.id) {
+                self.gateways.insert(a.id, a.addr()).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every VLAN's number, remembered by VLAN id; ids not listed stay unknown.
+    async fn load_vlans(&self, cx: &CallContext, wanted: &HashSet<u64>) -> IpamResult<()> {
+        let reply = self.api.get(cx, "vlan/", &[]).await?;
+        let found: Vec<Vlan> = match reply.status {
+            200 => list(reply.env.data)
+                .into_iter()
+                .filter_map(|v| serde_json::from_value::<Vlan>(v).ok())
+                .collect(),
+            // "No vlans configured" (`api/controllers/Vlans.php` `GET()`): deleted since.
+            404 if reply.says("no vlans") => Vec::new(),
+            _ => return Err(self.upstream(&reply)),
+        };
+        for v in found {
+            if let Some(id) = v.id.filter(|id| wanted.contains(id)) {
+                let number = v.number.and_then(|n| u16::try_from(n).ok());
+                self.vlans.insert(id, number).await;
+            }
+        }
+        Ok(())
     }
 
     async fn gateway_ip(&self, cx: &CallContext, s: &Subnet) -> IpamResult<Option<IpAddr>> {
@@ -965,6 +1056,7 @@ impl Backend for PhpipamBackend {
 
     async fn networks(&self, cx: &CallContext) -> IpamResult<Vec<NetworkInfo>> {
         let inv = self.fresh_inventory(cx).await?;
+        self.prefetch_lookups(cx, &inv.networks).await?;
         let mut out = Vec::with_capacity(inv.networks.len());
         for s in &inv.networks {
             if let Some(n) = self.network_info(cx, &inv, s).await? {
@@ -1025,10 +1117,13 @@ impl Backend for PhpipamBackend {
                         .into_iter()
                         .filter_map(|v| Address::from_value(v).ok())
                         .collect(),
-                    // 404 "No results (filter applied)"; 400 "Invalid filter_by" when phpIPAM
-                    // holds no address at all (it checks the key against the first record).
+                    // 404 "No results (filter applied)"; 400 "Invalid filter_by" when the
+                    // first record has no such field (a custom owner field that does not exist).
                     404 => Vec::new(),
                     400 if reply.says("filter_by") => Vec::new(),
+                    // An IPAM without any address: `Addresses.php` `GET()` finds none to read
+                    // (`fetch_all_objects` is false for an empty table) and says so with a 500.
+                    500 if reply.says("unable to read addresses") => Vec::new(),
                     _ => return Err(self.upstream(&reply)),
                 };
                 // phpIPAM compares loosely (PHP `!=`); keep exact matches only.
@@ -1055,6 +1150,59 @@ impl Backend for PhpipamBackend {
         Ok(records
             .iter()
             .filter(|a| a.subnet_id.is_some_and(|s| inv.network(s).is_some()))
+            .filter_map(|a| self.allocation(a))
+            .collect())
+    }
+
+    /// `GET subnets/{id}/addresses/?filter_by=<owner_field>&filter_value=<owner>`: phpIPAM reads
+    /// the rows of that one subnet (`fetch_subnet_addresses`) and filters them in PHP, so the
+    /// lookup costs what the candidate subnet holds, not what the IPAM holds (the filtered
+    /// `GET addresses/` of [`Backend::find`] reads every address). The filter keeps the answer
+    /// small; phpIPAM compares loosely (PHP `!=`), so exact matches are kept here.
+    async fn find_owner_in(
+        &self,
+        cx: &CallContext,
+        owner: &Owner,
+        network: &str,
+    ) -> IpamResult<Vec<AllocationInfo>> {
+        let subnet = self.exposed_network(cx, network).await?;
+        let reply = self
+            .api
+            .get(
+                cx,
+                &format!("subnets/{}/addresses/", subnet.id),
+                &[
+                    ("filter_by", self.cfg.owner_field.as_str()),
+                    ("filter_value", owner.as_str()),
+                ],
+            )
+            .await?;
+        let found: Vec<Address> = match reply.status {
+            200 => list(reply.env.data)
+                .into_iter()
+                .filter_map(|v| Address::from_value(v).ok())
+                .collect(),
+            // 404 "No addresses found" (fixture 87: the subnet holds none, checked before the
+            // filter), 404 "No results (filter applied)".
+            404 if reply.says("no addresses") || reply.says("no results") => Vec::new(),
+            // "Invalid subnet Id (N)" (fixture 89's wording on a sub-resource): deleted in
+            // phpIPAM since the inventory was read.
+            400 | 404 if reply.says("subnet") => {
+                self.inventory.invalidate(&self.api.scope(cx)).await;
+                return Err(IpamError::NotFound(format!(
+                    "network {network}: phpIPAM says {}",
+                    reply.message()
+                )));
+            }
+            // "Invalid filter_by": the subnet's first record has no such field (a custom owner
+            // field that does not exist); nothing can carry the marker then.
+            400 if reply.says("filter_by") => Vec::new(),
+            _ => return Err(self.upstream(&reply)),
+        };
+        Ok(found
+            .iter()
+            .filter(|a| a.subnet_id == Some(subnet.id))
+            .filter(|a| a.text_field(&self.cfg.owner_field).as_deref() == Some(owner.as_str()))
             .filter_map(|a| self.allocation(a))
             .collect())
     }

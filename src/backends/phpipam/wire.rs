@@ -488,6 +488,9 @@ impl Address {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Vlan {
+    /// The row id subnets refer to (`vlanId`); `number` is the 802.1Q tag.
+    #[serde(rename = "vlanId", default, deserialize_with = "opt_u64")]
+    pub id: Option<u64>,
     #[serde(default, deserialize_with = "opt_u64")]
     pub number: Option<u64>,
 }

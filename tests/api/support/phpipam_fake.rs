@@ -24,6 +24,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -87,6 +88,85 @@ pub struct FakeAddress {
     pub vm_id: Option<String>,
 }
 
+/// Addresses that have nothing to do with the gateway, kept as a rule rather than as records so
+/// that 50,000 of them cost nothing to seed and no CPU in the fake's per-subnet scans (phpIPAM
+/// reads a subnet's rows through an index on `subnetId`; only its filters over `addresses/`
+/// read them all, and [`rows_read`] charges for that). Row `i` (0-based) is id
+/// `first_id + i`, ip 172.16.0.0 + `i` + 1 in subnet `subnet`, owner `other-<i+1>`, host
+/// `host-<i+1>.other.example`, description `unrelated`. They are answered by every read like
+/// other rows; a write that touches them is refused (501) rather than modelled.
+#[derive(Debug, Clone, Copy)]
+pub struct Unrelated {
+    pub subnet: u64,
+    pub first_id: u64,
+    pub count: u64,
+}
+
+impl Unrelated {
+    const BASE: u32 = 0xAC10_0000; // 172.16.0.0
+
+    fn row(&self, i: u64) -> FakeAddress {
+        let n = i + 1;
+        FakeAddress {
+            id: self.first_id + i,
+            subnet: self.subnet,
+            ip: IpAddr::from((Self::BASE + n as u32).to_be_bytes()),
+            is_gateway: false,
+            description: Some("unrelated".into()),
+            hostname: Some(format!("host-{n}.other.example")),
+            mac: None,
+            owner: Some(format!("other-{n}")),
+            vm_id: None,
+        }
+    }
+
+    fn by_id(&self, id: u64) -> Option<FakeAddress> {
+        let i = id.checked_sub(self.first_id)?;
+        (i < self.count).then(|| self.row(i))
+    }
+
+    fn by_ip(&self, ip: IpAddr) -> Option<FakeAddress> {
+        let IpAddr::V4(v4) = ip else { return None };
+        let n = u64::from(u32::from(v4).checked_sub(Self::BASE)?);
+        (n >= 1 && n <= self.count).then(|| self.row(n - 1))
+    }
+
+    /// The JSON of the rows that pass the request's `filter_by`/`filter_value` (all without a
+    /// filter), without building the others: the filter is applied to the one field.
+    fn matching(&self, uri: &Uri) -> Vec<Value> {
+        let q: HashMap<String, String> = uri
+            .query()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        let (Some(by), Some(value)) = (q.get("filter_by"), q.get("filter_value")) else {
+            return (0..self.count)
+                .map(|i| FakeState::address_json(&self.row(i)))
+                .collect();
+        };
+        let constant = FakeState::address_json(&self.row(0))
+            .get(by.as_str())
+            .cloned();
+        let varies = matches!(by.as_str(), "id" | "ip" | "owner" | "hostname");
+        if !varies && !loosely_equal(constant.as_ref().and_then(text).as_deref(), value) {
+            return Vec::new();
+        }
+        (0..self.count)
+            .map(|i| self.row(i))
+            .filter(|a| {
+                let field = match by.as_str() {
+                    "id" => Some(a.id.to_string()),
+                    "ip" => Some(a.ip.to_string()),
+                    "owner" => a.owner.clone(),
+                    "hostname" => a.hostname.clone(),
+                    _ => constant.as_ref().and_then(text),
+                };
+                loosely_equal(field.as_deref(), value)
+            })
+            .map(|a| FakeState::address_json(&a))
+            .collect()
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct FakeState {
     pub users: HashMap<String, String>,
@@ -107,10 +187,22 @@ pub struct FakeState {
     pub read_only_apps: Vec<String>,
     pub subnets: BTreeMap<u64, FakeSubnet>,
     pub addresses: BTreeMap<u64, FakeAddress>,
+    /// Seeded with [`FakeState::add_unrelated_addresses`].
+    pub unrelated: Option<Unrelated>,
     pub next_address: u64,
     pub next_subnet: u64,
     pub logins: usize,
     pub requests: usize,
+    /// What each request costs, slept after the answer is computed and outside the lock (a real
+    /// phpIPAM serves requests in parallel PHP workers): `latency`, plus `row_cost` for every
+    /// row phpIPAM reads to answer it (see [`rows_read`]). Zero by default.
+    pub latency: Duration,
+    pub row_cost: Duration,
+    /// Rows read by every request so far (see [`rows_read`]).
+    pub rows: u64,
+    /// `METHOD path?query` of every request, when set to `Some` (off by default: soak tests
+    /// would grow it without bound).
+    pub log: Option<Vec<String>>,
     token_seq: u64,
 }
 
@@ -360,6 +452,33 @@ impl FakeState {
         id
     }
 
+    /// `n` addresses that have nothing to do with the gateway ([`Unrelated`]): a section
+    /// `unrelated` with one subnet `172.16.0.0/12` (not a vRA range, so never exposed) holding
+    /// 172.16.0.1, 172.16.0.2, … owned by `other-<i>`. Every filter over `addresses/` reads them
+    /// ([`rows_read`]). Seeding costs nothing, whatever `n`. Once per fake; returns the subnet.
+    pub fn add_unrelated_addresses(&mut self, n: u32) -> u64 {
+        assert!(
+            self.unrelated.is_none(),
+            "unrelated addresses are seeded once"
+        );
+        assert!(n < (1 << 20) - 2, "{n} addresses do not fit in a /12");
+        let section = self.add_section("unrelated", "addresses the gateway never exposes");
+        let subnet = self.add_subnet(section, "172.16.0.0/12", "unrelated", |_| {});
+        self.unrelated = Some(Unrelated {
+            subnet,
+            first_id: self.next_address,
+            count: u64::from(n),
+        });
+        self.next_address += u64::from(n);
+        subnet
+    }
+
+    fn unrelated_in(&self, subnet: u64) -> u64 {
+        self.unrelated
+            .filter(|u| u.subnet == subnet)
+            .map_or(0, |u| u.count)
+    }
+
     fn section_json(sec: &FakeSection) -> Value {
         json!({"id": sec.id, "name": sec.name, "description": sec.description, "masterSection": 0,
             "permissions": null, "strictMode": "1", "subnetOrdering": null, "order": null,
@@ -414,7 +533,8 @@ impl FakeState {
                 .addresses
                 .values()
                 .filter(|a| a.subnet == sn.id)
-                .count() as u128;
+                .count() as u128
+                + u128::from(self.unrelated_in(sn.id));
             let max = Self::capacity(sn);
             let free = max.saturating_sub(used);
             v["usage"] = json!({"Used": used as u64, "Reserved": 0, "Used_percent": 0,
@@ -462,6 +582,11 @@ impl FakeState {
         }
         (c <= hi).then(|| from_u128(matches!(sn.cidr, IpNet::V6(_)), c))
     }
+}
+
+fn vlan_json(v: &FakeVlan) -> Value {
+    json!({"vlanId": v.id, "domainId": 1, "name": v.name, "number": v.number,
+        "description": v.description, "editDate": null, "customer_id": null})
 }
 
 fn text(v: &Value) -> Option<String> {
@@ -586,12 +711,34 @@ fn filtered(uri: &Uri, items: Vec<Value>, empty: &str) -> Response {
     }
     let hits: Vec<Value> = items
         .into_iter()
-        .filter(|i| i.get(by).and_then(text).as_deref() == Some(value.as_str()))
+        .filter(|i| loosely_equal(i.get(by).and_then(text).as_deref(), value))
         .collect();
     if hits.is_empty() {
         error(404, "No results (filter applied)")
     } else {
         data(Value::Array(hits))
+    }
+}
+
+/// phpIPAM's filter keeps a record unless `$r->{filter_by} != filter_value` (PHP's loose
+/// comparison; `api/controllers/Common.php` `filter_result`, default `filter_match=full`). Under
+/// PHP 8 two numeric strings compare as numbers (`"10" == "1e1"`, `"1" == "01"`), other strings
+/// byte for byte, and `null` equals only the empty string (which phpIPAM refuses as a value).
+fn loosely_equal(field: Option<&str>, value: &str) -> bool {
+    let Some(field) = field else {
+        return value.is_empty();
+    };
+    let number = |t: &str| {
+        let t = t.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+        let t = t.trim_end_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+        let numeric = !t.is_empty()
+            && t.chars().all(|c| c.is_ascii_digit() || "+-.eE".contains(c))
+            && t.chars().any(|c| c.is_ascii_digit());
+        numeric.then(|| t.parse::<f64>().ok()).flatten()
+    };
+    match (number(field), number(value)) {
+        (Some(a), Some(b)) => a == b,
+        _ => field == value,
     }
 }
 
@@ -881,10 +1028,15 @@ impl FakePhpipam {
 
     pub fn addresses_in(&self, subnet: u64) -> Vec<FakeAddress> {
         self.with(|s| {
+            let unrelated = s
+                .unrelated
+                .filter(|u| u.subnet == subnet)
+                .map(|u| (0..u.count).map(move |i| u.row(i)));
             s.addresses
                 .values()
                 .filter(|a| a.subnet == subnet)
                 .cloned()
+                .chain(unrelated.into_iter().flatten())
                 .collect()
         })
     }
@@ -905,6 +1057,54 @@ fn issue_token(s: &mut FakeState, user: &str) -> String {
     t
 }
 
+/// Rows phpIPAM 1.8.2 reads to answer a request — what its cost grows with (read in
+/// github.com/phpipam/phpipam at tag v1.8.2):
+/// - `GET addresses/` with or without `filter_by`: every address row of the IPAM.
+///   `api/controllers/Addresses.php` `GET()` calls `fetch_all_objects("ipaddresses")`
+///   (`functions/classes/class.Common.php`: `SELECT *` of the whole table, each row cached as a
+///   PHP object), and only then `prepare_result` → `filter_result`
+///   (`api/controllers/Common.php`) drops the rows that do not match, in PHP.
+/// - `GET subnets/{id}/addresses/` (filtered or not): that subnet's rows.
+///   `api/controllers/Subnets.php` `read_subnet_addresses()` →
+///   `class.Addresses.php` `fetch_subnet_addresses()` (`WHERE subnetId = ?`), then the same
+///   PHP filter.
+/// - `POST addresses/first_free/{id}/`: that subnet's rows (`class.Addresses.php`
+///   `get_first_available_address()` reads them through `fetch_subnet_addresses()`).
+/// - `GET sections/{id}/subnets/`: one row per subnet of the section
+///   (`api/controllers/Sections.php` `GET()`: `fetch_section_subnets()`, then per subnet a
+///   gateway query and `calculate_subnet_usage()`, which counts in SQL).
+/// - `GET vlan/`: every VLAN (`api/controllers/Vlans.php` `GET()`: `fetch_all_objects("vlans")`).
+/// - `GET addresses/search/{ip}/`: the rows holding that ip (`fetch_multiple_objects`, `WHERE`).
+/// - anything else: one row.
+pub fn rows_read(s: &FakeState, method: &Method, segs: &[&str]) -> u64 {
+    let count = |f: &dyn Fn(&FakeAddress) -> bool| s.addresses.values().filter(|a| f(a)).count();
+    let id = |i: usize| segs.get(i).and_then(|t| t.parse::<u64>().ok());
+    let rows = match (method.as_str(), segs.get(2..).unwrap_or_default()) {
+        ("GET", ["addresses"] | ["addresses", "all"]) => {
+            s.addresses.len() + s.unrelated.map_or(0, |u| u.count as usize)
+        }
+        ("GET", ["subnets", _, "addresses", ..]) | ("POST", ["addresses", "first_free", _]) => {
+            let sid = id(3);
+            count(&|a| Some(a.subnet) == sid) + sid.map_or(0, |i| s.unrelated_in(i) as usize)
+        }
+        ("GET", ["sections", _, "subnets"]) => {
+            let sec = id(3);
+            s.subnets
+                .values()
+                .filter(|sn| Some(sn.section) == sec)
+                .count()
+        }
+        ("GET", ["vlan" | "vlans"]) => s.vlans.len(),
+        ("GET", ["addresses", "search", ip]) => {
+            let ip = ip.parse::<IpAddr>().ok();
+            count(&|a| Some(a.ip) == ip)
+                + usize::from(ip.and_then(|ip| s.unrelated?.by_ip(ip)).is_some())
+        }
+        _ => 1,
+    };
+    rows.max(1) as u64
+}
+
 async fn handle(
     State(state): State<Arc<Mutex<FakeState>>>,
     method: Method,
@@ -912,7 +1112,31 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut s = state.lock().expect("fake state");
+    let (resp, cost) = {
+        let mut s = state.lock().expect("fake state");
+        let segs: Vec<&str> = uri.path().split('/').filter(|p| !p.is_empty()).collect();
+        // Counted before the request changes anything (a DELETE reads the row it deletes).
+        let rows = rows_read(&s, &method, &segs);
+        s.rows += rows;
+        if let Some(log) = s.log.as_mut() {
+            log.push(format!("{method} {uri}"));
+        }
+        let cost = s.latency + s.row_cost * u32::try_from(rows).unwrap_or(u32::MAX);
+        (respond(&mut s, method, uri, headers, body), cost)
+    };
+    if !cost.is_zero() {
+        tokio::time::sleep(cost).await;
+    }
+    resp
+}
+
+fn respond(
+    s: &mut FakeState,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     s.requests += 1;
     let segs: Vec<&str> = uri.path().split('/').filter(|p| !p.is_empty()).collect();
     if segs.first() != Some(&"api") || segs.len() < 2 {
@@ -949,7 +1173,7 @@ async fn handle(
             return error(500, "Invalid username or password");
         }
         s.logins += 1;
-        let token = issue_token(&mut s, user);
+        let token = issue_token(s, user);
         return data(json!({"token": token, "expires": "2099-01-01 00:00:00"}));
     }
 
@@ -969,6 +1193,32 @@ async fn handle(
     let id = rest.get(1).copied();
     let id2 = rest.get(2).copied();
     let id3 = rest.get(3).copied();
+    if let Some(u) = s.unrelated
+        && method != Method::GET
+    {
+        let num = |t: Option<&str>| t.and_then(|t| t.parse::<u64>().ok());
+        let subnet_id = body
+            .get("subnetId")
+            .and_then(text)
+            .and_then(|t| t.parse().ok());
+        match (controller, id) {
+            ("subnets", Some(sid)) if num(Some(sid)) == Some(u.subnet) => {
+                if method == Method::DELETE {
+                    s.unrelated = None;
+                } else {
+                    return error(501, "fake phpIPAM: the unrelated subnet is read-only");
+                }
+            }
+            ("addresses", _)
+                if num(id).and_then(|i| u.by_id(i)).is_some()
+                    || (id == Some("first_free") && num(id2) == Some(u.subnet))
+                    || subnet_id == Some(u.subnet) =>
+            {
+                return error(501, "fake phpIPAM: the unrelated addresses are read-only");
+            }
+            _ => {}
+        }
+    }
     match (controller, method.as_str(), id, id2) {
         ("addresses", "GET", Some("custom_fields"), None) => {
             if s.address_fields.is_empty() {
@@ -1016,11 +1266,18 @@ async fn handle(
                 data(Value::Array(items))
             }
         }
+        // INFERRED, not recorded: `api/controllers/Vlans.php` `GET()` without an id lists every
+        // VLAN through the same `prepare_result` as one VLAN (fixture 35's keys), or 404.
+        ("vlan" | "vlans", "GET", None, _) => {
+            if s.vlans.is_empty() {
+                error(404, "No vlans configured")
+            } else {
+                data(Value::Array(s.vlans.values().map(vlan_json).collect()))
+            }
+        }
         ("vlan" | "vlans", "GET", Some(vid), None) => {
             match vid.parse().ok().and_then(|i: u64| s.vlans.get(&i)) {
-                Some(v) => data(json!({"vlanId": v.id, "domainId": 1, "name": v.name,
-                    "number": v.number, "description": v.description, "editDate": null,
-                    "customer_id": null})),
+                Some(v) => data(vlan_json(v)),
                 None => error(404, "Vlan not found"),
             }
         }
@@ -1030,12 +1287,15 @@ async fn handle(
             if !s.subnets.contains_key(&sid) {
                 return error(404, &format!("Invalid subnet Id ({sid})"));
             }
-            let items: Vec<Value> = s
+            let mut items: Vec<Value> = s
                 .addresses
                 .values()
                 .filter(|a| a.subnet == sid)
                 .map(FakeState::address_json)
                 .collect();
+            if let Some(u) = s.unrelated.filter(|u| u.subnet == sid) {
+                items.extend(u.matching(&uri));
+            }
             filtered(&uri, items, "No addresses found")
         }
         ("subnets", "GET", Some(sid), None) => {
@@ -1044,7 +1304,7 @@ async fn handle(
                 None => error(400, &format!("Invalid subnet Id ({sid})")),
             }
         }
-        ("subnets", "POST", None, _) => create_subnet(&mut s, &body, segs[1]),
+        ("subnets", "POST", None, _) => create_subnet(s, &body, segs[1]),
         ("subnets", "POST", Some(parent), Some("first_subnet")) => {
             let Some(parent) = parent
                 .parse::<u64>()
@@ -1105,8 +1365,17 @@ async fn handle(
             s.addresses.retain(|_, a| a.subnet != sid);
             answer(200, json!({"message": "Subnet deleted"}))
         }
+        // INFERRED, not recorded: on an IPAM without any address `fetch_all_objects` answers
+        // `false` (class.Common.php: an empty result is false), and `Addresses.php` `GET()`
+        // throws 500 "Unable to read addresses" before any filter is looked at.
+        ("addresses", "GET", None, _) if s.addresses.is_empty() && s.unrelated.is_none() => {
+            error(500, "Unable to read addresses")
+        }
         ("addresses", "GET", None, _) => {
-            let items: Vec<Value> = s.addresses.values().map(FakeState::address_json).collect();
+            let mut items: Vec<Value> = s.addresses.values().map(FakeState::address_json).collect();
+            if let Some(u) = s.unrelated {
+                items.extend(u.matching(&uri));
+            }
             filtered(&uri, items, "No addresses found")
         }
         ("addresses", "GET", Some("search"), Some(ip)) => {
@@ -1117,7 +1386,9 @@ async fn handle(
                 .addresses
                 .values()
                 .filter(|a| a.ip == ip)
-                .map(FakeState::address_json)
+                .cloned()
+                .chain(s.unrelated.and_then(|u| u.by_ip(ip)))
+                .map(|a| FakeState::address_json(&a))
                 .collect();
             if items.is_empty() {
                 error(404, "Address not found")
@@ -1126,13 +1397,19 @@ async fn handle(
             }
         }
         ("addresses", "GET", Some(aid), None) => {
-            match aid.parse().ok().and_then(|i: u64| s.addresses.get(&i)) {
-                Some(a) => data(FakeState::address_json(a)),
+            let found = aid.parse().ok().and_then(|i: u64| {
+                s.addresses
+                    .get(&i)
+                    .cloned()
+                    .or_else(|| s.unrelated?.by_id(i))
+            });
+            match found {
+                Some(a) => data(FakeState::address_json(&a)),
                 None => error(404, "Invalid Id"),
             }
         }
         ("addresses", "POST", first, sub) => {
-            if let Some(k) = unknown_address_key(&s, &body) {
+            if let Some(k) = unknown_address_key(s, &body) {
                 return error(400, &format!("Invalid request key {k}"));
             }
             let first_free = first == Some("first_free");
@@ -1224,7 +1501,7 @@ async fn handle(
             if !aid.parse().is_ok_and(|i: u64| s.addresses.contains_key(&i)) {
                 return error(404, "Address does not exist");
             }
-            if let Some(k) = unknown_address_key(&s, &body) {
+            if let Some(k) = unknown_address_key(s, &body) {
                 return error(400, &format!("Invalid request key {k}"));
             }
             let Some(a) = aid.parse().ok().and_then(|i: u64| s.addresses.get_mut(&i)) else {
