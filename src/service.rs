@@ -4,7 +4,7 @@
 //!   misses cost one backend call; errors are not cached; a change to a backend drops its listings.
 //! - Allocation is serialised per owner inside this process (so an owner lookup and the allocation
 //!   after it cannot race with a retry of the same request). Between owners, the backend's own
-//!   atomic primitive decides (redb write transaction, Infoblox `func:nextavailableip`); where that
+//!   atomic primitive decides (redb write transaction, Infoblox `next_available_ip` in the create); where that
 //!   step is not atomic (phpIPAM `first_free` looks up, then inserts), this process also
 //!   serialises its allocations per network, so only other replicas can race it, and a lost race
 //!   is retried by the backend.

@@ -69,7 +69,7 @@ pub trait Backend: Send + Sync + fmt::Debug {
     }
 
     /// Whether taking the next free address is one atomic step on the backend (redb write
-    /// transaction, Infoblox `func:nextavailableip`). When it is not (phpIPAM's `first_free` looks
+    /// transaction, Infoblox `next_available_ip` in the create). When it is not (phpIPAM's `first_free` looks
     /// up, then inserts, and a lost race surfaces as a duplicate to retry), the service serialises
     /// this process's allocations per network, so that only other replicas can race it.
     fn atomic_allocation(&self) -> bool {

@@ -1408,7 +1408,7 @@ impl Backend for InfobloxBackend {
     /// The lower address was written first. WAPI refs are opaque (base64 of an internal key
     /// plus the name: `shared/contracts/infoblox-wapi.md` §2) and records carry no creation
     /// time the gateway reads, so the order comes from how addresses are handed out:
-    /// `func:nextavailableip` gives the lowest free address of the network atomically (§5.3),
+    /// `next_available_ip` (in the create) gives the lowest free address of the network atomically (§5.3),
     /// so of two records an owner's racing attempts took, the lower address was taken first.
     /// The addresses it skips (the network's gateway, excluded) are the same for every call, so
     /// they do not change that order. Residual, and not closed here: if a lower address is
