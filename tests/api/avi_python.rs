@@ -1,15 +1,12 @@
 //! Runs the Python tests of the generated Avi script (`tests/python/avi/`) under python3 against
-//! a TLS gateway on the lab topology, once per backend kind. Set `IPAMGW_SKIP_PYTHON=1` to skip on
-//! a machine without python3 (the test says so).
+//! a TLS gateway on the lab topology, once per backend kind. Without python3 they fail.
 
 use crate::support::DEMO_PASSWORD;
 use crate::support::matrix::{BackendKind, spawn_lab};
 use crate::support::python::{python, unittest_suite};
 
 async fn run_python_suite(kind: BackendKind) {
-    let Some(python) = python("the Avi script tests") else {
-        return;
-    };
+    let python = python("the Avi script tests");
     let app = spawn_lab(kind, true).await;
     let dir = tempfile::tempdir().expect("tmp");
     let script = dir

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use saphyr::{LoadableYamlNode, Scalar, Yaml};
 use serde_json::Value;
 
 use crate::support::{binary, spawn_app};
@@ -16,27 +17,97 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Every YAML document of `deploy/k8s/*.yaml`, as JSON (PyYAML's safe loader).
+/// Every non-empty YAML document of `deploy/k8s/*.yaml` (files in name order), as JSON.
 fn manifests() -> Vec<Value> {
     let dir = repo().join("deploy/k8s");
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(
-            "import glob, json, sys, yaml\n\
-             docs = []\n\
-             for f in sorted(glob.glob(sys.argv[1] + '/*.yaml')):\n\
-             \x20   docs += [d for d in yaml.safe_load_all(open(f)) if d]\n\
-             print(json.dumps(docs))",
-        )
-        .arg(&dir)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "the manifests parse as YAML (needs PyYAML): {}",
-        String::from_utf8_lossy(&out.stderr)
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no manifests in {}", dir.display());
+    let mut docs = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("read manifest");
+        let parsed = Yaml::load_from_str(&text)
+            .unwrap_or_else(|e| panic!("{} does not parse as YAML: {e}", file.display()));
+        let at = file.display().to_string();
+        docs.extend(
+            parsed
+                .iter()
+                .map(|d| yaml_to_json(d, &at))
+                .filter(|d| !d.is_null()),
+        );
+    }
+    docs
+}
+
+/// One YAML node as JSON (YAML 1.2 core schema, as Kubernetes reads it); `at` names the file in
+/// failures. Anything JSON cannot hold (a non-scalar key, a NaN, an unresolvable node) fails.
+fn yaml_to_json(node: &Yaml, at: &str) -> Value {
+    match node {
+        Yaml::Value(scalar) => scalar_to_json(scalar, at),
+        Yaml::Representation(text, _, _) => Value::String(text.to_string()),
+        Yaml::Sequence(items) => Value::Array(items.iter().map(|i| yaml_to_json(i, at)).collect()),
+        Yaml::Mapping(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let key = match yaml_to_json(k, at) {
+                        Value::String(s) => s,
+                        Value::Array(_) | Value::Object(_) => {
+                            panic!("{at}: a mapping key that is not a scalar: {k:?}")
+                        }
+                        other => other.to_string(),
+                    };
+                    (key, yaml_to_json(v, at))
+                })
+                .collect(),
+        ),
+        Yaml::Tagged(_, inner) => yaml_to_json(inner, at),
+        Yaml::Alias(_) | Yaml::BadValue => panic!("{at}: a node that does not resolve: {node:?}"),
+    }
+}
+
+fn scalar_to_json(scalar: &Scalar, at: &str) -> Value {
+    match scalar {
+        Scalar::Null => Value::Null,
+        Scalar::Boolean(b) => Value::Bool(*b),
+        Scalar::Integer(i) => Value::from(*i),
+        Scalar::FloatingPoint(f) => serde_json::Number::from_f64(f.into_inner())
+            .map(Value::Number)
+            .unwrap_or_else(|| panic!("{at}: {f} has no JSON form")),
+        Scalar::String(s) => Value::String(s.to_string()),
+    }
+}
+
+#[test]
+fn yaml_reader_gives_kubernetes_types_and_refuses_what_json_cannot_hold() {
+    let docs = Yaml::load_from_str(
+        "a: 1\nb: \"1\"\nc: true\nd: \"true\"\ne: ~\nf: [x, 2.5]\ng: |\n  line\n---\n---\nh: 0\n",
+    )
+    .expect("YAML");
+    let json: Vec<Value> = docs.iter().map(|d| yaml_to_json(d, "t")).collect();
+    assert_eq!(
+        json,
+        vec![
+            serde_json::json!({"a": 1, "b": "1", "c": true, "d": "true", "e": null,
+                "f": ["x", 2.5], "g": "line\n"}),
+            Value::Null,
+            serde_json::json!({"h": 0}),
+        ]
     );
-    serde_json::from_slice(&out.stdout).expect("JSON")
+    assert!(
+        Yaml::load_from_str("a: [1\n").is_err(),
+        "unclosed flow sequence"
+    );
+    assert!(
+        Yaml::load_from_str("a: 1\na: 2\n").is_err(),
+        "duplicate key"
+    );
+    let complex_key = Yaml::load_from_str("? [1, 2]\n: v\n").expect("YAML");
+    let refused = std::panic::catch_unwind(|| yaml_to_json(&complex_key[0], "t"));
+    assert!(refused.is_err(), "a sequence as a key has no JSON form");
 }
 
 fn of_kind<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
