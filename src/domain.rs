@@ -523,6 +523,11 @@ pub enum IpamError {
         status: u16,
         detail: String,
     },
+    /// The backend answered success, but with something the gateway cannot read (not JSON, or
+    /// JSON without what the call needs): a fault of the backend or of its version, never of the
+    /// caller's input, and not an HTTP status the backend chose.
+    #[error("backend {backend} answered with something the gateway cannot read: {detail}")]
+    Undecodable { backend: String, detail: String },
     #[error("backend {backend} did not answer within {seconds}s")]
     Timeout { backend: String, seconds: u64 },
     #[error("backend {backend} is unavailable: {detail}")]
@@ -552,7 +557,8 @@ impl IpamError {
             IpamError::Conflict(_) => "conflict",
             IpamError::InvalidInput { .. } => "invalid_input",
             IpamError::Unsupported(_) => "unsupported",
-            IpamError::Upstream { .. } => "upstream",
+            // The same code as before the variant existed: envelopes and metrics do not change.
+            IpamError::Upstream { .. } | IpamError::Undecodable { .. } => "upstream",
             IpamError::Timeout { .. } => "timeout",
             IpamError::Unavailable { .. } => "unavailable",
             IpamError::NotSetUp { .. } => "not_set_up",
