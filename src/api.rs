@@ -64,9 +64,11 @@ pub fn status_of(e: &IpamError) -> StatusCode {
         IpamError::Exhausted(_) | IpamError::Conflict(_) => StatusCode::CONFLICT,
         IpamError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
         // The backend refused the gateway's own credentials: a gateway-side problem, not the caller's.
-        IpamError::Unauthorized(_) | IpamError::Upstream { .. } | IpamError::NotSetUp { .. } => {
-            StatusCode::BAD_GATEWAY
-        }
+        // An answer the gateway cannot read is the backend's fault too.
+        IpamError::Unauthorized(_)
+        | IpamError::Upstream { .. }
+        | IpamError::Undecodable { .. }
+        | IpamError::NotSetUp { .. } => StatusCode::BAD_GATEWAY,
         IpamError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         IpamError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         IpamError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -487,5 +489,31 @@ mod tests {
             matches!(e, IpamError::InvalidInput { ref field, .. } if field == "body"),
             "{e}"
         );
+    }
+
+    /// What a backend's unreadable answer (`bad_data`, a 200 that is not JSON) looks like to a
+    /// native API caller: 502 as when it posed as `Upstream { status: 200 }`, the same code, and
+    /// a message that says the answer could not be read instead of "answered 200".
+    #[tokio::test]
+    async fn an_unreadable_backend_answer_is_a_502_that_says_so() {
+        let e = IpamError::Undecodable {
+            backend: "ipam".into(),
+            detail: "unexpected section list: invalid type".into(),
+        };
+        assert_eq!(status_of(&e), StatusCode::BAD_GATEWAY);
+        assert_eq!(e.code(), "upstream");
+        let response = ApiError(e).into_response();
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(body["error"]["code"], "upstream");
+        assert_eq!(
+            body["error"]["message"],
+            "backend ipam answered with something the gateway cannot read: \
+             unexpected section list: invalid type"
+        );
+        assert!(body["error"].get("field").is_none(), "{body}");
     }
 }

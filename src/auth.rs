@@ -191,9 +191,9 @@ async fn verify(hash: SecretString, password: SecretString) -> bool {
 pub fn hash_password(password: &SecretString) -> Result<String, String> {
     use argon2::PasswordHasher;
     use argon2::password_hash::SaltString;
-    // 16 random bytes (uuid v4 draws them from the OS generator).
-    let salt =
-        SaltString::encode_b64(uuid::Uuid::new_v4().as_bytes()).map_err(|e| e.to_string())?;
+    use argon2::password_hash::rand_core::OsRng;
+    // 16 bytes from the OS generator (the recommended salt length).
+    let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
         .hash_password(password.expose_secret().as_bytes(), &salt)
         .map(|h| h.to_string())
@@ -311,6 +311,21 @@ mod tests {
         assert!(verify(SecretString::from(h.clone()), SecretString::from("pw")).await);
         assert!(!verify(SecretString::from(h), SecretString::from("nope")).await);
         assert!(PasswordHash::new(DECOY_HASH).is_ok());
+    }
+
+    #[test]
+    fn every_hash_gets_a_fresh_16_byte_salt() {
+        let a = hash_password(&SecretString::from("pw")).expect("hash");
+        let b = hash_password(&SecretString::from("pw")).expect("hash");
+        let (a, b) = (
+            PasswordHash::new(&a).expect("phc"),
+            PasswordHash::new(&b).expect("phc"),
+        );
+        assert_eq!(a.algorithm.as_str(), "argon2id");
+        let (sa, sb) = (a.salt.expect("salt"), b.salt.expect("salt"));
+        assert_ne!(sa, sb, "a salt is never reused");
+        let mut buf = [0u8; 64];
+        assert_eq!(sa.decode_b64(&mut buf).expect("b64").len(), 16);
     }
 
     #[tokio::test]

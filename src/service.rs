@@ -70,8 +70,9 @@ pub struct BatchFailure {
 
 type ListingKey = (String, String);
 
-/// A listing and when it was loaded.
-type LoadedListing = (Instant, Arc<Vec<Network>>);
+/// How many listings each of the two listing caches holds: one per backend for gateway clients,
+/// plus one per passthrough user.
+const LISTING_CAPACITY: u64 = 1024;
 
 /// How [`Ipam::allocate_inner`] treats addresses the owner already holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,10 +89,11 @@ enum Reuse {
 pub struct Ipam {
     backends: HashMap<String, Arc<dyn Backend>>,
     listings: Cache<ListingKey, Arc<Vec<Network>>>,
-    /// The last listing loaded per key and when, kept when a change drops the cached one: it
-    /// still describes the networks (CIDR, gateway, DNS) for answers that need no fresh counts.
-    last_listing: Mutex<HashMap<ListingKey, LoadedListing>>,
-    listing_ttl: Duration,
+    /// The last listing loaded per key, kept for the listing TTL even when a change drops the
+    /// cached one: it still describes the networks (CIDR, gateway, DNS) for answers that need no
+    /// fresh counts. Same TTL and capacity as `listings` (`cache.networks_ttl_secs`, 1,024), so
+    /// passthrough users cannot grow it without bound.
+    last_listing: Cache<ListingKey, Arc<Vec<Network>>>,
     locks: KeyedLocks,
 }
 
@@ -105,11 +107,24 @@ impl std::fmt::Debug for Ipam {
 
 impl Ipam {
     pub fn new(backends: Vec<Arc<dyn Backend>>, listing_ttl: Duration) -> Self {
+        Self::with_listing_capacity(backends, listing_ttl, LISTING_CAPACITY)
+    }
+
+    fn with_listing_capacity(
+        backends: Vec<Arc<dyn Backend>>,
+        listing_ttl: Duration,
+        capacity: u64,
+    ) -> Self {
         let listings = Cache::builder()
             .name("network_listings")
-            .max_capacity(1024)
+            .max_capacity(capacity)
             .time_to_live(listing_ttl)
             .support_invalidation_closures()
+            .build();
+        let last_listing = Cache::builder()
+            .name("last_network_listings")
+            .max_capacity(capacity)
+            .time_to_live(listing_ttl)
             .build();
         Ipam {
             backends: backends
@@ -117,8 +132,7 @@ impl Ipam {
                 .map(|b| (b.name().to_owned(), b))
                 .collect(),
             listings,
-            last_listing: Mutex::new(HashMap::new()),
-            listing_ttl,
+            last_listing,
             locks: KeyedLocks::default(),
         }
     }
@@ -153,10 +167,7 @@ impl Ipam {
                     .collect();
                 nets.sort_by(|a, b| a.id.cmp(&b.id));
                 let nets = Arc::new(nets);
-                self.last_listing
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(key, (Instant::now(), nets.clone()));
+                self.last_listing.insert(key, nets.clone()).await;
                 Ok::<_, IpamError>(nets)
             })
             .await;
@@ -207,13 +218,7 @@ impl Ipam {
     pub async fn network_settings(&self, caller: &Caller, id: &NetworkId) -> IpamResult<Network> {
         self.check_route(caller, id, "network")?;
         let key = (caller.backend.clone(), caller.scope());
-        let last = self
-            .last_listing
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            .filter(|(at, _)| at.elapsed() < self.listing_ttl)
-            .map(|(_, nets)| nets.clone());
+        let last = self.last_listing.get(&key).await;
         if let Some(n) = last
             .as_ref()
             .and_then(|nets| nets.iter().find(|n| &n.id == id))
@@ -1247,5 +1252,150 @@ mod tests {
         let _a = locks.lock("a").await;
         let b = tokio::time::timeout(Duration::from_secs(1), locks.lock("b")).await;
         assert!(b.is_ok());
+    }
+
+    /// A backend with one network that counts how often its listing is read.
+    #[derive(Debug, Default)]
+    struct Listed {
+        listings: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Backend for Listed {
+        fn name(&self) -> &str {
+            "b"
+        }
+        fn kind(&self) -> &'static str {
+            "listed"
+        }
+        async fn check(&self, _cx: &CallContext) -> IpamResult<BackendStatus> {
+            Err(IpamError::Unsupported("check".into()))
+        }
+        async fn networks(&self, _cx: &CallContext) -> IpamResult<Vec<crate::domain::NetworkInfo>> {
+            self.listings.fetch_add(1, SeqCst);
+            let cidr: ipnet::IpNet = "10.0.0.0/24".parse().expect("cidr");
+            Ok(vec![crate::domain::NetworkInfo::bare(
+                "net",
+                "servers",
+                cidr,
+                (ip("10.0.0.1"), ip("10.0.0.254")),
+            )])
+        }
+        async fn blocks(&self, _cx: &CallContext) -> IpamResult<Vec<crate::domain::BlockInfo>> {
+            Ok(Vec::new())
+        }
+        async fn allocate(
+            &self,
+            _cx: &CallContext,
+            _req: &AllocateIn,
+        ) -> IpamResult<AllocationInfo> {
+            Err(IpamError::Unsupported("allocate".into()))
+        }
+        async fn find(
+            &self,
+            _cx: &CallContext,
+            _lookup: &Lookup,
+        ) -> IpamResult<Vec<AllocationInfo>> {
+            Ok(Vec::new())
+        }
+        async fn release(
+            &self,
+            _cx: &CallContext,
+            _network: &str,
+            _address: IpAddr,
+        ) -> IpamResult<()> {
+            Ok(())
+        }
+        async fn update(
+            &self,
+            _cx: &CallContext,
+            _network: &str,
+            _address: IpAddr,
+            _changes: &RecordChanges,
+        ) -> IpamResult<AllocationInfo> {
+            Err(IpamError::Unsupported("update".into()))
+        }
+        async fn allocate_network(
+            &self,
+            _cx: &CallContext,
+            _req: &CarveRequest,
+        ) -> IpamResult<crate::domain::NetworkInfo> {
+            Err(IpamError::Unsupported("carve".into()))
+        }
+        async fn release_network(&self, _cx: &CallContext, _network: &str) -> IpamResult<()> {
+            Err(IpamError::Unsupported("carve".into()))
+        }
+    }
+
+    fn listed_ipam(b: &Arc<Listed>, ttl: Duration, capacity: u64) -> Ipam {
+        let backend: Arc<dyn Backend> = b.clone();
+        Ipam::with_listing_capacity(vec![backend], ttl, capacity)
+    }
+
+    fn passthrough(user: &str) -> Caller {
+        Caller {
+            name: user.into(),
+            backend: "b".into(),
+            cx: CallContext {
+                credentials: Some(crate::backends::Credentials {
+                    username: user.into(),
+                    password: secrecy::SecretString::from("pw"),
+                }),
+            },
+        }
+    }
+
+    /// What the last listing is for: a vRA allocation answer describes the network it took an
+    /// address in, after the allocation has dropped the cached listing, without a new listing.
+    #[tokio::test]
+    async fn network_settings_answer_from_the_last_listing_after_a_change_drops_the_cache() {
+        let b = Arc::new(Listed::default());
+        let ipam = listed_ipam(&b, Duration::from_secs(3600), LISTING_CAPACITY);
+        let net = NetworkId::new("b", "net");
+        ipam.network_snapshot(&caller()).await.expect("listing");
+        ipam.invalidate("b"); // what an allocation does
+        let n = ipam
+            .network_settings(&caller(), &net)
+            .await
+            .expect("settings");
+        assert_eq!(n.info.cidr.to_string(), "10.0.0.0/24");
+        assert_eq!(b.listings.load(SeqCst), 1, "no second listing");
+        // A fresh listing is what `network` reads after the change.
+        ipam.network(&caller(), &net).await.expect("network");
+        assert_eq!(b.listings.load(SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn the_last_listing_is_not_used_past_the_listing_ttl() {
+        let b = Arc::new(Listed::default());
+        let ipam = listed_ipam(&b, Duration::from_millis(50), LISTING_CAPACITY);
+        ipam.network_snapshot(&caller()).await.expect("listing");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        ipam.network_settings(&caller(), &NetworkId::new("b", "net"))
+            .await
+            .expect("settings");
+        assert_eq!(b.listings.load(SeqCst), 2, "expired: listed again");
+    }
+
+    /// The map this cache replaced kept one full listing per passthrough user for the life of
+    /// the process.
+    #[tokio::test]
+    async fn the_last_listings_of_many_passthrough_users_stay_within_the_capacity() {
+        let b = Arc::new(Listed::default());
+        let ipam = listed_ipam(&b, Duration::from_secs(3600), 8);
+        for i in 0..200 {
+            ipam.network_snapshot(&passthrough(&format!("user-{i}")))
+                .await
+                .expect("listing");
+        }
+        assert_eq!(b.listings.load(SeqCst), 200, "one listing per user");
+        ipam.last_listing.run_pending_tasks().await;
+        ipam.listings.run_pending_tasks().await;
+        assert!(
+            ipam.last_listing.entry_count() <= 8,
+            "{} last listings kept",
+            ipam.last_listing.entry_count()
+        );
+        assert!(ipam.listings.entry_count() <= 8);
     }
 }

@@ -58,7 +58,7 @@ pub fn credential_key(username: &str, password: &SecretString) -> String {
     h.update(username.as_bytes());
     h.update([0u8]);
     h.update(password.expose_secret().as_bytes());
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    format!("{:x}", h.finalize())
 }
 
 /// Sessions per credential (phpIPAM tokens, Infoblox cookies): one login at a time per credential
@@ -191,6 +191,11 @@ mod tests {
         assert_eq!(k.len(), 64);
         assert!(!k.contains("Admin") && !k.contains("phpipam-lab"));
         assert_ne!(k, credential_key("Admin", &SecretString::from("other")));
+        // SHA-256 of `Admin\0secret` in lower-case hex (checked with Python's hashlib).
+        assert_eq!(
+            credential_key("Admin", &SecretString::from("secret")),
+            "8be170f28a13c604156ad05864242b3eefa88fe89cdf650269c687bbd2ab7d7c"
+        );
         assert_ne!(
             k,
             credential_key("admin", &SecretString::from("phpipam-lab"))

@@ -1,134 +1,83 @@
-//! A small PNG logo drawn in code (no image crate, no binary file in the repository).
+//! The provider logo vRA shows next to the integration: a blue tile with a white address grid,
+//! 64×64 RGBA, committed as `assets/logo.png`.
 //!
-//! The image data goes into zlib "stored" (uncompressed) blocks: valid for every PNG reader, and
-//! a 64×64 logo is only 16 KiB that way.
+//! The file was drawn once by the code this module held before (its own CRC-32 and Adler-32 over
+//! zlib "stored" blocks, so 16 KiB); the bytes are unchanged, so the provider package is too.
 
-const SIZE: u32 = 64;
+/// The bytes of `assets/logo.png`.
+const LOGO: &[u8] = include_bytes!("assets/logo.png");
 
-/// The provider logo vRA shows next to the integration: a blue tile with a white address grid.
+/// The provider logo, as it goes into the vRA package.
 pub fn logo() -> Vec<u8> {
-    let mut raw = Vec::with_capacity(((SIZE * 4 + 1) * SIZE) as usize);
-    for y in 0..SIZE {
-        raw.push(0); // filter: none
-        for x in 0..SIZE {
-            raw.extend_from_slice(&pixel(x, y));
-        }
-    }
-    let mut ihdr = Vec::with_capacity(13);
-    ihdr.extend_from_slice(&SIZE.to_be_bytes());
-    ihdr.extend_from_slice(&SIZE.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 6, 0, 0, 0]); // 8-bit RGBA, deflate, adaptive filter, no interlace
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    chunk(&mut png, b"IHDR", &ihdr);
-    chunk(&mut png, b"IDAT", &zlib_stored(&raw));
-    chunk(&mut png, b"IEND", &[]);
-    png
-}
-
-fn pixel(x: u32, y: u32) -> [u8; 4] {
-    const R: i64 = 12; // corner radius
-    let (xi, yi, last) = (i64::from(x), i64::from(y), i64::from(SIZE) - 1);
-    let cx = xi.clamp(R, last - R);
-    let cy = yi.clamp(R, last - R);
-    if (xi - cx).pow(2) + (yi - cy).pow(2) > R * R {
-        return [0, 0, 0, 0]; // outside the rounded tile
-    }
-    // 4×4 grid of "addresses": white dots, one of them (the allocated one) orange.
-    let (gx, gy) = ((x + 4) % 14, (y + 4) % 14);
-    let (col, row) = ((x + 4) / 14, (y + 4) / 14);
-    let inside_grid = (1..=4).contains(&col) && (1..=4).contains(&row);
-    if inside_grid && (3..=8).contains(&gx) && (3..=8).contains(&gy) {
-        return if (col, row) == (3, 2) {
-            [255, 153, 0, 255]
-        } else {
-            [255, 255, 255, 255]
-        };
-    }
-    // Vertical gradient from a deep to a lighter blue.
-    let t = y * 255 / (SIZE - 1);
-    [
-        (20 + t * 30 / 255) as u8,
-        (70 + t * 60 / 255) as u8,
-        (150 + t * 70 / 255) as u8,
-        255,
-    ]
-}
-
-fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-    let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
-    out.extend_from_slice(&len.to_be_bytes());
-    let start = out.len();
-    out.extend_from_slice(kind);
-    out.extend_from_slice(data);
-    let crc = crc32(&out[start..]);
-    out.extend_from_slice(&crc.to_be_bytes());
-}
-
-/// zlib stream of stored deflate blocks.
-fn zlib_stored(data: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x78, 0x01];
-    let blocks: Vec<&[u8]> = data.chunks(65_535).collect();
-    for (i, block) in blocks.iter().enumerate() {
-        out.push(u8::from(i + 1 == blocks.len())); // BFINAL, BTYPE=00
-        let len = u16::try_from(block.len()).unwrap_or(u16::MAX);
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&(!len).to_le_bytes());
-        out.extend_from_slice(block);
-    }
-    out.extend_from_slice(&adler32(data).to_be_bytes());
-    out
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
-fn adler32(data: &[u8]) -> u32 {
-    let (mut a, mut b) = (1u32, 0u32);
-    for &byte in data {
-        a = (a + u32::from(byte)) % 65_521;
-        b = (b + a) % 65_521;
-    }
-    (b << 16) | a
+    LOGO.to_vec()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
-    #[test]
-    fn checksums_match_known_values() {
-        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
-        assert_eq!(adler32(b"Wikipedia"), 0x11E6_0398);
+    fn be32(b: &[u8]) -> usize {
+        u32::from_be_bytes(b[..4].try_into().expect("4 bytes")) as usize
+    }
+
+    /// Walks the PNG's chunks: `(kind, data)`.
+    fn chunks(png: &[u8]) -> Vec<(String, &[u8])> {
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "signature");
+        let mut at = 8;
+        let mut out = Vec::new();
+        while at < png.len() {
+            let len = be32(&png[at..]);
+            let kind = String::from_utf8_lossy(&png[at + 4..at + 8]).into_owned();
+            out.push((kind, &png[at + 8..at + 8 + len]));
+            at += 12 + len; // length, kind, data, CRC
+        }
+        assert_eq!(at, png.len(), "the last chunk ends the file");
+        out
     }
 
     #[test]
-    fn the_logo_is_a_well_formed_png() {
+    fn the_logo_is_a_64_by_64_rgba_png_with_every_row_of_pixels() {
         let png = logo();
-        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-        // Walk the chunks, checking every CRC.
-        let mut at = 8;
-        let mut kinds = Vec::new();
-        while at < png.len() {
-            let len = u32::from_be_bytes(png[at..at + 4].try_into().expect("len")) as usize;
-            let body = &png[at + 4..at + 8 + len];
-            let crc = u32::from_be_bytes(png[at + 8 + len..at + 12 + len].try_into().expect("crc"));
-            assert_eq!(crc32(body), crc);
-            kinds.push(String::from_utf8_lossy(&body[..4]).into_owned());
-            at += 12 + len;
-        }
+        let chunks = chunks(&png);
+        let kinds: Vec<&str> = chunks.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(kinds, ["IHDR", "IDAT", "IEND"]);
-        assert_eq!(at, png.len());
+        let ihdr = chunks[0].1;
+        assert_eq!((be32(ihdr), be32(&ihdr[4..])), (64, 64), "width, height");
+        // 8 bits, RGBA, deflate, adaptive filtering, not interlaced.
+        assert_eq!(&ihdr[8..], [8, 6, 0, 0, 0]);
+        // The zlib stream: a valid header, then stored blocks (`BTYPE` 00), whose lengths add
+        // up to 64 rows of a filter byte and 64 RGBA pixels.
+        let z = chunks[1].1;
+        assert_eq!(
+            (u16::from(z[0]) << 8 | u16::from(z[1])) % 31,
+            0,
+            "zlib header"
+        );
+        let (mut at, mut raw) = (2, Vec::new());
+        loop {
+            let header = z[at];
+            assert_eq!(header & 0b110, 0, "a stored block");
+            let len = u16::from_le_bytes([z[at + 1], z[at + 2]]);
+            let nlen = u16::from_le_bytes([z[at + 3], z[at + 4]]);
+            assert_eq!(nlen, !len, "NLEN is the complement of LEN");
+            raw.extend_from_slice(&z[at + 5..at + 5 + usize::from(len)]);
+            at += 5 + usize::from(len);
+            if header & 1 == 1 {
+                break;
+            }
+        }
+        assert_eq!(z.len(), at + 4, "the Adler-32 ends the stream");
+        assert_eq!(raw.len(), 64 * (1 + 64 * 4));
+        assert!(
+            raw.chunks(1 + 64 * 4).all(|row| row[0] == 0),
+            "filter: none"
+        );
+        // The bytes the drawing code produced, whose test checked every chunk's CRC-32 and the
+        // Adler-32: a changed file shows here.
+        assert_eq!(
+            format!("{:x}", Sha256::digest(&png)),
+            "ec542c60be18c5515cdcbf9f6c9ce2ef28eea2d2fc89838fb84c1d1cd5687018"
+        );
     }
 }

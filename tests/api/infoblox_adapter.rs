@@ -616,6 +616,56 @@ async fn grid_503_is_unavailable() {
     );
 }
 
+/// A 200 that is not JSON where the grid's schema answer (fixture 01) should be — what a proxy
+/// or a login portal in front of the grid answers; `Fault::Garbage` in
+/// tests/api/resilience_proxy.rs models the same — is an answer the gateway cannot read, not an
+/// `Upstream` status the grid never sent.
+#[tokio::test]
+async fn a_200_that_is_not_json_is_undecodable() {
+    let m = InfobloxMock::start().await;
+    m.respond(
+        "GET",
+        "/wapi/v2.12/",
+        ResponseTemplate::new(200).set_body_raw("<html><body>Sign in</body></html>", "text/html"),
+    )
+    .mount()
+    .await;
+    let e = backend(&m.uri(), "")
+        .networks(&CallContext::default())
+        .await
+        .expect_err("not JSON");
+    assert!(
+        matches!(&e, IpamError::Undecodable { backend, detail }
+            if backend == "ipam" && detail.contains("answered 200") && detail.contains("not JSON")),
+        "{e:?}"
+    );
+}
+
+/// A paged search answered with JSON of another shape than fixture 04's `{result, next_page_id}`:
+/// the gateway says which search it could not read.
+#[tokio::test]
+async fn a_paged_search_of_another_shape_is_undecodable_naming_it() {
+    let m = InfobloxMock::start().await;
+    m.fixture("01").mount().await;
+    m.respond(
+        "GET",
+        "/wapi/v2.12/network",
+        ResponseTemplate::new(200).set_body_json(json!({"result": "none"})),
+    )
+    .with_cookie()
+    .mount()
+    .await;
+    let e = backend(&m.uri(), "")
+        .networks(&CallContext::default())
+        .await
+        .expect_err("other shape");
+    assert!(
+        matches!(&e, IpamError::Undecodable { backend, detail }
+            if backend == "ipam" && detail.contains("paged search of network")),
+        "{e:?}"
+    );
+}
+
 #[tokio::test]
 async fn connection_refused_is_unavailable_naming_the_backend() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

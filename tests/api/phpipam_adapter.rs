@@ -549,6 +549,56 @@ async fn an_empty_500_is_an_upstream_error() {
     );
 }
 
+/// A 200 that is not phpIPAM's JSON — what a proxy or a captive portal in front of phpIPAM
+/// answers; `Fault::Garbage` in tests/api/resilience_proxy.rs models the same — is an answer the
+/// gateway cannot read, not an `Upstream` status phpIPAM never sent, and never an empty result.
+#[tokio::test]
+async fn a_200_that_is_not_phpipams_json_is_undecodable() {
+    let m = PhpipamMock::start().await;
+    m.fixture("01").mount().await;
+    m.respond(
+        "GET",
+        &format!("{API}/sections/"),
+        ResponseTemplate::new(200).set_body_raw("<html><body>Welcome</body></html>", "text/html"),
+    )
+    .mount()
+    .await;
+    let err = backend(&m.uri(), "")
+        .check(&CallContext::default())
+        .await
+        .expect_err("not JSON");
+    assert!(
+        matches!(&err, IpamError::Undecodable { backend, detail }
+            if backend == "ipam" && detail.contains("answered 200") && detail.contains("not its JSON")),
+        "{err:?}"
+    );
+}
+
+/// phpIPAM's envelope around data of another shape than fixture 25's section list (a newer or
+/// patched phpIPAM): the gateway says which answer it could not read.
+#[tokio::test]
+async fn a_section_list_of_another_shape_is_undecodable_naming_it() {
+    let m = PhpipamMock::start().await;
+    m.fixture("01").mount().await;
+    m.respond(
+        "GET",
+        &format!("{API}/sections/"),
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"code": 200, "success": true, "data": ["Gateway"]})),
+    )
+    .mount()
+    .await;
+    let err = backend(&m.uri(), "")
+        .check(&CallContext::default())
+        .await
+        .expect_err("other shape");
+    assert!(
+        matches!(&err, IpamError::Undecodable { backend, detail }
+            if backend == "ipam" && detail.contains("unexpected section list")),
+        "{err:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_refused_connection_is_unavailable_naming_the_backend() {
     let port = {

@@ -217,7 +217,7 @@ impl Api {
 
     /// Sends a request (`GET`s with bounded retries, see [`retry`]) and reads the answer; returns
     /// it with the `ibapauth` cookie it set, if any. A success answer that is not JSON is an
-    /// `Upstream` error, never an empty result.
+    /// `Undecodable` error, never an empty result.
     async fn exchange(
         &self,
         method: &Method,
@@ -232,10 +232,9 @@ impl Api {
         if let Err(e) = &parsed
             && (200..300).contains(&status)
         {
-            return Err(IpamError::Upstream {
+            return Err(IpamError::Undecodable {
                 backend: self.backend.clone(),
-                status,
-                detail: format!("the grid answered with something that is not JSON: {e}"),
+                detail: format!("the grid answered {status} with something that is not JSON: {e}"),
             });
         }
         let body = parsed.unwrap_or(Value::Null);
@@ -439,9 +438,8 @@ impl Api {
                 return Err(self.error(&reply, &format!("search {object}")));
             }
             let page: Page =
-                serde_json::from_value(reply.body).map_err(|e| IpamError::Upstream {
+                serde_json::from_value(reply.body).map_err(|e| IpamError::Undecodable {
                     backend: self.backend.clone(),
-                    status: reply.status,
                     detail: format!("unexpected answer to a paged search of {object}: {e}"),
                 })?;
             let next = page.next();

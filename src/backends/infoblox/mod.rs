@@ -253,21 +253,17 @@ fn q(k: &str, v: impl Into<String>) -> (String, String) {
 
 /// Eight hex digits of the SHA-256 of an owner.
 fn owner_hash(owner: &Owner) -> String {
-    Sha256::digest(owner.as_str().as_bytes())
-        .iter()
-        .take(4)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    // The precision is the number of hex digits `{:x}` writes.
+    format!("{:.8x}", Sha256::digest(owner.as_str().as_bytes()))
 }
 
 /// `web-01.lab.example.com` → `web-01-1a2b3c4d.lab.example.com`: the first label gets a hash of
 /// the owner and the network (one owner may hold addresses in several networks: dual stack).
 fn unique_name(name: &str, owner: &Owner, network: &str) -> String {
-    let hash: String = Sha256::digest(format!("{owner}\0{network}").as_bytes())
-        .iter()
-        .take(4)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash = format!(
+        "{:.8x}",
+        Sha256::digest(format!("{owner}\0{network}").as_bytes())
+    );
     match name.split_once('.') {
         Some((first, rest)) => format!("{first}-{hash}.{rest}"),
         None => format!("{name}-{hash}"),
@@ -349,9 +345,8 @@ impl InfobloxBackend {
     }
 
     fn bad_data(&self, what: &str, e: impl fmt::Display) -> IpamError {
-        IpamError::Upstream {
+        IpamError::Undecodable {
             backend: self.name.clone(),
-            status: 200,
             detail: format!("unexpected {what}: {e}"),
         }
     }
@@ -2049,6 +2044,10 @@ mod tests {
             u.starts_with("web-01-") && u.ends_with(".lab.example.com"),
             "{u}"
         );
+        // Names and carved networks already in grids carry these digests (checked with Python's
+        // hashlib): `{:x}` writes what the hand-written hex loop wrote.
+        assert_eq!(u, "web-01-8f9efb7b.lab.example.com");
+        assert_eq!(owner_hash(&o), "4dab76f6");
         assert_ne!(
             unique_name("web-01", &o, "default/10.0.0.0/24"),
             unique_name("web-01", &o, "default/2001:db8::/64")

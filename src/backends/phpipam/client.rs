@@ -168,7 +168,7 @@ impl Api {
     }
 
     /// Sends a request (`GET`s with bounded retries, see [`retry`]) and reads phpIPAM's envelope.
-    /// A success answer that is not phpIPAM's JSON is an `Upstream` error, never an empty result.
+    /// A success answer that is not phpIPAM's JSON is an `Undecodable` error, never an empty result.
     async fn exchange<D>(
         &self,
         method: &Method,
@@ -181,10 +181,11 @@ impl Api {
         let status = raw.status;
         match read(&raw.body) {
             Ok(env) => Ok(Reply { status, env }),
-            Err(e) if (200..300).contains(&status) => Err(IpamError::Upstream {
+            Err(e) if (200..300).contains(&status) => Err(IpamError::Undecodable {
                 backend: self.backend.clone(),
-                status,
-                detail: format!("phpIPAM answered with something that is not its JSON: {e}"),
+                detail: format!(
+                    "phpIPAM answered {status} with something that is not its JSON: {e}"
+                ),
             }),
             Err(_) => Ok(Reply {
                 status,
@@ -240,10 +241,9 @@ impl Api {
                 .data
                 .clone()
                 .and_then(|d| serde_json::from_value(d).ok())
-                .ok_or_else(|| IpamError::Upstream {
+                .ok_or_else(|| IpamError::Undecodable {
                     backend: self.backend.clone(),
-                    status: reply.status,
-                    detail: "login answer carries no token".to_owned(),
+                    detail: format!("login answer ({}) carries no token", reply.status),
                 })?;
             return Ok(SecretString::from(login.token));
         }

@@ -217,9 +217,8 @@ impl PhpipamBackend {
     }
 
     fn bad_data(&self, what: &str, e: impl fmt::Display) -> IpamError {
-        IpamError::Upstream {
+        IpamError::Undecodable {
             backend: self.name.clone(),
-            status: 200,
             detail: format!("unexpected {what}: {e}"),
         }
     }

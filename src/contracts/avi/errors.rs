@@ -184,4 +184,23 @@ mod tests {
             nf.message()
         );
     }
+
+    #[test]
+    fn an_unreadable_backend_answer_is_a_general_502() {
+        let e = AviError::from_core(
+            "CreateIpamRecord",
+            IpamError::Undecodable {
+                backend: "grid".into(),
+                detail: "the grid answered 200 with something that is not JSON".into(),
+            },
+        );
+        assert_eq!(e.exception.class_name(), EXCEPTION_CLASSES[4]);
+        assert_eq!(e.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(e.error.code(), "upstream");
+        assert_eq!(
+            e.message(),
+            "CreateIpamRecord: backend grid answered with something the gateway cannot read: \
+             the grid answered 200 with something that is not JSON"
+        );
+    }
 }

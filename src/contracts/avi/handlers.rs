@@ -8,7 +8,6 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::dto::{
     AllocInfo, AllocationType, NetworkEntry, RecordInfo, allocation_type, record_info,
@@ -73,14 +72,8 @@ fn check_backend(function: &'static str, body: &Value, caller: &Caller) -> Resul
 
 /// Owner text for a vsvip: `avi:<id>`, hashed when the id is too long or unprintable.
 pub fn owner_of(id: &str) -> Result<Owner, IpamError> {
-    let text = if id.len() <= 200 && !id.chars().any(char::is_control) {
-        format!("avi:{id}")
-    } else {
-        let digest = Sha256::digest(id.as_bytes());
-        let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-        format!("avi:sha256-{hex}")
-    };
-    Owner::parse(&text).map_err(|why| IpamError::invalid("record_info.id", why))
+    Owner::parse(&Owner::namespaced("avi", id, 200))
+        .map_err(|why| IpamError::invalid("record_info.id", why))
 }
 
 fn required_id(function: &'static str, r: &RecordInfo, path: &str) -> Result<String, AviError> {

@@ -77,3 +77,31 @@ impl IntoResponse for VraError {
 pub fn op(operation: &'static str) -> impl Fn(IpamError) -> VraError {
     move |e| VraError::new(operation, e)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+
+    #[tokio::test]
+    async fn an_unreadable_backend_answer_is_a_502_naming_the_operation() {
+        let e = op("allocate-ip")(IpamError::Undecodable {
+            backend: "ipam".into(),
+            detail: "unexpected first_free answer: no address".into(),
+        })
+        .with_context("ipAllocations[0] (id \"a1\")");
+        let response = e.into_response();
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(body["error"]["code"], "upstream");
+        assert_eq!(body["error"]["operation"], "allocate-ip");
+        assert_eq!(
+            body["error"]["message"],
+            "allocate-ip: ipAllocations[0] (id \"a1\"): backend ipam answered with something \
+             the gateway cannot read: unexpected first_free answer: no address"
+        );
+    }
+}

@@ -11,7 +11,6 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::dto::{
     AllocationResult, DeallocationResult, Field, IpBlock, IpRange, IpRangeOut, endpoint, ip_version,
@@ -144,15 +143,10 @@ fn endpoint_options(root: &Field<'_>, caller: &Caller) -> Result<EndpointOptions
 }
 
 /// Owner text for a vRA resource: `vra:<resourceInfo.id>`, hashed when the id is too long (or
-/// unprintable) to be stored as an owner.
+/// unprintable) to be stored as an owner: 180 bytes leave room for the `/nic<k>/<n>` suffixes
+/// within [`crate::domain::OWNER_MAX_LEN`].
 fn owner_base(resource_id: &str) -> String {
-    if resource_id.len() <= 180 && !resource_id.chars().any(char::is_control) {
-        format!("vra:{resource_id}")
-    } else {
-        let digest = Sha256::digest(resource_id.as_bytes());
-        let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-        format!("vra:sha256-{hex}")
-    }
+    Owner::namespaced("vra", resource_id, 180)
 }
 
 fn owner(field: &str, text: String) -> Result<Owner, IpamError> {
