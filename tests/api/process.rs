@@ -498,3 +498,38 @@ async fn logs_on_a_pipe_or_under_no_color_carry_no_ansi_escapes() {
     assert!(plain.contains("serving"), "{plain}");
     assert!(!plain.contains('\u{1b}'), "NO_COLOR=1: {plain:?}");
 }
+
+/// Issue 13 point 11: a second gateway on the same state directory refuses to start and says
+/// which process holds the data file, not redb's `Database already open. Cannot acquire lock.`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_gateway_on_the_same_data_file_names_the_one_holding_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let gw = start(dir.path(), &[]);
+    let first = gw.child.id();
+    let (code, _, stderr) = run(
+        &["serve"],
+        dir.path(),
+        &[
+            ("IPAMGW_SERVER__LISTEN", "127.0.0.1:0"),
+            ("IPAMGW_METRICS__LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    assert_ne!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!("another ipam-gateway (pid {first}) holds it")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("data/local.redb"), "{stderr}");
+    assert!(!stderr.contains("Cannot acquire lock"), "{stderr}");
+    let (code, out, _) = run(&["check"], dir.path(), &[]);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains(&format!("another ipam-gateway (pid {first}) holds it")),
+        "{out}"
+    );
+    let (status, _) = gw.terminate();
+    assert!(
+        status.success(),
+        "the first one was not disturbed: {status}"
+    );
+}
