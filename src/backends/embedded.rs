@@ -947,6 +947,31 @@ mod tests {
         );
     }
 
+    #[test]
+    fn an_unwritable_pid_file_does_not_stop_the_store_from_opening() {
+        let dir = tempfile::tempdir().expect("dir");
+        // A directory where the pid file would go: writing it fails, opening does not.
+        std::fs::create_dir(pid_file(&dir.path().join("t.redb"))).expect("dir");
+        let store = open(dir.path());
+        assert!(pid_file(store.path()).is_dir(), "left as it was");
+        let s = Settings::from_toml(CONFIG).expect("config");
+        let BackendSettings::Embedded {
+            networks, blocks, ..
+        } = &s.backends[0]
+        else {
+            panic!("embedded backend expected");
+        };
+        let Err(IpamError::Internal(msg)) =
+            EmbeddedBackend::open("other", store.path(), networks, blocks)
+        else {
+            panic!("a second open must fail");
+        };
+        assert!(
+            msg.contains("another ipam-gateway holds it (pid unknown)"),
+            "{msg}"
+        );
+    }
+
     fn req(network: &str, owner: &str, address: Option<&str>) -> AllocateIn {
         AllocateIn {
             network: network.into(),
