@@ -1,5 +1,7 @@
 //! Logs (tracing) and metrics (Prometheus, served on its own listener).
 
+use std::ffi::OsStr;
+use std::io::IsTerminal;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -8,8 +10,16 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
 
+/// Whether text logs on stderr get ANSI colours: only when stderr is a terminal (a pipe, a file,
+/// journald or a container log gets plain text) and `NO_COLOR` is unset or empty — any
+/// non-empty value turns colour off (<https://no-color.org>).
+pub fn colour_logs(stderr_is_terminal: bool, no_color: Option<&OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(OsStr::is_empty)
+}
+
 /// Installs the global log subscriber. `RUST_LOG` wins over the configured level. Safe to call
-/// more than once (later calls do nothing), so tests and `main` share it.
+/// more than once (later calls do nothing), so tests and `main` share it. Colour follows
+/// [`colour_logs`].
 pub fn init_logging(cfg: &LogConfig) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::try_new(&cfg.level).unwrap_or_else(|_| EnvFilter::new("info"))
@@ -17,6 +27,10 @@ pub fn init_logging(cfg: &LogConfig) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour_logs(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ))
         .with_target(true);
     let _ = match cfg.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -53,4 +67,22 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
             Some(recorder)
         })
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_and_never_under_a_non_empty_no_color() {
+        assert!(colour_logs(true, None));
+        assert!(
+            colour_logs(true, Some(OsStr::new(""))),
+            "an empty NO_COLOR is as if unset (no-color.org)"
+        );
+        assert!(!colour_logs(true, Some(OsStr::new("1"))));
+        assert!(!colour_logs(true, Some(OsStr::new("false"))), "any value");
+        assert!(!colour_logs(false, None), "a pipe or a file gets no colour");
+        assert!(!colour_logs(false, Some(OsStr::new(""))));
+    }
 }

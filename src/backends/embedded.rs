@@ -77,8 +77,50 @@ fn net_bounds(net: &IpNet) -> (u128, u128) {
     (to_u128(net.network()), to_u128(net.broadcast()))
 }
 
+/// The file next to the data file that names the process holding it (`local.redb.pid` for
+/// `local.redb`). Written after every successful open and never removed: a stale one is
+/// overwritten by the next process that gets the file lock, and is only read when the lock is
+/// held by someone, so it names the holder unless that one died without a successor.
+pub fn pid_file(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".pid");
+    PathBuf::from(name)
+}
+
+/// Records this process as the holder of the data file ([`pid_file`]). Only a hint for the
+/// message a second gateway gives (redb's file lock is what keeps it out), so a failure to
+/// write it is logged, not fatal.
+fn write_pid_file(name: &str, path: &Path) {
+    let file = pid_file(path);
+    if let Err(e) = std::fs::write(&file, format!("{}\n", std::process::id())) {
+        tracing::warn!(backend = %name, file = %file.display(), error = %e,
+            "cannot record this process's pid next to the data file");
+    }
+}
+
+/// What opening a data file whose lock another open holds says, instead of redb's
+/// `Database already open. Cannot acquire lock.`: who holds it, with its pid when known.
+fn held_elsewhere(name: &str, path: &Path) -> String {
+    let holder = std::fs::read_to_string(pid_file(path))
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    let who = match holder {
+        Some(pid) if pid == std::process::id() => {
+            format!("this ipam-gateway (pid {pid}) already has it open for another backend")
+        }
+        Some(pid) => format!("another ipam-gateway (pid {pid}) holds it"),
+        None => "another ipam-gateway holds it (pid unknown)".to_owned(),
+    };
+    format!(
+        "backend {name}: the data file {} is in use: {who}; stop that one, or give this one \
+         its own data file (backends.{name}.path)",
+        path.display()
+    )
+}
+
 impl EmbeddedBackend {
-    /// Opens (or creates) the data file and brings the configured networks up to date.
+    /// Opens (or creates) the data file and brings the configured networks up to date. A data
+    /// file is one process's: a second open fails naming the holder ([`held_elsewhere`]).
     pub fn open(
         name: &str,
         path: &Path,
@@ -95,15 +137,22 @@ impl EmbeddedBackend {
                 ))
             })?;
         }
-        let db = redb::Builder::new()
+        let db = match redb::Builder::new()
             .set_cache_size(CACHE_BYTES)
             .create(path)
-            .map_err(|e| {
-                IpamError::Internal(format!(
+        {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(IpamError::Internal(held_elsewhere(name, path)));
+            }
+            Err(e) => {
+                return Err(IpamError::Internal(format!(
                     "backend {name}: cannot open {}: {e}",
                     path.display()
-                ))
-            })?;
+                )));
+            }
+        };
+        write_pid_file(name, path);
         let backend = EmbeddedBackend {
             name: name.to_owned(),
             path: path.to_owned(),
@@ -847,6 +896,80 @@ mod tests {
             panic!("embedded backend expected");
         };
         EmbeddedBackend::open("local", &dir.join("t.redb"), networks, blocks).expect("open")
+    }
+
+    #[test]
+    fn a_second_open_of_the_data_file_names_the_process_holding_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        let first = open(dir.path());
+        let pid = std::process::id();
+        assert_eq!(
+            std::fs::read_to_string(pid_file(first.path())).expect("pid file"),
+            format!("{pid}\n"),
+            "the holder writes its pid next to the data file"
+        );
+        let s = Settings::from_toml(CONFIG).expect("config");
+        let BackendSettings::Embedded {
+            networks, blocks, ..
+        } = &s.backends[0]
+        else {
+            panic!("embedded backend expected");
+        };
+        let second = EmbeddedBackend::open("other", first.path(), networks, blocks);
+        let Err(IpamError::Internal(msg)) = second else {
+            panic!("a second open must fail: {second:?}");
+        };
+        assert!(
+            msg.contains(&format!("(pid {pid}) already has it open")),
+            "{msg}"
+        );
+        assert!(msg.contains("backends.other.path"), "{msg}");
+        assert!(!msg.contains("Cannot acquire lock"), "{msg}");
+
+        // Held by a process whose pid file is gone or unreadable: the holder is still named.
+        std::fs::write(pid_file(first.path()), "garbage").expect("write");
+        let Err(IpamError::Internal(msg)) =
+            EmbeddedBackend::open("other", first.path(), networks, blocks)
+        else {
+            panic!("a second open must fail");
+        };
+        assert!(
+            msg.contains("another ipam-gateway holds it (pid unknown)"),
+            "{msg}"
+        );
+
+        // Once the holder is gone the file opens, and the pid file names the new holder.
+        drop(first);
+        let again = open(dir.path());
+        assert_eq!(
+            std::fs::read_to_string(pid_file(again.path())).expect("pid file"),
+            format!("{pid}\n")
+        );
+    }
+
+    #[test]
+    fn an_unwritable_pid_file_does_not_stop_the_store_from_opening() {
+        let dir = tempfile::tempdir().expect("dir");
+        // A directory where the pid file would go: writing it fails, opening does not.
+        std::fs::create_dir(pid_file(&dir.path().join("t.redb"))).expect("dir");
+        let store = open(dir.path());
+        assert!(pid_file(store.path()).is_dir(), "left as it was");
+        let s = Settings::from_toml(CONFIG).expect("config");
+        let BackendSettings::Embedded {
+            networks, blocks, ..
+        } = &s.backends[0]
+        else {
+            panic!("embedded backend expected");
+        };
+        let Err(IpamError::Internal(msg)) =
+            EmbeddedBackend::open("other", store.path(), networks, blocks)
+        else {
+            panic!("a second open must fail");
+        };
+        assert!(
+            msg.contains("another ipam-gateway holds it (pid unknown)"),
+            "{msg}"
+        );
     }
 
     fn req(network: &str, owner: &str, address: Option<&str>) -> AllocateIn {

@@ -462,3 +462,42 @@ async fn embedded_never_hands_out_the_gateway() {
     );
     app.stop().await;
 }
+
+/// Issue 13 point 12: the answer to `POST /api/v1/allocations` is the record as the backend
+/// holds it — the default description each backend writes included — so it equals what a
+/// `GET` of the same allocation returns, on every backend.
+#[tokio::test]
+async fn the_allocation_answer_is_the_record_as_written_on_every_backend() {
+    use crate::support::matrix::{BackendKind, spawn_lab};
+    for &kind in BackendKind::ALL {
+        let app = spawn_lab(kind, false).await;
+        let net = app.network_id("lab-servers").await;
+        let cases = [
+            json!({"owner": "as-written-1", "networks": [net]}),
+            json!({"owner": "as-written-2", "hostname": "aw-2.lab.example.com",
+                   "mac": "00-50-56-AB-CD-02", "networks": [net]}),
+            json!({"owner": "as-written-3", "description": "web front end",
+                   "networks": [net], "address": "10.20.0.77"}),
+        ];
+        for body in cases {
+            let (status, answer) = allocate(&app, body.clone()).await;
+            assert_eq!(status, 201, "{kind}: {body} → {answer}");
+            let id = answer["id"].as_str().expect("id");
+            let r = app
+                .get(&format!("/api/v1/allocations/{id}"))
+                .send()
+                .await
+                .expect("get");
+            assert_eq!(r.status(), 200, "{kind}");
+            let read: Value = r.json().await.expect("json");
+            assert_eq!(
+                answer, read,
+                "{kind}: the POST answer is what a GET reads back ({body})"
+            );
+            if let Some(d) = body.get("description") {
+                assert_eq!(&answer["description"], d, "{kind}");
+            }
+        }
+        app.stop().await;
+    }
+}

@@ -441,3 +441,95 @@ async fn no_secret_reaches_trace_logs_print_config_or_error_bodies() {
         "references are shown, not their contents: {out}"
     );
 }
+
+/// Issue 13 point 10: logs written to a pipe carry no ANSI colour codes, while on a terminal
+/// they are coloured unless `NO_COLOR` is set to a non-empty value (<https://no-color.org>).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_on_a_pipe_or_under_no_color_carry_no_ansi_escapes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let gw = start(dir.path(), &[("RUST_LOG", "debug")]);
+    let r = gw
+        .client
+        .get(gw.url("/api/v1/networks"))
+        .basic_auth("demo", Some(DEMO_PASSWORD))
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(r.status(), 200);
+    let (_, logs) = gw.terminate();
+    assert!(logs.contains("DEBUG"), "debug logs were written: {logs}");
+    assert!(
+        !logs.contains('\u{1b}'),
+        "stderr is a pipe: no escape codes in {logs:?}"
+    );
+
+    // On a terminal (util-linux `script` gives the gateway one): colour by default, none
+    // under a non-empty NO_COLOR. Both runs log the same `serving` line and are stopped by
+    // `timeout` once up.
+    let on_a_terminal = |no_color: Option<&str>| {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut cmd = Command::new("script");
+        cmd.args(["-q", "-e", "-c"])
+            .arg(format!(
+                "timeout -s TERM 3 {} serve",
+                binary().to_str().expect("utf8")
+            ))
+            .arg("/dev/null")
+            .current_dir(dir.path())
+            .env("IPAMGW_SERVER__LISTEN", "127.0.0.1:0")
+            .env("IPAMGW_METRICS__LISTEN", "127.0.0.1:0")
+            .env("RUST_LOG", "debug")
+            .env_remove("NO_COLOR");
+        if let Some(v) = no_color {
+            cmd.env("NO_COLOR", v);
+        }
+        let out = cmd
+            .output()
+            .expect("util-linux `script` runs the gateway on a terminal");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let coloured = on_a_terminal(None);
+    assert!(coloured.contains("serving"), "{coloured}");
+    assert!(
+        coloured.contains('\u{1b}'),
+        "a terminal gets colour: {coloured:?}"
+    );
+    let plain = on_a_terminal(Some("1"));
+    assert!(plain.contains("serving"), "{plain}");
+    assert!(!plain.contains('\u{1b}'), "NO_COLOR=1: {plain:?}");
+}
+
+/// Issue 13 point 11: a second gateway on the same state directory refuses to start and says
+/// which process holds the data file, not redb's `Database already open. Cannot acquire lock.`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_gateway_on_the_same_data_file_names_the_one_holding_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let gw = start(dir.path(), &[]);
+    let first = gw.child.id();
+    let (code, _, stderr) = run(
+        &["serve"],
+        dir.path(),
+        &[
+            ("IPAMGW_SERVER__LISTEN", "127.0.0.1:0"),
+            ("IPAMGW_METRICS__LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    assert_ne!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!("another ipam-gateway (pid {first}) holds it")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("data/local.redb"), "{stderr}");
+    assert!(!stderr.contains("Cannot acquire lock"), "{stderr}");
+    let (code, out, _) = run(&["check"], dir.path(), &[]);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains(&format!("another ipam-gateway (pid {first}) holds it")),
+        "{out}"
+    );
+    let (status, _) = gw.terminate();
+    assert!(
+        status.success(),
+        "the first one was not disturbed: {status}"
+    );
+}

@@ -1079,8 +1079,13 @@ impl Backend for PhpipamBackend {
         let cidr = subnet
             .cidr()
             .ok_or_else(|| IpamError::NotFound(format!("network {}", req.network)))?;
-        let details = fit_details(&req.details)?;
+        let mut details = fit_details(&req.details)?;
         let body = self.record_body(&req.owner, &details)?;
+        // Answered as written: without a description the body carries the default one.
+        details.description = body
+            .get("description")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let (id, address) = match req.address {
             Some(a) => (self.allocate_specific(cx, &subnet, cidr, a, body).await?, a),
             None => {
