@@ -508,7 +508,7 @@ async fn overhead() {
     .await;
     overhead_on(
         SlowBackend::new(16),
-        "backend that needs the owner lookup first (as phpIPAM and Infoblox do)",
+        "backend that needs the owner lookup first, and again after (as phpIPAM and Infoblox do)",
     )
     .await;
     overhead_on(
@@ -517,7 +517,7 @@ async fn overhead() {
     )
     .await;
     println!(
-        "  direct = one Backend::allocate; calls = backend calls per gateway allocate-ip;\n  claim = the direct retry-safe call (Backend::claim: one call, or owner lookup + allocate),\n  with the gateway's ratios to it.\n  targets: p50 <= 1.05x, p99 <= 1.2x the direct call"
+        "  direct = one Backend::allocate; calls = backend calls per gateway allocate-ip;\n  claim = the direct retry-safe call (Backend::claim: one call, or owner lookup + allocate),\n  with the gateway's ratios to it; a non-atomic claim adds the owner lookup after taking the\n  address that makes replicas racing for one owner converge (3 calls).\n  targets: p50 <= 1.05x, p99 <= 1.2x the direct call"
     );
 }
 
@@ -1208,7 +1208,7 @@ async fn phpipam_cost() {
     let ratio = p50s[1].as_secs_f64() / p50s[0].as_secs_f64();
     println!(
         "    p50 with {UNRELATED} unrelated addresses / empty: {ratio:.2}x ({}, target <= 1.2x; \
-         the service asks Backend::find for the owner until it asks find_owner_in)",
+         the owner is looked up in the candidate subnet before and after taking the address)",
         verdict(ratio <= 1.2)
     );
 
