@@ -420,3 +420,30 @@ async fn check_reports_what_can_and_cannot_be_updated() {
     assert!(z(REVERSE_V4).updatable());
     assert!(!z("30.10.in-addr.arpa").updatable());
 }
+
+#[tokio::test]
+#[cfg_attr(not(has_named), ignore = "needs BIND's named: .ci/run installs it")]
+async fn updates_are_counted_by_result_with_their_latency() {
+    let handle = ipam_gateway::telemetry::metrics_handle().expect("the metrics recorder");
+    let bind = Bind::start().await;
+    updater(&bind)
+        .add("vm-m.lab.example.com", ip("10.20.0.20"), None)
+        .await
+        .expect("should succeed");
+    DnsUpdater::new(settings_with(&bind, |t| {
+        t.insert("secret".into(), WRONG_SECRET.into());
+    }))
+    .add("vm-n.lab.example.com", ip("10.20.0.21"), None)
+    .await
+    .expect_err("should be refused");
+    let text = handle.render();
+    for line in [
+        "ipamgw_dns_updates_total{result=\"ok\"}",
+        "ipamgw_dns_updates_total{result=\"rejected\"}",
+        "ipamgw_dns_update_duration_seconds_bucket{result=\"ok\"",
+        "ipamgw_dns_update_duration_seconds_bucket{result=\"rejected\"",
+    ] {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
+    assert!(!text.contains(KEY_SECRET) && !text.contains(WRONG_SECRET));
+}
