@@ -133,6 +133,9 @@ pub struct Config {
     pub passthrough: Option<PassthroughConfig>,
     #[serde(default)]
     pub backends: BTreeMap<String, BackendConfig>,
+    /// `[dns.<name>]`: DNS registration (RFC 2136); not attached to backends yet.
+    #[serde(default)]
+    pub dns: BTreeMap<String, crate::dns::DnsConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -552,6 +555,8 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     pub clients: Vec<ClientSettings>,
     pub backends: Vec<BackendSettings>,
+    /// Validated `[dns.<name>]` sections, by name.
+    pub dns: Vec<crate::dns::DnsSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -1011,6 +1016,12 @@ impl Config {
             backends.push(self.validate_backend(name, backend)?);
         }
 
+        let mut dns = Vec::new();
+        for (name, d) in &self.dns {
+            check_name(&format!("dns.{name}"), name)?;
+            dns.push(crate::dns::config::validate(name, d)?);
+        }
+
         let mut clients = Vec::new();
         for (name, client) in &self.clients {
             let key = format!("clients.{name}");
@@ -1060,6 +1071,7 @@ impl Config {
             metrics_listen,
             clients,
             backends,
+            dns,
             config: self,
         })
     }

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod backends;
 pub mod config;
 pub mod contracts;
+pub mod dns;
 pub mod domain;
 pub mod package;
 pub mod server;

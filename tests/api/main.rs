@@ -11,6 +11,7 @@ mod avi_python;
 mod avi_validator;
 mod backend_tls;
 mod deploy;
+mod dns;
 mod edges;
 mod fuzz;
 mod health;

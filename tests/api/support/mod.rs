@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod bind;
 pub mod fake;
 pub mod infoblox;
 pub mod infoblox_fake;
