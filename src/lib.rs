@@ -60,6 +60,9 @@ impl Application {
         // A configured inventory is held once at a time: the config's lists are validated into
         // `settings.backends`, and each backend's validated list goes once it has been seeded.
         settings.config.release_inventories();
+        let avi_dns = Arc::new(crate::contracts::avi_dns::AviDnsTargets::from_settings(
+            &settings,
+        ));
         let mut backends = Vec::new();
         for b in std::mem::take(&mut settings.backends) {
             let backend = backends::build(&b)
@@ -90,7 +93,8 @@ impl Application {
             state,
             Duration::from_secs(cfg.server.request_timeout_secs),
             cfg.server.body_limit_bytes,
-        );
+        )
+        .layer(axum::Extension(avi_dns));
 
         let material =
             tls::load_or_create(&cfg.server.tls, &cfg.server.state_dir).context("server.tls")?;

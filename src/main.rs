@@ -66,6 +66,13 @@ enum PackageTarget {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The Avi custom DNS script (upload it under Templates → Profiles → Custom IPAM/DNS and use
+    /// it in a custom DNS profile).
+    AviDns {
+        /// Output file: a PEP 8 module name ending in .py (default: ipam_gateway_avi_dns.py).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 const EXIT_CONFIG: u8 = 2;
@@ -145,6 +152,7 @@ fn package(target: PackageTarget) -> ExitCode {
             out,
         } => (name, version, description, timeout, out),
         PackageTarget::Avi { out } => return package_avi(out),
+        PackageTarget::AviDns { out } => return package_avi_dns(out),
     };
     let defaults = PackageOptions::default();
     let opts = PackageOptions {
@@ -206,6 +214,38 @@ fn package_avi(out: Option<PathBuf>) -> ExitCode {
     println!(
         "upload it in Avi: Templates → Profiles → Custom IPAM/DNS → Create, with script params \
          server, username, password (sensitive), and optionally backend, ca_cert, verify, timeout"
+    );
+    ExitCode::SUCCESS
+}
+
+fn package_avi_dns(out: Option<PathBuf>) -> ExitCode {
+    use ipam_gateway::package::avi_dns::{DEFAULT_FILE_NAME, check_file_name, script};
+    let out = out.unwrap_or_else(|| PathBuf::from(DEFAULT_FILE_NAME));
+    let file_name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let text = match check_file_name(&file_name).and_then(|()| script()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("ipam-gateway: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = std::fs::write(&out, text.as_bytes()) {
+        eprintln!("ipam-gateway: cannot write {}: {e}", out.display());
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "wrote {} ({} bytes): Avi custom DNS script for ipam-gateway {}",
+        out.display(),
+        text.len(),
+        env!("CARGO_PKG_VERSION")
+    );
+    println!(
+        "upload it in Avi: Templates → Profiles → Custom IPAM/DNS → Create, with script params \
+         server, username, password (sensitive), and optionally backend, ca_cert, verify, timeout; \
+         then use it in a custom DNS profile"
     );
     ExitCode::SUCCESS
 }

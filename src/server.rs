@@ -36,6 +36,7 @@ pub fn router(state: AppState, request_timeout: Duration, body_limit: usize) -> 
     let protected = crate::api::router()
         .merge(crate::contracts::vra::router())
         .merge(crate::contracts::avi::router())
+        .merge(crate::contracts::avi_dns::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_auth))
         .route_layer(middleware::from_fn(run_to_completion));
     Router::new()

@@ -2,6 +2,7 @@
 //! the core only in domain terms.
 
 pub mod avi;
+pub mod avi_dns;
 pub mod vra;
 
 /// The message both contracts put in a failed call's answer: `<call>: <context>: <error>; <note>`

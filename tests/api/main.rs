@@ -5,6 +5,7 @@ mod support;
 mod allocations;
 mod auth;
 mod avi_common;
+mod avi_dns_python;
 mod avi_functions;
 mod avi_package;
 mod avi_python;
