@@ -278,3 +278,114 @@ async fn avi_dns_functions_without_a_dns_section_are_not_implemented() {
     );
     app.stop().await;
 }
+
+/// Every refusal of the endpoints themselves, over HTTP: the status, the class the script raises
+/// and the field. The DNS section points at a real BIND but with a key BIND does not know, so an
+/// update that gets through validation is refused by the server (General, naming the zone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(has_named), ignore = "needs BIND's named: .ci/run installs it")]
+async fn avi_dns_endpoints_refuse_bad_input_and_report_dns_refusals() {
+    let bind = Bind::start().await;
+    let config = config(&bind).replace(KEY_SECRET, crate::support::bind::WRONG_SECRET);
+    let app = spawn_with(AppOptions {
+        config,
+        tls: false,
+        metrics: false,
+    })
+    .await;
+    let post_raw = |path: &str, body: &'static str| {
+        app.client
+            .post(app.url(path))
+            .basic_auth("demo", Some(DEMO_PASSWORD))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let error = |v: Value| v["error"].clone();
+
+    let r = post_raw("/avi/dns/v1/test-login", "").await.expect("send");
+    assert_eq!(r.status(), 400);
+    let e = error(r.json().await.expect("json"));
+    assert_eq!(e["exception"], "CustomDnsGeneralException");
+    assert_eq!(e["field"], "body");
+
+    let r = post_raw("/avi/dns/v1/delete-dns-records", "{not json")
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 400);
+    assert_eq!(error(r.json().await.expect("json"))["field"], "body");
+
+    let r = app
+        .post(
+            "/avi/dns/v1/get-available-domains",
+            &json!({"auth_params": {"backend": "elsewhere"}}),
+        )
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 400);
+    let e = error(r.json().await.expect("json"));
+    assert_eq!(e["field"], "auth_params.backend", "{e}");
+
+    // fqdns without any address to point at
+    let r = app
+        .post(
+            "/avi/dns/v1/create-or-update-dns-records",
+            &json!({"new_records_info": {"ips": {"v4_ips": []}, "dns_info": {VS: {}}},
+                    "old_records_info": {}}),
+        )
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        error(r.json().await.expect("json"))["field"],
+        "new_records_info.ips"
+    );
+
+    // a name that is not a DNS name
+    let r = app
+        .post(
+            "/avi/dns/v1/delete-dns-records",
+            &json!({"records_info": {"ips": {"v4_ips": ["10.20.0.70"]},
+                    "dns_info": {"bad_name!.lab.example.com": {}}}}),
+        )
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 400);
+    let e = error(r.json().await.expect("json"));
+    assert_eq!(e["exception"], "CustomDnsGeneralException");
+    assert_eq!(e["field"], "records_info.dns_info[0]", "{e}");
+
+    // an unknown function
+    let r = app
+        .post("/avi/dns/v1/get-dns-record", &json!({}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 501);
+    let e = error(r.json().await.expect("json"));
+    assert_eq!(e["exception"], "CustomDnsNotImplementedException");
+
+    // The server refuses the key: General, naming the zone and the TSIG error; nothing registered.
+    let r = app
+        .post(
+            "/avi/dns/v1/create-or-update-dns-records",
+            &json!({"new_records_info": {"ips": {"v4_ips": ["10.20.0.70"]},
+                    "dns_info": {VS: {}}}, "old_records_info": null}),
+        )
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 502);
+    let e = error(r.json().await.expect("json"));
+    assert_eq!(e["exception"], "CustomDnsGeneralException");
+    let msg = e["message"].as_str().expect("message");
+    assert!(
+        msg.contains(FORWARD_ZONE) && msg.contains("NOTAUTH"),
+        "{msg}"
+    );
+    assert!(lookup(&bind, VS, RecordType::A).await.is_empty());
+    app.stop().await;
+}
