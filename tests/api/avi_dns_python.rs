@@ -389,3 +389,41 @@ async fn avi_dns_endpoints_refuse_bad_input_and_report_dns_refusals() {
     assert!(lookup(&bind, VS, RecordType::A).await.is_empty());
     app.stop().await;
 }
+
+/// `ipam-gateway package avi-dns` writes what the library builds, under a PEP 8 name only.
+#[test]
+fn cli_package_avi_dns_writes_the_script_under_a_pep8_name() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let run = std::process::Command::new(crate::support::binary())
+        .args(["package", "avi-dns"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let text =
+        std::fs::read_to_string(dir.path().join("ipam_gateway_avi_dns.py")).expect("written");
+    assert_eq!(
+        text,
+        ipam_gateway::package::avi_dns::script().expect("script"),
+        "the CLI writes what the library builds"
+    );
+    assert!(String::from_utf8_lossy(&run.stdout).contains("custom DNS profile"));
+    for bad in ["Lab-DNS.py", "lab_dns.txt"] {
+        let run = std::process::Command::new(crate::support::binary())
+            .args(["package", "avi-dns", "--out"])
+            .arg(dir.path().join(bad))
+            .output()
+            .expect("run");
+        assert!(!run.status.success(), "{bad} accepted");
+        assert!(
+            String::from_utf8_lossy(&run.stderr).contains("invalid out"),
+            "{bad}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert!(!dir.path().join(bad).exists(), "{bad} written");
+    }
+}
