@@ -14,12 +14,20 @@ const TIMEOUT_MS: u64 = 1500;
 
 /// The embedded default config with `[dns.lab]` (this BIND) attached to the `local` backend.
 async fn app_with_dns(bind: &Bind, secret: &str, required: bool) -> TestApp {
-    let config = BASE_CONFIG.replacen(
-        "kind = \"embedded\"",
-        "kind = \"embedded\"\ndns = \"lab\"",
-        1,
-    ) + &format!(
-        r#"
+    spawn_with(AppOptions {
+        config: with_dns(&BASE_CONFIG, "embedded", bind, secret, required),
+        metrics: true,
+        ..AppOptions::default()
+    })
+    .await
+}
+
+/// `config` with `[dns.lab]` (this BIND) attached to its backend of `kind`.
+fn with_dns(config: &str, kind: &str, bind: &Bind, secret: &str, required: bool) -> String {
+    let k = format!("kind = \"{kind}\"");
+    config.replacen(&k, &format!("{k}\ndns = \"lab\""), 1)
+        + &format!(
+            r#"
 [dns.lab]
 servers = ["{addr}"]
 key_name = "ipamgw-key"
@@ -29,14 +37,8 @@ reverse_zones = ["20.10.in-addr.arpa", "0.2.0.0.8.b.d.0.1.0.0.2.ip6.arpa"]
 required = {required}
 timeout_ms = {TIMEOUT_MS}
 "#,
-        addr = bind.addr
-    );
-    spawn_with(AppOptions {
-        config,
-        metrics: true,
-        ..AppOptions::default()
-    })
-    .await
+            addr = bind.addr
+        )
 }
 
 async fn allocate(app: &TestApp, body: Value) -> (u16, Value) {
@@ -281,4 +283,56 @@ async fn bind_stopped_fails_a_required_allocation_within_the_timeout_or_counts_i
         }
         app.stop().await;
     }
+}
+
+#[tokio::test]
+#[cfg_attr(not(has_named), ignore = "needs BIND's named: .ci/run installs it")]
+async fn vra_allocate_registers_the_machines_name_and_deallocate_removes_it() {
+    let bind = Bind::start().await;
+    let app = app_with_dns(&bind, KEY_SECRET, true).await;
+    vra_round_trip(&bind, &app).await;
+    app.stop().await;
+}
+
+/// The same on the phpIPAM fake (the lab topology of tests/api/support/matrix.rs: the subnet's
+/// domain comes from its `custom_dnsDomain` field).
+#[tokio::test]
+#[cfg_attr(not(has_named), ignore = "needs BIND's named: .ci/run installs it")]
+async fn vra_allocate_registers_and_deallocate_removes_on_phpipam() {
+    use crate::support::matrix::{phpipam_config, seed_phpipam};
+    use crate::support::phpipam_fake::{FakePhpipam, FakeState};
+    let bind = Bind::start().await;
+    let mut state = FakeState::empty();
+    let lab = seed_phpipam(&mut state);
+    let fake = FakePhpipam::start_with(state).await;
+    let config = with_dns(
+        &phpipam_config(&fake.url, &lab),
+        "phpipam",
+        &bind,
+        KEY_SECRET,
+        true,
+    );
+    let app = spawn_with(AppOptions {
+        config,
+        ..AppOptions::default()
+    })
+    .await;
+    vra_round_trip(&bind, &app).await;
+    app.stop().await;
+}
+
+async fn vra_round_trip(bind: &Bind, app: &TestApp) {
+    use crate::vra_common::{filled, placeholders, vra_ok};
+    let values = placeholders(app).await;
+    let out = vra_ok(app, "allocate-ip", &filled("allocate-ip", &values, &[])).await;
+    assert_eq!(out["ipAllocations"][0]["ipAddresses"], json!(["10.20.0.2"]));
+    // resourceInfo's host name, qualified with the range's domain.
+    let name = "external-ipam-it-mcm-323412.lab.example.com";
+    assert_eq!(bind.lookup(name, RecordType::A).await, ["10.20.0.2"]);
+    assert_eq!(ptr(bind, "10.20.0.2").await, [format!("{name}.")]);
+
+    let free = filled("deallocate-ip", &values, &[("address", "10.20.0.2")]);
+    vra_ok(app, "deallocate-ip", &free).await;
+    assert!(bind.lookup(name, RecordType::A).await.is_empty());
+    assert!(ptr(bind, "10.20.0.2").await.is_empty());
 }
