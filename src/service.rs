@@ -498,6 +498,16 @@ impl Ipam {
             .await
     }
 
+    /// [`Ipam::allocate_held_first`] without registering the host name in DNS (a machine that
+    /// opted out, e.g. vRA's `ipamgw.dns = "false"`).
+    pub async fn allocate_held_first_unregistered(
+        &self,
+        caller: &Caller,
+        req: &AllocationRequest,
+    ) -> IpamResult<Allocation> {
+        self.allocate_inner(caller, req, Reuse::HeldFirst).await
+    }
+
     /// Takes one more address for an owner, trying candidate networks in order, even when the
     /// owner already holds one there. For moving an owner's address in place (take the new one,
     /// then release the old): [`Ipam::allocate`] would hand the held one back instead. Not

@@ -336,3 +336,35 @@ async fn vra_round_trip(bind: &Bind, app: &TestApp) {
     assert!(bind.lookup(name, RecordType::A).await.is_empty());
     assert!(ptr(bind, "10.20.0.2").await.is_empty());
 }
+
+#[tokio::test]
+#[cfg_attr(not(has_named), ignore = "needs BIND's named: .ci/run installs it")]
+async fn a_vra_machine_opts_out_with_its_ipamgw_dns_property() {
+    use crate::vra_common::{error_of, filled, held_by, placeholders, vra, vra_ok};
+    let bind = Bind::start().await;
+    let app = app_with_dns(&bind, KEY_SECRET, true).await;
+    let values = placeholders(&app).await;
+    let mut req = filled("allocate-ip", &values, &[]);
+    req["resourceInfo"]["properties"]["ipamgw.dns"] = json!("maybe");
+    let (status, body) = vra(&app, "allocate-ip", &req).await;
+    assert_eq!(status.as_u16(), 400, "{body}");
+    assert!(
+        error_of(&body)
+            .0
+            .contains("resourceInfo.properties.ipamgw.dns"),
+        "{body}"
+    );
+    let owner = format!("vra:{}/nic0", values["resource"]);
+    assert!(held_by(&app, &owner).await.is_empty());
+
+    req["resourceInfo"]["properties"]["ipamgw.dns"] = json!("false");
+    let out = vra_ok(&app, "allocate-ip", &req).await;
+    assert_eq!(out["ipAllocations"][0]["ipAddresses"], json!(["10.20.0.2"]));
+    assert!(
+        bind.lookup("external-ipam-it-mcm-323412.lab.example.com", RecordType::A)
+            .await
+            .is_empty()
+    );
+    assert!(ptr(&bind, "10.20.0.2").await.is_empty());
+    app.stop().await;
+}

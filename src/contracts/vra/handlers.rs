@@ -544,6 +544,26 @@ fn nth_address(field: &str, start: IpAddr, n: u64) -> Result<IpAddr, IpamError> 
     }
 }
 
+/// The machine's opt-out of DNS registration: `resourceInfo.properties["ipamgw.dns"]` =
+/// `"false"` (a vRA custom property; `"true"` or absent registers the host name).
+pub const DNS_OPT_OUT_PROPERTY: &str = "ipamgw.dns";
+
+fn dns_wanted(root: &Field<'_>) -> Result<bool, IpamError> {
+    let f = root
+        .get("resourceInfo")
+        .get("properties")
+        .get(DNS_OPT_OUT_PROPERTY);
+    match f.opt_str()?.as_deref().map(str::trim) {
+        None => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+        Some(v) => Err(IpamError::invalid(
+            f.path(),
+            format!("'{v}' is neither \"true\" nor \"false\""),
+        )),
+    }
+}
+
 fn resource_hostname(resource: &Field<'_>) -> Result<Option<String>, IpamError> {
     for key in ["hostName", "hostname", "name"] {
         if let Some(h) = resource.get(key).opt_str()? {
@@ -703,6 +723,7 @@ pub async fn allocate_ip(
     endpoint_options(&root, &caller).map_err(op(OP))?;
     let (rid, plans) = plan_allocations(&root).map_err(op(OP))?;
     let ipam = &state.ipam;
+    let register_dns = dns_wanted(&root).map_err(op(OP))?;
 
     let mut done: Vec<Allocation> = Vec::new();
     let mut placed: Vec<(NetworkId, Vec<IpAddr>)> = Vec::with_capacity(plans.len());
@@ -728,7 +749,11 @@ pub async fn allocate_ip(
                     address,
                     details: plan.details.clone(),
                 };
-                ipam.allocate_held_first(&caller, &req).await
+                if register_dns {
+                    ipam.allocate_held_first(&caller, &req).await
+                } else {
+                    ipam.allocate_held_first_unregistered(&caller, &req).await
+                }
             }
             .await;
             match outcome {
