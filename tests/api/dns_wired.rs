@@ -368,3 +368,47 @@ async fn a_vra_machine_opts_out_with_its_ipamgw_dns_property() {
     assert!(ptr(&bind, "10.20.0.2").await.is_empty());
     app.stop().await;
 }
+
+/// `ipam-gateway check` reports each zone of the attached section: updatable with the right
+/// key; with the wrong one, `NOT updatable` with BIND's answer and exit 3 (`required = true`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(has_named), ignore = "needs BIND's named: .ci/run installs it")]
+async fn check_reports_what_the_attached_dns_section_can_update() {
+    let bind = Bind::start().await;
+    for (secret, code) in [(KEY_SECRET, 0), (WRONG_SECRET, 3)] {
+        let dir = tempfile::tempdir().expect("dir");
+        let config = with_dns(&BASE_CONFIG, "embedded", &bind, secret, true).replacen(
+            "state_dir = \"data\"",
+            &format!("state_dir = \"{}\"", dir.path().display()),
+            1,
+        );
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, config).expect("config");
+        let out = tokio::process::Command::new(crate::support::binary())
+            .arg("--config")
+            .arg(&path)
+            .arg("check")
+            .current_dir(dir.path())
+            .output()
+            .await
+            .expect("run check");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{stdout}\n{stderr}");
+        for zone in [
+            "lab.example.com",
+            "20.10.in-addr.arpa",
+            "0.2.0.0.8.b.d.0.1.0.0.2.ip6.arpa",
+        ] {
+            let line = if code == 0 {
+                format!("backend local: dns.lab: zone {zone} updatable (SOA serial ")
+            } else {
+                format!("backend local: dns.lab: zone {zone} NOT updatable: ")
+            };
+            assert!(stdout.contains(&line), "{line}\n{stdout}");
+        }
+        if code != 0 {
+            assert!(stdout.contains("NOTAUTH"), "{stdout}");
+        }
+    }
+}
