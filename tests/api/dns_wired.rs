@@ -412,3 +412,22 @@ async fn check_reports_what_the_attached_dns_section_can_update() {
         }
     }
 }
+
+/// A vRA machine name DNS cannot take: 400 naming vRA's field, no address taken.
+#[tokio::test]
+#[cfg_attr(not(has_named), ignore = "needs BIND's named: .ci/run installs it")]
+async fn a_vra_host_name_dns_cannot_take_is_a_400_naming_resource_info() {
+    use crate::vra_common::{error_of, filled, held_by, placeholders, vra};
+    let bind = Bind::start().await;
+    let app = app_with_dns(&bind, KEY_SECRET, true).await;
+    let values = placeholders(&app).await;
+    let mut req = filled("allocate-ip", &values, &[]);
+    req["resourceInfo"]["name"] = json!("web_01 (copy)");
+    let (status, body) = vra(&app, "allocate-ip", &req).await;
+    assert_eq!(status.as_u16(), 400, "{body}");
+    let (message, _) = error_of(&body);
+    assert!(message.contains("resourceInfo.name"), "{body}");
+    let owner = format!("vra:{}/nic0", values["resource"]);
+    assert!(held_by(&app, &owner).await.is_empty());
+    app.stop().await;
+}

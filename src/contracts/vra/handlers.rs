@@ -724,6 +724,13 @@ pub async fn allocate_ip(
     let (rid, plans) = plan_allocations(&root).map_err(op(OP))?;
     let ipam = &state.ipam;
     let register_dns = dns_wanted(&root).map_err(op(OP))?;
+    // The core names a bad host name `hostname`; vRA's field is the resourceInfo key it came from.
+    let resource = root.get("resourceInfo");
+    let hostname_field = ["hostName", "hostname", "name"]
+        .into_iter()
+        .map(|k| resource.get(k))
+        .find(Field::is_present)
+        .map_or_else(|| "resourceInfo.name".to_owned(), |f| f.path().to_owned());
 
     let mut done: Vec<Allocation> = Vec::new();
     let mut placed: Vec<(NetworkId, Vec<IpAddr>)> = Vec::with_capacity(plans.len());
@@ -768,6 +775,12 @@ pub async fn allocate_ip(
                         IpamError::InvalidInput { field, why } if field == "address" => {
                             IpamError::InvalidInput {
                                 field: format!("ipAllocations[{}].start", plan.index),
+                                why,
+                            }
+                        }
+                        IpamError::InvalidInput { field, why } if field == "hostname" => {
+                            IpamError::InvalidInput {
+                                field: hostname_field.clone(),
                                 why,
                             }
                         }
