@@ -133,7 +133,7 @@ pub struct Config {
     pub passthrough: Option<PassthroughConfig>,
     #[serde(default)]
     pub backends: BTreeMap<String, BackendConfig>,
-    /// `[dns.<name>]`: DNS registration (RFC 2136); not attached to backends yet.
+    /// `[dns.<name>]`: DNS registration (RFC 2136), attached to a backend with its `dns` key.
     #[serde(default)]
     pub dns: BTreeMap<String, crate::dns::DnsConfig>,
 }
@@ -467,6 +467,9 @@ pub struct PhpipamConfig {
     pub dns_domain_field: Option<String>,
     /// Subnet custom field holding search domains (comma, semicolon or space separated).
     pub search_domains_field: Option<String>,
+    /// `[dns.<name>]` section registering the names of this backend's addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<String>,
     /// How long gateway addresses and VLAN numbers (looked up by id) are remembered.
     #[serde(default = "default_phpipam_lookup_cache")]
     pub lookup_cache_secs: u64,
@@ -498,6 +501,10 @@ pub struct EmbeddedConfig {
     pub networks: Vec<NetworkConfig>,
     #[serde(default)]
     pub blocks: Vec<BlockConfig>,
+    /// `[dns.<name>]` section registering the names of this backend's addresses (a network's
+    /// own `dns` key overrides it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<String>,
 }
 
 fn default_embedded_path() -> PathBuf {
@@ -524,6 +531,9 @@ pub struct NetworkConfig {
     pub range_end: Option<String>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// `[dns.<name>]` section for this network's addresses, instead of the backend's `dns`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -557,6 +567,16 @@ pub struct Settings {
     pub backends: Vec<BackendSettings>,
     /// Validated `[dns.<name>]` sections, by name.
     pub dns: Vec<crate::dns::DnsSettings>,
+    /// Which `[dns.<name>]` section each backend (and network) registers names with.
+    pub dns_attach: BTreeMap<String, DnsAttach>,
+}
+
+/// The DNS sections one backend registers names with: its own (`backends.<b>.dns`) and, for
+/// networks the backend describes in config, each network's override (by backend-local id).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsAttach {
+    pub default: Option<String>,
+    pub networks: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -1021,6 +1041,13 @@ impl Config {
             check_name(&format!("dns.{name}"), name)?;
             dns.push(crate::dns::config::validate(name, d)?);
         }
+        let mut dns_attach = BTreeMap::new();
+        for (name, backend) in &self.backends {
+            let attach = self.dns_attach(name, backend)?;
+            if attach != DnsAttach::default() {
+                dns_attach.insert(name.clone(), attach);
+            }
+        }
 
         let mut clients = Vec::new();
         for (name, client) in &self.clients {
@@ -1072,8 +1099,76 @@ impl Config {
             clients,
             backends,
             dns,
+            dns_attach,
             config: self,
         })
+    }
+
+    /// `backends.<b>.dns` (and an embedded network's `dns`): each names a `[dns.<name>]`
+    /// section. An Infoblox backend whose record style registers DNS itself (host records with
+    /// `configure_for_dns`, or `a_ptr`) refuses one unless `dns_override = true`.
+    fn dns_attach(&self, name: &str, backend: &BackendConfig) -> Result<DnsAttach, ConfigError> {
+        let known = |key: String, d: &str| -> Result<String, ConfigError> {
+            if self.dns.contains_key(d) {
+                Ok(d.to_owned())
+            } else {
+                let have: Vec<&str> = self.dns.keys().map(String::as_str).collect();
+                Err(ConfigError::new(
+                    key,
+                    format!(
+                        "no [dns.{d}] section (configured: {})",
+                        if have.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            have.join(", ")
+                        }
+                    ),
+                ))
+            }
+        };
+        let key = format!("backends.{name}.dns");
+        let mut attach = DnsAttach::default();
+        match backend {
+            BackendConfig::Embedded(e) => {
+                attach.default = e.dns.as_deref().map(|d| known(key, d)).transpose()?;
+                for (i, n) in e.networks.iter().enumerate() {
+                    if let Some(d) = &n.dns {
+                        let d = known(format!("backends.{name}.networks[{i}].dns"), d)?;
+                        let id = match parse_cidr("", &n.cidr) {
+                            Ok(c) => format!("{}/{}", n.address_space, c),
+                            Err(_) => continue,
+                        };
+                        attach.networks.insert(id, d);
+                    }
+                }
+            }
+            BackendConfig::Phpipam(p) => {
+                attach.default = p.dns.as_deref().map(|d| known(key, d)).transpose()?;
+            }
+            BackendConfig::Infoblox(p) => {
+                if let Some(d) = &p.dns {
+                    let registers = p.record_style == infoblox::RecordStyle::APtr
+                        || (p.record_style == infoblox::RecordStyle::Host && p.configure_for_dns);
+                    if registers && !p.dns_override {
+                        return Err(ConfigError::new(
+                            key,
+                            format!(
+                                "the grid already registers DNS for this backend (record_style = \"{}\"{}); \
+                                 set backends.{name}.dns_override = true to register with [dns.{d}] as well",
+                                p.record_style.as_str(),
+                                if p.configure_for_dns {
+                                    " with configure_for_dns"
+                                } else {
+                                    ""
+                                }
+                            ),
+                        ));
+                    }
+                    attach.default = Some(known(key, d)?);
+                }
+            }
+        }
+        Ok(attach)
     }
 
     fn validate_backend(
@@ -1432,6 +1527,101 @@ mod tests {
             Some("127.0.0.1:9464")
         );
         assert!(s.clients.iter().any(|c| c.name == "demo"));
+    }
+
+    /// A `[dns.lab]` section (the secret literal: tests set no environment).
+    const DNS_LAB: &str = r#"
+        [dns.lab]
+        servers = ["127.0.0.1:5353"]
+        key_name = "ipamgw-key"
+        secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"
+        forward_zones = ["lab.example.com"]
+    "#;
+
+    #[test]
+    fn the_dns_example_validates_and_attaches_lab_to_local() {
+        let text = include_str!("../config/dns.example.toml");
+        assert!(text.contains("secret = \"env:IPAMGW_DNS_SECRET\""));
+        let text = text.replace(
+            "env:IPAMGW_DNS_SECRET",
+            "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0",
+        );
+        let s = Settings::from_toml(&text).expect("dns example");
+        let lab = s.dns.iter().find(|d| d.name == "lab").expect("dns.lab");
+        assert!(lab.required && lab.ptr);
+        assert_eq!(lab.forward_zones, ["lab.example.com"]);
+        assert_eq!(
+            lab.reverse_zones.as_deref(),
+            Some(
+                &[
+                    "20.10.in-addr.arpa".to_owned(),
+                    "0.2.0.0.8.b.d.0.1.0.0.2.ip6.arpa".to_owned()
+                ][..]
+            )
+        );
+        assert_eq!(s.dns_attach["local"].default.as_deref(), Some("lab"));
+    }
+
+    #[test]
+    fn dns_attach_names_an_existing_section() {
+        let attached = MINIMAL.replace("kind = \"embedded\"", "kind = \"embedded\"\ndns = \"lab\"");
+        let e = err(&attached);
+        assert_eq!(e.key, "backends.local.dns");
+        assert!(e.why.contains("no [dns.lab] section"), "{e}");
+        let s = Settings::from_toml(&format!("{attached}{DNS_LAB}")).expect("attached");
+        assert_eq!(s.dns_attach["local"].default.as_deref(), Some("lab"));
+        // Not attached: the section exists, nothing registers through it.
+        let s = Settings::from_toml(&format!("{MINIMAL}{DNS_LAB}")).expect("unattached");
+        assert!(s.dns_attach.is_empty());
+    }
+
+    #[test]
+    fn an_embedded_network_overrides_its_backends_dns_section() {
+        let text = MINIMAL.replace(
+            "gateway = \"10.0.0.1\"",
+            "gateway = \"10.0.0.1\"\ndns = \"lab\"",
+        );
+        let s = Settings::from_toml(&format!("{text}{DNS_LAB}")).expect("override");
+        let a = &s.dns_attach["local"];
+        assert_eq!(a.default, None);
+        assert_eq!(
+            a.networks.get("default/10.0.0.0/24").map(String::as_str),
+            Some("lab")
+        );
+        let e = err(&text.replace("dns = \"lab\"", "dns = \"nope\""));
+        assert_eq!(e.key, "backends.local.networks[0].dns");
+    }
+
+    #[test]
+    fn an_infoblox_backend_that_registers_dns_itself_refuses_a_dns_section_unless_overridden() {
+        let grid = |extra: &str| {
+            format!(
+                r#"
+                [clients.demo]
+                password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$0eDVEQ9XbOhdVpTvmUsnZdk1lBQ9hm0ONgDhkK6fwrY"
+                backend = "grid"
+                [backends.grid]
+                kind = "infoblox"
+                url = "https://gm.example.com"
+                username = "svc"
+                password = "pw"
+                dns = "lab"
+                {extra}
+                {DNS_LAB}"#
+            )
+        };
+        let e = err(&grid("record_style = \"a_ptr\""));
+        assert_eq!(e.key, "backends.grid.dns");
+        assert!(e.why.contains("dns_override = true"), "{e}");
+        let e = err(&grid("configure_for_dns = true"));
+        assert_eq!(e.key, "backends.grid.dns");
+        let s = Settings::from_toml(&grid("record_style = \"a_ptr\"\ndns_override = true"))
+            .expect("overridden");
+        assert_eq!(s.dns_attach["grid"].default.as_deref(), Some("lab"));
+        // Fixed addresses register no DNS: a section attaches without the override.
+        let s = Settings::from_toml(&grid("record_style = \"fixed_address\""))
+            .expect("fixed addresses");
+        assert_eq!(s.dns_attach["grid"].default.as_deref(), Some("lab"));
     }
 
     #[test]

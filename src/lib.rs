@@ -80,10 +80,11 @@ impl Application {
                 b.kind()
             );
         }
-        let ipam = Arc::new(Ipam::new(
-            backends,
-            Duration::from_secs(cfg.cache.networks_ttl_secs),
-        ));
+        let ipam = Arc::new(
+            Ipam::new(backends, Duration::from_secs(cfg.cache.networks_ttl_secs)).with_dns(
+                service::DnsRegistry::from_settings(&settings.dns, &settings.dns_attach),
+            ),
+        );
         let state = AppState {
             ipam: ipam.clone(),
             auth: Arc::new(Authenticator::new(&settings)),

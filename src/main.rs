@@ -285,6 +285,8 @@ async fn check(settings: Settings) -> ExitCode {
         settings.clients.len()
     );
     let mut failed = false;
+    let dns =
+        ipam_gateway::service::DnsRegistry::from_settings(&settings.dns, &settings.dns_attach);
     for b in &settings.backends {
         let backend = match ipam_gateway::backends::build(b) {
             Ok(backend) => backend,
@@ -318,6 +320,40 @@ async fn check(settings: Settings) -> ExitCode {
             Err(e) => {
                 println!("backend {}: FAILED: {e}", b.name());
                 failed = true;
+            }
+        }
+        // Each attached DNS section: the SOA of every zone asked with the TSIG key, and a no-op
+        // update. A zone a `required` section cannot update fails the check.
+        let sections = dns.sections(b.name());
+        if sections.is_empty() {
+            continue;
+        }
+        let networks: Vec<ipnet::IpNet> = backend
+            .networks(&Default::default())
+            .await
+            .map(|l| l.iter().map(|n| n.cidr).collect())
+            .unwrap_or_default();
+        for u in sections {
+            let s = u.settings();
+            for z in u.check(&networks).await {
+                match (&z.serial, &z.update) {
+                    (Ok(serial), Ok(())) => println!(
+                        "backend {}: dns.{}: zone {} updatable (SOA serial {serial})",
+                        b.name(),
+                        s.name,
+                        z.zone
+                    ),
+                    (Err(e), _) | (_, Err(e)) => {
+                        println!(
+                            "backend {}: dns.{}: zone {} NOT updatable{}: {e}",
+                            b.name(),
+                            s.name,
+                            z.zone,
+                            if s.required { "" } else { " (not required)" }
+                        );
+                        failed |= s.required;
+                    }
+                }
             }
         }
     }

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use moka::future::Cache;
 
 use crate::backends::{Backend, CallContext, Claim};
+use crate::dns::{DnsError, DnsUpdater};
 use crate::domain::{
     AllocateIn, Allocation, AllocationId, AllocationInfo, BackendStatus, Block, CarveRequest,
     IpamError, IpamResult, Lookup, Network, NetworkFilter, NetworkId, Owner, RecordChanges,
@@ -95,6 +96,94 @@ pub struct Ipam {
     /// passthrough users cannot grow it without bound.
     last_listing: Cache<ListingKey, Arc<Vec<Network>>>,
     locks: KeyedLocks,
+    dns: DnsRegistry,
+}
+
+/// Which DNS section (`[dns.<name>]`) registers the names of each backend's addresses, and of
+/// the networks that override their backend's (`backends.<b>.networks[i].dns`).
+#[derive(Debug, Clone, Default)]
+pub struct DnsRegistry {
+    by_backend: HashMap<String, AttachedDns>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct AttachedDns {
+    default: Option<DnsUpdater>,
+    /// By backend-local network id.
+    networks: HashMap<String, DnsUpdater>,
+}
+
+impl DnsRegistry {
+    /// From validated settings (`Settings::dns` and `Settings::dns_attach`, which only name
+    /// sections that exist).
+    pub fn from_settings(
+        sections: &[crate::dns::DnsSettings],
+        attach: &std::collections::BTreeMap<String, crate::config::DnsAttach>,
+    ) -> Self {
+        let updaters: HashMap<&str, DnsUpdater> = sections
+            .iter()
+            .map(|s| (s.name.as_str(), DnsUpdater::new(s.clone())))
+            .collect();
+        let get = |n: &str| updaters.get(n).cloned();
+        let by_backend = attach
+            .iter()
+            .map(|(backend, a)| {
+                let entry = AttachedDns {
+                    default: a.default.as_deref().and_then(get),
+                    networks: a
+                        .networks
+                        .iter()
+                        .filter_map(|(id, d)| get(d).map(|u| (id.clone(), u)))
+                        .collect(),
+                };
+                (backend.clone(), entry)
+            })
+            .collect();
+        DnsRegistry { by_backend }
+    }
+
+    /// The updater for an address of `network` (backend-local id) on `backend`, if any.
+    pub fn updater(&self, backend: &str, network: &str) -> Option<&DnsUpdater> {
+        let a = self.by_backend.get(backend)?;
+        a.networks.get(network).or(a.default.as_ref())
+    }
+
+    fn attached(&self, backend: &str) -> bool {
+        self.by_backend
+            .get(backend)
+            .is_some_and(|a| a.default.is_some() || !a.networks.is_empty())
+    }
+
+    /// Every section attached to `backend` (its own and its networks'), once each.
+    pub fn sections(&self, backend: &str) -> Vec<DnsUpdater> {
+        let mut out: Vec<DnsUpdater> = Vec::new();
+        if let Some(a) = self.by_backend.get(backend) {
+            for u in a.default.iter().chain(a.networks.values()) {
+                if !out.iter().any(|o| o.settings().name == u.settings().name) {
+                    out.push(u.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A DNS failure as the caller sees it: the server's answer, naming the zone. A refusal or a
+/// failed exchange is a 502 (the DNS server is the gateway's upstream), no answer a 504, and a
+/// name no configured zone holds a 400 naming the field.
+fn dns_error(section: &str, e: DnsError) -> IpamError {
+    match e {
+        DnsError::Name(n) => IpamError::invalid(n.field, n.why),
+        DnsError::Timeout { zone, after, .. } => IpamError::Timeout {
+            backend: format!("DNS (dns.{section}, zone `{zone}`)"),
+            seconds: after.as_secs().max(1),
+        },
+        other => IpamError::Upstream {
+            backend: format!("DNS (dns.{section})"),
+            status: 502,
+            detail: other.to_string(),
+        },
+    }
 }
 
 impl std::fmt::Debug for Ipam {
@@ -134,7 +223,122 @@ impl Ipam {
             listings,
             last_listing,
             locks: KeyedLocks::default(),
+            dns: DnsRegistry::default(),
         }
+    }
+
+    /// Registers the names of allocated addresses in DNS ([`DnsRegistry`]).
+    pub fn with_dns(mut self, dns: DnsRegistry) -> Self {
+        self.dns = dns;
+        self
+    }
+
+    pub fn dns(&self) -> &DnsRegistry {
+        &self.dns
+    }
+
+    /// The fully qualified DNS name for `host` in `network` (qualified with the network's
+    /// domain), or a 400 naming `field`.
+    async fn dns_name(
+        &self,
+        caller: &Caller,
+        network: &NetworkId,
+        field: &str,
+        host: &str,
+    ) -> IpamResult<(String, Option<ipnet::IpNet>)> {
+        let info = self
+            .network_snapshot(caller)
+            .await
+            .ok()
+            .and_then(|l| l.iter().find(|n| &n.id == network).map(|n| n.info.clone()));
+        let domain = info.as_ref().and_then(|i| i.dns_domain.clone());
+        let name = crate::dns::names::qualify(field, host, "domain", domain.as_deref())
+            .map_err(|e| IpamError::invalid(e.field, e.why))?;
+        Ok((name, info.map(|i| i.cidr)))
+    }
+
+    /// Applies the failure policy of `updater` to a DNS outcome: `required = true` turns a
+    /// failure into the caller's error; otherwise it is logged (with the request's span, which
+    /// carries its id) and counted, and the operation stands.
+    fn dns_policy(
+        updater: &DnsUpdater,
+        what: &str,
+        address: IpAddr,
+        outcome: IpamResult<()>,
+    ) -> IpamResult<()> {
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(e) if updater.settings().required => Err(e),
+            Err(e) => {
+                tracing::warn!(dns = %updater.settings().name, %address, error = %e,
+                    "DNS {what} failed; not required (dns.{}.required = false), the operation stands",
+                    updater.settings().name);
+                Ok(())
+            }
+        }
+    }
+
+    /// Registers `host` for the address just taken; with `required`, a failure releases it.
+    async fn register_taken(&self, caller: &Caller, a: &Allocation, host: &str) -> IpamResult<()> {
+        let Some(updater) = self
+            .dns
+            .updater(&caller.backend, &a.network_id.backend_id())
+            .cloned()
+        else {
+            return Ok(());
+        };
+        let outcome = async {
+            let (name, net) = self
+                .dns_name(caller, &a.network_id, "hostname", host)
+                .await?;
+            updater
+                .add(&name, a.address, net)
+                .await
+                .map_err(|e| dns_error(&updater.settings().name, e))
+        }
+        .await;
+        if let Err(IpamError::InvalidInput { .. }) = &outcome {
+            metrics::counter!("ipamgw_dns_updates_total", "result" => "bad_name").increment(1);
+        }
+        let outcome = Self::dns_policy(&updater, "registration", a.address, outcome);
+        if let Err(e) = &outcome {
+            // The address was taken for a name DNS would not take: give it back, so nothing is
+            // left allocated (dns.<name>.required = true).
+            if let Err(r) = self.release_address(caller, &a.network_id, a.address).await {
+                tracing::error!(address = %a.address, network = %a.network_id, error = %r,
+                    dns_error = %e, "could not release the address whose DNS registration failed");
+            }
+        }
+        outcome
+    }
+
+    /// A host name checked before any address is taken (a 400 naming `hostname`).
+    fn check_host(&self, caller: &Caller, req: &AllocationRequest) -> IpamResult<Option<String>> {
+        let Some(h) = req.details.hostname.as_deref().map(str::trim) else {
+            return Ok(None);
+        };
+        if h.is_empty() || !self.dns.attached(&caller.backend) {
+            return Ok(None);
+        }
+        crate::dns::names::validate("hostname", h).map_err(|e| {
+            metrics::counter!("ipamgw_dns_updates_total", "result" => "bad_name").increment(1);
+            IpamError::invalid(e.field, e.why)
+        })?;
+        Ok(Some(h.to_owned()))
+    }
+
+    async fn allocate_registered(
+        &self,
+        caller: &Caller,
+        req: &AllocationRequest,
+        reuse: Reuse,
+    ) -> IpamResult<Allocation> {
+        let host = self.check_host(caller, req)?;
+        let a = self.allocate_inner(caller, req, reuse).await?;
+        if let Some(h) = host {
+            self.register_taken(caller, &a, &h).await?;
+        }
+        Ok(a)
     }
 
     pub fn backend(&self, name: &str) -> IpamResult<&Arc<dyn Backend>> {
@@ -279,13 +483,24 @@ impl Ipam {
         caller: &Caller,
         req: &AllocationRequest,
     ) -> IpamResult<Allocation> {
-        self.allocate_inner(caller, req, Reuse::InOrder).await
+        self.allocate_registered(caller, req, Reuse::InOrder).await
     }
 
     /// Like [`Ipam::allocate`], but an owner that already holds an address in any of the
     /// candidate networks gets that one back, whatever the candidates' order (the retry of a
     /// request whose first candidate was full when it first ran).
     pub async fn allocate_held_first(
+        &self,
+        caller: &Caller,
+        req: &AllocationRequest,
+    ) -> IpamResult<Allocation> {
+        self.allocate_registered(caller, req, Reuse::HeldFirst)
+            .await
+    }
+
+    /// [`Ipam::allocate_held_first`] without registering the host name in DNS (a machine that
+    /// opted out, e.g. vRA's `ipamgw.dns = "false"`).
+    pub async fn allocate_held_first_unregistered(
         &self,
         caller: &Caller,
         req: &AllocationRequest,
@@ -302,7 +517,7 @@ impl Ipam {
         caller: &Caller,
         req: &AllocationRequest,
     ) -> IpamResult<Allocation> {
-        self.allocate_inner(caller, req, Reuse::Never).await
+        self.allocate_registered(caller, req, Reuse::Never).await
     }
 
     async fn allocate_inner(
@@ -647,7 +862,10 @@ impl Ipam {
             })
     }
 
-    /// Gives an address back; an address that is already free is not an error.
+    /// Gives an address back; an address that is already free is not an error. With DNS
+    /// attached, the records of the address's host name that point at it go first (exactly
+    /// those: the name's other addresses stay); with `required`, a DNS failure keeps the address
+    /// held, so the retry finds the name again.
     pub async fn release(
         &self,
         caller: &Caller,
@@ -655,6 +873,38 @@ impl Ipam {
         address: IpAddr,
     ) -> IpamResult<()> {
         self.check_route(caller, network, "network")?;
+        if let Some(updater) = self
+            .dns
+            .updater(&caller.backend, &network.backend_id())
+            .cloned()
+        {
+            let held = match self.get(caller, network, address).await {
+                Ok(a) => a.hostname.filter(|h| !h.trim().is_empty()),
+                Err(IpamError::NotFound(_)) => None,
+                Err(e) => return Err(e),
+            };
+            if let Some(h) = held {
+                let outcome = async {
+                    let (name, net) = self.dns_name(caller, network, "hostname", h.trim()).await?;
+                    updater
+                        .delete(&name, address, net)
+                        .await
+                        .map_err(|e| dns_error(&updater.settings().name, e))
+                }
+                .await;
+                Self::dns_policy(&updater, "delete", address, outcome)?;
+            }
+        }
+        self.release_address(caller, network, address).await
+    }
+
+    /// [`Ipam::release`] without DNS.
+    async fn release_address(
+        &self,
+        caller: &Caller,
+        network: &NetworkId,
+        address: IpAddr,
+    ) -> IpamResult<()> {
         let backend = self.backend(&caller.backend)?;
         let _guard = self.locks.lock(LockKey::Records(network.clone())).await;
         timed(
@@ -688,14 +938,56 @@ impl Ipam {
         changes: &RecordChanges,
     ) -> IpamResult<Allocation> {
         self.check_route(caller, network, "network")?;
+        // A new host name moves the address's records (replace); it is checked before the record
+        // changes, and the old name is read first.
+        let updater = self
+            .dns
+            .updater(&caller.backend, &network.backend_id())
+            .cloned();
+        let new_host = match (&updater, changes.hostname.as_deref().map(str::trim)) {
+            (Some(_), Some(h)) if !h.is_empty() => {
+                crate::dns::names::validate("hostname", h)
+                    .map_err(|e| IpamError::invalid(e.field, e.why))?;
+                Some(h.to_owned())
+            }
+            _ => None,
+        };
+        let old_host = match &new_host {
+            Some(_) => self
+                .get(caller, network, address)
+                .await?
+                .hostname
+                .filter(|h| !h.trim().is_empty()),
+            None => None,
+        };
         let backend = self.backend(&caller.backend)?;
-        let _guard = self.locks.lock(LockKey::Records(network.clone())).await;
-        let a = timed(
-            &caller.backend,
-            "update",
-            backend.update(&caller.cx, &network.backend_id(), address, changes),
-        )
-        .await?;
+        let a = {
+            let _guard = self.locks.lock(LockKey::Records(network.clone())).await;
+            timed(
+                &caller.backend,
+                "update",
+                backend.update(&caller.cx, &network.backend_id(), address, changes),
+            )
+            .await?
+        };
+        if let (Some(updater), Some(new)) = (&updater, &new_host) {
+            let outcome = async {
+                let (name, net) = self.dns_name(caller, network, "hostname", new).await?;
+                let section = &updater.settings().name;
+                match &old_host {
+                    Some(old) => {
+                        let (old, _) = self
+                            .dns_name(caller, network, "hostname", old.trim())
+                            .await?;
+                        updater.replace(&old, &name, address, net).await
+                    }
+                    None => updater.add(&name, address, net).await,
+                }
+                .map_err(|e| dns_error(section, e))
+            }
+            .await;
+            Self::dns_policy(updater, "update", address, outcome)?;
+        }
         Ok(self.to_allocation(&caller.backend, a))
     }
 

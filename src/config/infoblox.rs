@@ -91,6 +91,14 @@ pub struct InfobloxConfig {
     /// names. A+PTR records are DNS records whatever this says.
     #[serde(default)]
     pub configure_for_dns: bool,
+    /// `[dns.<name>]` section registering this backend's names through RFC 2136. Refused while
+    /// the record style registers DNS itself (`a_ptr`, or `host` with `configure_for_dns`)
+    /// unless `dns_override = true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<String>,
+    /// Register through `dns` even though the grid registers DNS too.
+    #[serde(default)]
+    pub dns_override: bool,
     /// Serve host addresses by DHCP (`configure_for_dhcp`) when their MAC is known.
     #[serde(default)]
     pub configure_for_dhcp: bool,

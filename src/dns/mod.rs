@@ -2,7 +2,8 @@
 //! dynamic updates (RFC 2136) signed with TSIG (RFC 8945).
 //!
 //! This is the foundation layer: configuration ([`config`]), names ([`names`]) and the update
-//! client ([`client::DnsUpdater`]). It is not yet wired into the allocation path.
+//! client ([`client::DnsUpdater`]). The service (`crate::service::DnsRegistry`) registers names
+//! through it for the backends a section is attached to (`backends.<b>.dns`).
 
 pub mod client;
 pub mod config;

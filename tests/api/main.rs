@@ -13,6 +13,7 @@ mod avi_validator;
 mod backend_tls;
 mod deploy;
 mod dns;
+mod dns_wired;
 mod edges;
 mod fuzz;
 mod health;

@@ -544,6 +544,26 @@ fn nth_address(field: &str, start: IpAddr, n: u64) -> Result<IpAddr, IpamError> 
     }
 }
 
+/// The machine's opt-out of DNS registration: `resourceInfo.properties["ipamgw.dns"]` =
+/// `"false"` (a vRA custom property; `"true"` or absent registers the host name).
+pub const DNS_OPT_OUT_PROPERTY: &str = "ipamgw.dns";
+
+fn dns_wanted(root: &Field<'_>) -> Result<bool, IpamError> {
+    let f = root
+        .get("resourceInfo")
+        .get("properties")
+        .get(DNS_OPT_OUT_PROPERTY);
+    match f.opt_str()?.as_deref().map(str::trim) {
+        None => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+        Some(v) => Err(IpamError::invalid(
+            f.path(),
+            format!("'{v}' is neither \"true\" nor \"false\""),
+        )),
+    }
+}
+
 fn resource_hostname(resource: &Field<'_>) -> Result<Option<String>, IpamError> {
     for key in ["hostName", "hostname", "name"] {
         if let Some(h) = resource.get(key).opt_str()? {
@@ -703,6 +723,14 @@ pub async fn allocate_ip(
     endpoint_options(&root, &caller).map_err(op(OP))?;
     let (rid, plans) = plan_allocations(&root).map_err(op(OP))?;
     let ipam = &state.ipam;
+    let register_dns = dns_wanted(&root).map_err(op(OP))?;
+    // The core names a bad host name `hostname`; vRA's field is the resourceInfo key it came from.
+    let resource = root.get("resourceInfo");
+    let hostname_field = ["hostName", "hostname", "name"]
+        .into_iter()
+        .map(|k| resource.get(k))
+        .find(Field::is_present)
+        .map_or_else(|| "resourceInfo.name".to_owned(), |f| f.path().to_owned());
 
     let mut done: Vec<Allocation> = Vec::new();
     let mut placed: Vec<(NetworkId, Vec<IpAddr>)> = Vec::with_capacity(plans.len());
@@ -728,7 +756,11 @@ pub async fn allocate_ip(
                     address,
                     details: plan.details.clone(),
                 };
-                ipam.allocate_held_first(&caller, &req).await
+                if register_dns {
+                    ipam.allocate_held_first(&caller, &req).await
+                } else {
+                    ipam.allocate_held_first_unregistered(&caller, &req).await
+                }
             }
             .await;
             match outcome {
@@ -743,6 +775,12 @@ pub async fn allocate_ip(
                         IpamError::InvalidInput { field, why } if field == "address" => {
                             IpamError::InvalidInput {
                                 field: format!("ipAllocations[{}].start", plan.index),
+                                why,
+                            }
+                        }
+                        IpamError::InvalidInput { field, why } if field == "hostname" => {
+                            IpamError::InvalidInput {
+                                field: hostname_field.clone(),
                                 why,
                             }
                         }
