@@ -110,13 +110,21 @@ impl AviDnsTargets {
     }
 }
 
-/// The `[dns.<name>]` section for a backend's Avi clients. The per-backend `dns = "<name>"` key is
-/// being added to the configuration separately; until it is read here, the fallback applies: the
-/// single `[dns.*]` section when there is exactly one, else none.
+/// The `[dns.<name>]` section for a backend's Avi clients: the one the backend names with
+/// `backends.<b>.dns` (the section its allocations register names in); for a backend that names
+/// none, the single `[dns.*]` section when there is exactly one, else none (the functions then
+/// answer `CustomDnsNotImplementedException`).
 pub fn attached_section<'a>(
     settings: &'a Settings,
-    _backend: &str,
+    backend: &str,
 ) -> Option<&'a crate::dns::DnsSettings> {
+    if let Some(name) = settings
+        .dns_attach
+        .get(backend)
+        .and_then(|a| a.default.as_deref())
+    {
+        return settings.dns.iter().find(|d| d.name == name);
+    }
     match settings.dns.as_slice() {
         [only] => Some(only),
         _ => None,
@@ -547,6 +555,49 @@ async fn unknown_function(Path(function): Path<String>) -> DnsFnError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn avi_clients_use_the_section_their_backend_names_else_the_only_one() {
+        let base = r#"
+            [clients.demo]
+            password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$0eDVEQ9XbOhdVpTvmUsnZdk1lBQ9hm0ONgDhkK6fwrY"
+            backend = "local"
+            [backends.local]
+            kind = "embedded"
+            [[backends.local.networks]]
+            name = "n1"
+            cidr = "10.0.0.0/24"
+            [dns.lab]
+            servers = ["127.0.0.1:5353"]
+            key_name = "ipamgw-key"
+            secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"
+            forward_zones = ["lab.example.com"]
+        "#;
+        let second = r#"
+            [dns.corp]
+            servers = ["127.0.0.1:5354"]
+            key_name = "corp-key"
+            secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"
+            forward_zones = ["corp.example.com"]
+        "#;
+        let name = |text: &str| {
+            let s = Settings::from_toml(text).expect("config");
+            attached_section(&s, "local").map(|d| d.name.clone())
+        };
+        // One section and no attachment: that one.
+        assert_eq!(name(base).as_deref(), Some("lab"));
+        // Two and no attachment: none (the functions answer NotImplemented).
+        assert_eq!(name(&format!("{base}{second}")), None);
+        // The backend names one: that one, whatever else exists.
+        let attached = base.replace(
+            "kind = \"embedded\"",
+            "kind = \"embedded\"\n            dns = \"corp\"",
+        );
+        assert_eq!(
+            name(&format!("{attached}{second}")).as_deref(),
+            Some("corp")
+        );
+    }
 
     fn recs(fqdns: &[&str], ips: &[&str]) -> Records {
         Records {
