@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod avi_common;
 pub mod bind;
 pub mod fake;
 pub mod infoblox;
@@ -11,6 +12,8 @@ pub mod mock;
 pub mod phpipam;
 pub mod phpipam_fake;
 pub mod python;
+pub mod resilience_proxy;
+pub mod vra_common;
 
 use std::path::PathBuf;
 use std::sync::LazyLock;

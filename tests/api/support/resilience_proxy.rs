@@ -3,8 +3,6 @@
 //! answers garbage, or stops listening altogether (a closed loopback port) and comes back later on
 //! the same port. It counts what it forwards, per method.
 
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
