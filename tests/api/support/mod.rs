@@ -5,6 +5,7 @@
 pub mod avi_common;
 pub mod bind;
 pub mod fake;
+pub mod gateway_process;
 pub mod infoblox;
 pub mod infoblox_fake;
 pub mod matrix;
