@@ -1,7 +1,5 @@
 //! Test harness: builds the real [`Application`] on loopback port 0 with a temp state dir.
 
-#![allow(dead_code)]
-
 pub mod avi_common;
 pub mod bind;
 pub mod fake;
@@ -171,10 +169,6 @@ impl TestApp {
             .as_str()
             .expect("id")
             .to_owned()
-    }
-
-    pub fn data_path(&self) -> PathBuf {
-        self.state_dir.path().join("local.redb")
     }
 
     pub async fn stop(self) {

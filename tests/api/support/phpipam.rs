@@ -73,10 +73,6 @@ impl Exchange {
             .and_then(|(_, v)| v.as_str())
     }
 
-    pub fn request_body(&self) -> &Value {
-        &self.raw["request"]["body"]
-    }
-
     pub fn status(&self) -> u16 {
         u16::try_from(self.raw["response"]["status"].as_u64().expect("status")).expect("u16")
     }

@@ -34,13 +34,6 @@ pub enum Fault {
         body: Option<String>,
         forward: bool,
     },
-    /// The first `n` matching `(method, path prefix)` requests get `status`; the rest pass.
-    FailFirst {
-        method: Method,
-        path: String,
-        status: u16,
-        n: usize,
-    },
 }
 
 #[derive(Debug)]
@@ -82,16 +75,6 @@ async fn handle(
             .entry((method.to_string(), path.clone()))
             .or_default() += 1;
         let fault = match &mut s.fault {
-            Fault::FailFirst {
-                method: m,
-                path: p,
-                status,
-                n,
-            } if *m == method && path.starts_with(p.as_str()) && *n > 0 => {
-                *n -= 1;
-                Fault::Status(*status)
-            }
-            Fault::FailFirst { .. } => Fault::Pass,
             Fault::Hold {
                 method: m,
                 path: p,
@@ -132,7 +115,7 @@ async fn handle(
         Fault::Hold { forward: false, .. } => {
             std::future::pending::<()>().await;
         }
-        Fault::Hold { forward: true, .. } | Fault::Pass | Fault::FailFirst { .. } => {}
+        Fault::Hold { forward: true, .. } | Fault::Pass => {}
     }
     let hang = matches!(fault, Fault::Hold { forward: true, .. });
     let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
@@ -256,9 +239,5 @@ impl FaultProxy {
             .collect();
         v.sort();
         v
-    }
-
-    pub fn reset_counts(&self) {
-        self.shared.lock().expect("proxy state").seen.clear();
     }
 }
