@@ -292,9 +292,9 @@ async fn phpipam_answers_the_check_cannot_read_are_reported_as_not_checked() {
     // wiremock answers only the inventory; the custom field listing and the write probe get
     // 404s that are not phpIPAM's: not a failure, but said.
     let m = PhpipamMock::start().await;
-    m.fixture("01").mount().await;
-    m.fixture("25").mount().await;
-    m.fixture("28").mount().await;
+    m.login().mount().await;
+    m.sections_list().mount().await;
+    m.section_subnets().mount().await;
     let status = php_backend(&php_config(&m.uri(), "owner_field = \"custom_vm_id\""))
         .check(&CallContext::default())
         .await

@@ -166,6 +166,12 @@ impl InfobloxMock {
         Endpoint::new(&self.server, Self::matcher(&ex), ex.response())
     }
 
+    /// Fixture 01: the schema request that logs in, answered with the session cookie
+    /// ([`COOKIE`]).
+    pub fn login(&self) -> Endpoint<'_> {
+        self.fixture("01")
+    }
+
     /// The request of one fixture answered with another's response (e.g. fixture 10's request
     /// answered like 11 when the network is full).
     pub fn fixture_as(&self, which: &str, answer: &str) -> Endpoint<'_> {
@@ -184,7 +190,7 @@ impl InfobloxMock {
     /// Login plus the searches of an inventory (fixtures 01, 04–08, and 30: the IPv4 networks
     /// with their utilization, as `free_counts = "utilization"`, the default, asks for them).
     pub async fn inventory(&self) {
-        self.fixture("01").mount().await;
+        self.login().mount().await;
         for f in ["04", "05", "06", "07", "08", "30"] {
             self.fixture(f).with_cookie().mount().await;
         }

@@ -135,6 +135,26 @@ impl PhpipamMock {
         Endpoint::new(&self.server, mock, ex.response())
     }
 
+    /// Fixture 01: `POST user/` with the lab credentials, answered with [`TOKEN`].
+    pub fn login(&self) -> Endpoint<'_> {
+        self.fixture("01")
+    }
+
+    /// Fixture 25: `GET sections/`, the lab's sections (`Gateway` among them).
+    pub fn sections_list(&self) -> Endpoint<'_> {
+        self.fixture("25")
+    }
+
+    /// Fixture 28: `GET sections/{Gateway}/subnets/`, the subnets of section `Gateway`.
+    pub fn section_subnets(&self) -> Endpoint<'_> {
+        self.fixture("28")
+    }
+
+    /// Fixture 35: `GET vlan/{id}/`, the VLAN a recorded subnet names.
+    pub fn vlan(&self) -> Endpoint<'_> {
+        self.fixture("35")
+    }
+
     /// Another request (same app), answered with a fixture's recorded response: for calls the
     /// recordings show with other ids (e.g. `DELETE addresses/15/` answered like fixture 91).
     pub fn fixture_at(&self, which: &str, verb: &str, at: &str) -> Endpoint<'_> {
