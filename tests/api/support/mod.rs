@@ -2,6 +2,7 @@
 
 pub mod avi_common;
 pub mod bind;
+pub mod exchange;
 pub mod fake;
 pub mod gateway_process;
 pub mod infoblox;
