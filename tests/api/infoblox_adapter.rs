@@ -134,7 +134,7 @@ async fn networks_follow_next_page_id_and_map_options_and_eas() {
 async fn check_reports_views_networks_and_blocks() {
     let m = InfobloxMock::start().await;
     m.inventory().await;
-    m.fixture("09").with_cookie().mount().await;
+    m.network_views().with_cookie().mount().await;
     let status = backend(&m.uri(), "")
         .check(&CallContext::default())
         .await
@@ -306,7 +306,7 @@ async fn find_by_owner_searches_the_owner_ea() {
 async fn a_mac_goes_on_the_host_address() {
     let m = InfobloxMock::start().await;
     m.inventory().await;
-    m.fixture("14").with_cookie().mount().await;
+    m.host_by_address().with_cookie().mount().await;
     m.fixture("15")
         .with_cookie()
         .mounted()
@@ -337,7 +337,7 @@ async fn a_mac_goes_on_the_host_address() {
 async fn release_deletes_by_ref_and_a_gone_ref_is_success() {
     let m = InfobloxMock::start().await;
     m.inventory().await;
-    m.fixture("14").with_cookie().mount().await;
+    m.host_by_address().with_cookie().mount().await;
     m.fixture("16")
         .with_cookie()
         .mounted()

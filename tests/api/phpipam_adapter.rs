@@ -136,7 +136,7 @@ async fn check_reports_subnets_and_blocks() {
 async fn next_free_allocation_reserves_with_the_owner_marker() {
     let m = PhpipamMock::start().await;
     inventory_mocks(&m).await;
-    m.fixture("49")
+    m.first_free()
         .token(TOKEN)
         .mounted()
         .expect(1)
@@ -210,7 +210,7 @@ async fn a_lost_race_is_retried_with_the_next_free_address() {
     .priority(1)
     .mount()
     .await;
-    m.fixture("49").mounted().expect(1).mount().await;
+    m.first_free().mounted().expect(1).mount().await;
     let req = AllocateIn {
         network: "7".into(),
         owner: owner("racer"),
@@ -276,7 +276,7 @@ async fn phpipam_rejecting_an_address_is_invalid_input() {
 async fn release_deletes_by_id_and_never_by_ip_and_subnet() {
     let m = PhpipamMock::start().await;
     inventory_mocks(&m).await;
-    m.fixture("65").mounted().expect(2).mount().await;
+    m.search_ip().mounted().expect(2).mount().await;
     m.fixture_at("91", "DELETE", &format!("{API}/addresses/15/"))
         .mounted()
         .times(1)
@@ -324,7 +324,7 @@ async fn releasing_an_unknown_address_succeeds_without_a_delete() {
 async fn find_by_address_and_update_by_id() {
     let m = PhpipamMock::start().await;
     inventory_mocks(&m).await;
-    m.fixture("65").mount().await;
+    m.search_ip().mount().await;
     m.fixture("76").mounted().expect(1).mount().await;
     let b = backend(&m.uri(), "");
     let cx = CallContext::default();

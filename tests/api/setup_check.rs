@@ -457,7 +457,7 @@ async fn infoblox_the_ea_search_is_the_one_the_fixtures_show() {
     // them exactly, and an unanswered definition search is "not checked", not a failure.
     let m = InfobloxMock::start().await;
     m.inventory().await;
-    m.fixture("09").with_cookie().mount().await;
+    m.network_views().with_cookie().mount().await;
     m.fixture("31")
         .with_cookie()
         .mounted()

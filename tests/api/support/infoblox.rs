@@ -89,6 +89,16 @@ impl InfobloxMock {
         self.fixture("01")
     }
 
+    /// Fixture 09: `GET networkview`, the grid's network views.
+    pub fn network_views(&self) -> Endpoint<'_> {
+        self.fixture("09")
+    }
+
+    /// Fixture 14: `GET record:host?ipv4addr=10.20.0.2`, the host records holding an address.
+    pub fn host_by_address(&self) -> Endpoint<'_> {
+        self.fixture("14")
+    }
+
     /// The request of one fixture answered with another's response (e.g. fixture 10's request
     /// answered like 11 when the network is full).
     pub fn fixture_as(&self, which: &str, answer: &str) -> Endpoint<'_> {

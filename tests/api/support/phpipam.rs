@@ -74,6 +74,16 @@ impl PhpipamMock {
         self.fixture("35")
     }
 
+    /// Fixture 49: `POST addresses/first_free/{subnet 7}/`, the first free address reserved.
+    pub fn first_free(&self) -> Endpoint<'_> {
+        self.fixture("49")
+    }
+
+    /// Fixture 65: `GET addresses/search/10.10.0.50/`, the addresses holding an IP.
+    pub fn search_ip(&self) -> Endpoint<'_> {
+        self.fixture("65")
+    }
+
     /// Another request (same app), answered with a fixture's recorded response: for calls the
     /// recordings show with other ids (e.g. `DELETE addresses/15/` answered like fixture 91).
     pub fn fixture_at(&self, which: &str, verb: &str, at: &str) -> Endpoint<'_> {
