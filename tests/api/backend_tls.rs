@@ -12,7 +12,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -23,6 +22,7 @@ use ipam_gateway::backends::{Backend, CallContext};
 use ipam_gateway::domain::{AllocateIn, Owner, RecordDetails};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 
+use crate::support::gateway_process::{GatewayProcess, Stderr};
 use crate::support::infoblox::{backend_from as infoblox_from, config_with as infoblox_config};
 use crate::support::infoblox_fake::FakeWapi;
 use crate::support::phpipam::{PASSWORD, USER, backend as phpipam, config as phpipam_config};
@@ -475,36 +475,20 @@ async fn check_prints_the_reason_and_the_fingerprint() {
 /// The binary serving: a request that reaches the untrusted backend logs the reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_logs_the_reason_and_the_fingerprint() {
-    use tokio::io::AsyncBufReadExt as _;
     let fake = FakePhpipam::start().await;
     let cert = appliance_cert();
     let front = TlsFront::start(&cert, &fake.url).await;
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("gateway.toml");
     std::fs::write(&path, phpipam_config(&front.url, "")).expect("config");
-    let mut child = tokio::process::Command::new(binary())
-        .arg("--config")
-        .arg(&path)
-        .arg("serve")
-        .current_dir(dir.path())
-        .env("IPAMGW_SERVER__LISTEN", "127.0.0.1:0")
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn serve");
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("the gateway prints its address")
-        .expect("read")
-        .expect("a line");
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in {line:?}"))
-        .to_owned();
+    let gw = tokio::task::spawn_blocking({
+        let dir = dir.path().to_owned();
+        move || GatewayProcess::with_config(&dir, &path, &[], Stderr::Keep)
+    })
+    .await
+    .expect("spawn serve");
+    let url = gw.base_url.clone();
+    assert!(url.starts_with("http://"), "no URL in {:?}", gw.banner);
     let resp = reqwest::Client::new()
         .get(format!("{url}/api/v1/networks"))
         .basic_auth("demo", Some(crate::support::DEMO_PASSWORD))
@@ -512,16 +496,9 @@ async fn serve_logs_the_reason_and_the_fingerprint() {
         .await
         .expect("send");
     assert_eq!(resp.status(), 503);
-    let pid = child.id().expect("pid").to_string();
-    let _ = tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await;
-    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+    let (_, logs) = tokio::task::spawn_blocking(move || gw.terminate())
         .await
-        .expect("stops")
-        .expect("output");
-    let logs = String::from_utf8_lossy(&out.stderr);
+        .expect("stops");
     assert!(
         logs.contains("certificate verification failed: ")
             && logs.contains(&format!("presented certificate {}", cert.fingerprint)),

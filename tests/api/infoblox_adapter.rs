@@ -58,7 +58,7 @@ fn every_fixture_names_its_source() {
 #[tokio::test]
 async fn networks_follow_next_page_id_and_map_options_and_eas() {
     let m = InfobloxMock::start().await;
-    m.fixture("01").mounted().expect(1).mount().await;
+    m.login().mounted().expect(1).mount().await;
     for f in ["04", "05", "06", "07", "08"] {
         m.fixture(f).with_cookie().mounted().expect(1).mount().await;
     }
@@ -134,7 +134,7 @@ async fn networks_follow_next_page_id_and_map_options_and_eas() {
 async fn check_reports_views_networks_and_blocks() {
     let m = InfobloxMock::start().await;
     m.inventory().await;
-    m.fixture("09").with_cookie().mount().await;
+    m.network_views().with_cookie().mount().await;
     let status = backend(&m.uri(), "")
         .check(&CallContext::default())
         .await
@@ -306,7 +306,7 @@ async fn find_by_owner_searches_the_owner_ea() {
 async fn a_mac_goes_on_the_host_address() {
     let m = InfobloxMock::start().await;
     m.inventory().await;
-    m.fixture("14").with_cookie().mount().await;
+    m.host_by_address().with_cookie().mount().await;
     m.fixture("15")
         .with_cookie()
         .mounted()
@@ -337,7 +337,7 @@ async fn a_mac_goes_on_the_host_address() {
 async fn release_deletes_by_ref_and_a_gone_ref_is_success() {
     let m = InfobloxMock::start().await;
     m.inventory().await;
-    m.fixture("14").with_cookie().mount().await;
+    m.host_by_address().with_cookie().mount().await;
     m.fixture("16")
         .with_cookie()
         .mounted()
@@ -646,7 +646,7 @@ async fn a_200_that_is_not_json_is_undecodable() {
 #[tokio::test]
 async fn a_paged_search_of_another_shape_is_undecodable_naming_it() {
     let m = InfobloxMock::start().await;
-    m.fixture("01").mount().await;
+    m.login().mount().await;
     m.respond(
         "GET",
         "/wapi/v2.12/network",
@@ -712,7 +712,7 @@ async fn a_slow_grid_is_a_timeout() {
 async fn a_refused_cookie_costs_one_login_then_the_call_succeeds() {
     let m = InfobloxMock::start().await;
     // Login 1 sets the fixture cookie; the grid then refuses it once (expired), login 2 again.
-    m.fixture("01").mounted().expect(2).mount().await;
+    m.login().mounted().expect(2).mount().await;
     m.respond(
         "GET",
         "/wapi/v2.12/network",
@@ -764,7 +764,7 @@ fn free_of(nets: &[ipam_gateway::domain::NetworkInfo]) -> Vec<(&str, Option<u64>
 #[tokio::test]
 async fn free_counts_come_from_utilization_in_the_paged_listing_by_default() {
     let m = InfobloxMock::start().await;
-    m.fixture("01").mounted().expect(1).mount().await;
+    m.login().mounted().expect(1).mount().await;
     for f in ["30", "06", "07", "08"] {
         m.fixture(f).with_cookie().mounted().expect(1).mount().await;
     }
@@ -807,7 +807,7 @@ async fn free_counts_come_from_utilization_in_the_paged_listing_by_default() {
 #[tokio::test]
 async fn absent_or_unreadable_utilization_is_an_unknown_count_never_an_error() {
     let m = InfobloxMock::start().await;
-    m.fixture("01").mount().await;
+    m.login().mount().await;
     for f in ["06", "07", "08"] {
         m.fixture(f).with_cookie().mount().await;
     }
@@ -855,7 +855,7 @@ fn unknown_field(field: &str) -> ResponseTemplate {
 #[tokio::test]
 async fn a_grid_refusing_utilization_is_listed_without_it_and_not_asked_again() {
     let m = InfobloxMock::start().await;
-    m.fixture("01").mount().await;
+    m.login().mount().await;
     let with_utilization = Exchange::load("30")
         .query()
         .into_iter()
@@ -890,7 +890,7 @@ async fn a_grid_refusing_utilization_is_listed_without_it_and_not_asked_again() 
 #[tokio::test]
 async fn other_refusals_of_the_utilization_listing_stay_errors() {
     let m = InfobloxMock::start().await;
-    m.fixture("01").mount().await;
+    m.login().mount().await;
     m.respond(
         "GET",
         "/wapi/v2.12/network",

@@ -25,9 +25,9 @@ fn owner(s: &str) -> Owner {
 
 /// Login, the section list and the Gateway section's subnets: what every inventory needs.
 async fn inventory_mocks(m: &PhpipamMock) {
-    m.fixture("01").mount().await;
-    m.fixture("25").mounted().mount().await;
-    m.fixture("28").mount().await;
+    m.login().mount().await;
+    m.sections_list().mounted().mount().await;
+    m.section_subnets().mount().await;
 }
 
 /// `GET addresses/{id}/` for the two gateway addresses, answered like fixture 74 with the
@@ -54,20 +54,20 @@ async fn gateway_mocks(m: &PhpipamMock, expect: u64) {
 #[tokio::test]
 async fn networks_map_subnets_and_reuse_the_token_and_lookups() {
     let m = PhpipamMock::start().await;
-    m.fixture("01").mounted().expect(1).mount().await;
-    m.fixture("25")
+    m.login().mounted().expect(1).mount().await;
+    m.sections_list()
         .token(TOKEN)
         .mounted()
         .expect(2)
         .mount()
         .await;
-    m.fixture("28")
+    m.section_subnets()
         .token(TOKEN)
         .mounted()
         .expect(2)
         .mount()
         .await;
-    m.fixture("35").mounted().expect(1).mount().await;
+    m.vlan().mounted().expect(1).mount().await;
     // Two gateways to learn: one request for every gateway (fixture 152), none by id.
     m.fixture("152").mounted().expect(1).mount().await;
     gateway_mocks(&m, 0).await;
@@ -136,7 +136,7 @@ async fn check_reports_subnets_and_blocks() {
 async fn next_free_allocation_reserves_with_the_owner_marker() {
     let m = PhpipamMock::start().await;
     inventory_mocks(&m).await;
-    m.fixture("49")
+    m.first_free()
         .token(TOKEN)
         .mounted()
         .expect(1)
@@ -210,7 +210,7 @@ async fn a_lost_race_is_retried_with_the_next_free_address() {
     .priority(1)
     .mount()
     .await;
-    m.fixture("49").mounted().expect(1).mount().await;
+    m.first_free().mounted().expect(1).mount().await;
     let req = AllocateIn {
         network: "7".into(),
         owner: owner("racer"),
@@ -276,7 +276,7 @@ async fn phpipam_rejecting_an_address_is_invalid_input() {
 async fn release_deletes_by_id_and_never_by_ip_and_subnet() {
     let m = PhpipamMock::start().await;
     inventory_mocks(&m).await;
-    m.fixture("65").mounted().expect(2).mount().await;
+    m.search_ip().mounted().expect(2).mount().await;
     m.fixture_at("91", "DELETE", &format!("{API}/addresses/15/"))
         .mounted()
         .times(1)
@@ -324,7 +324,7 @@ async fn releasing_an_unknown_address_succeeds_without_a_delete() {
 async fn find_by_address_and_update_by_id() {
     let m = PhpipamMock::start().await;
     inventory_mocks(&m).await;
-    m.fixture("65").mount().await;
+    m.search_ip().mount().await;
     m.fixture("76").mounted().expect(1).mount().await;
     let b = backend(&m.uri(), "");
     let cx = CallContext::default();
@@ -455,7 +455,7 @@ async fn an_expired_token_costs_one_login_then_succeeds() {
 #[tokio::test]
 async fn a_token_refused_twice_is_unauthorized() {
     let m = PhpipamMock::start().await;
-    m.fixture("01").mounted().expect(2).mount().await;
+    m.login().mounted().expect(2).mount().await;
     m.fixture_at("116", "GET", &format!("{API}/sections/"))
         .mount()
         .await;
@@ -534,7 +534,7 @@ async fn a_blocked_ip_is_unavailable_with_phpipams_message() {
 #[tokio::test]
 async fn an_empty_500_is_an_upstream_error() {
     let m = PhpipamMock::start().await;
-    m.fixture("01").mount().await;
+    m.login().mount().await;
     // Fixture 94: PHP fatal error, empty text/html body.
     m.fixture_at("94", "GET", &format!("{API}/sections/"))
         .mount()
@@ -555,7 +555,7 @@ async fn an_empty_500_is_an_upstream_error() {
 #[tokio::test]
 async fn a_200_that_is_not_phpipams_json_is_undecodable() {
     let m = PhpipamMock::start().await;
-    m.fixture("01").mount().await;
+    m.login().mount().await;
     m.respond(
         "GET",
         &format!("{API}/sections/"),
@@ -579,7 +579,7 @@ async fn a_200_that_is_not_phpipams_json_is_undecodable() {
 #[tokio::test]
 async fn a_section_list_of_another_shape_is_undecodable_naming_it() {
     let m = PhpipamMock::start().await;
-    m.fixture("01").mount().await;
+    m.login().mount().await;
     m.respond(
         "GET",
         &format!("{API}/sections/"),
@@ -621,7 +621,7 @@ async fn a_refused_connection_is_unavailable_naming_the_backend() {
 #[tokio::test]
 async fn a_slow_phpipam_is_a_timeout() {
     let m = PhpipamMock::start().await;
-    m.fixture("01").mount().await;
+    m.login().mount().await;
     let slow = Exchange::load("25")
         .response()
         .set_delay(Duration::from_secs(3));
@@ -899,7 +899,7 @@ async fn gateways_missing_from_the_scan_are_looked_up_by_id() {
     // 404 "No results (filter applied)": the gateways were unset after the subnets were read.
     let m = PhpipamMock::start().await;
     inventory_mocks(&m).await;
-    m.fixture("35").mount().await;
+    m.vlan().mount().await;
     m.respond(
         "GET",
         &format!("{API}/addresses/"),
@@ -924,7 +924,7 @@ async fn gateways_missing_from_the_scan_are_looked_up_by_id() {
 async fn a_failing_gateway_scan_fails_the_listing() {
     let m = PhpipamMock::start().await;
     inventory_mocks(&m).await;
-    m.fixture("35").mount().await;
+    m.vlan().mount().await;
     m.respond(
         "GET",
         &format!("{API}/addresses/"),
@@ -946,8 +946,8 @@ async fn a_failing_gateway_scan_fails_the_listing() {
 
 /// Fixture 28 with subnets 8 and 9 on VLANs 4 and 5 besides 7's VLAN 3: three VLANs to learn.
 async fn three_vlan_mocks(m: &PhpipamMock) {
-    m.fixture("01").mount().await;
-    m.fixture("25").mounted().mount().await;
+    m.login().mount().await;
+    m.sections_list().mounted().mount().await;
     let mut body = Exchange::load("28").body().clone();
     for s in body["data"].as_array_mut().expect("subnets") {
         match s["id"].as_u64() {
@@ -1026,7 +1026,7 @@ async fn vlans_missing_from_the_list_are_looked_up_by_id_and_a_failing_list_fail
     .expect(1)
     .mount()
     .await;
-    m.fixture("35").mounted().expect(1).mount().await;
+    m.vlan().mounted().expect(1).mount().await;
     for id in [4, 5] {
         m.respond(
             "GET",

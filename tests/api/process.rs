@@ -1,9 +1,7 @@
 //! The gateway as an operator runs it: the real binary, its exit codes, its output, kill -9.
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ipam_gateway::backends::embedded::EmbeddedBackend;
@@ -12,51 +10,23 @@ use ipam_gateway::config::{BackendSettings, Settings};
 use ipam_gateway::domain::{Lookup, Owner};
 use serde_json::{Value, json};
 
+use crate::support::gateway_process::{GatewayProcess, Stderr};
 use crate::support::{DEMO_PASSWORD, binary};
 
-/// A gateway process on the embedded default config, in its own working directory, on free ports.
+/// A gateway process on the embedded default config, in its own working directory, on free ports,
+/// with a client that trusts the certificate it generated.
 struct Gateway {
-    child: Child,
-    base_url: String,
-    stderr: mpsc::Receiver<String>,
+    process: GatewayProcess,
     client: reqwest::Client,
 }
 
 fn start(dir: &Path, extra_env: &[(&str, &str)]) -> Gateway {
-    let mut cmd = Command::new(binary());
-    cmd.arg("serve")
-        .current_dir(dir)
-        .env("IPAMGW_SERVER__LISTEN", "127.0.0.1:0")
-        .env("IPAMGW_METRICS__LISTEN", "127.0.0.1:0")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in extra_env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn gateway");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut stderr = child.stderr.take().expect("stderr");
-    let (etx, erx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut all = String::new();
-        let _ = stderr.read_to_string(&mut all);
-        let _ = etx.send(all);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the gateway prints its address on start");
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("https://"))
-        .unwrap_or_else(|| panic!("no https URL in {line:?}"))
-        .to_owned();
+    let process = GatewayProcess::embedded(dir, extra_env, Stderr::Keep);
+    let line = &process.banner;
+    assert!(
+        process.base_url.starts_with("https://"),
+        "no https URL in {line:?}"
+    );
     assert!(line.contains("certificate SHA-256 "), "{line}");
     let pem = std::fs::read(dir.join("data/tls/cert.pem")).expect("generated certificate");
     let client = reqwest::Client::builder()
@@ -64,30 +34,18 @@ fn start(dir: &Path, extra_env: &[(&str, &str)]) -> Gateway {
         .timeout(Duration::from_secs(30))
         .build()
         .expect("client");
-    Gateway {
-        child,
-        base_url: url,
-        stderr: erx,
-        client,
-    }
+    Gateway { process, client }
 }
 
 impl Gateway {
     fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base_url, path)
+        self.process.url(path)
     }
 
     /// SIGTERM, then the exit status and everything written to stderr.
-    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+    fn terminate(self) -> (std::process::ExitStatus, String) {
         drop(self.client);
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let status = self.child.wait().expect("wait");
-        let logs = self
-            .stderr
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap_or_default();
-        (status, logs)
+        self.process.terminate()
     }
 }
 
@@ -184,7 +142,7 @@ async fn acknowledged_allocations_survive_kill_9() {
         }
         tasks.push(tokio::spawn(async move { task.await.ok().flatten() }));
         if i == 40 {
-            gw.child.kill().expect("SIGKILL");
+            gw.process.child.kill().expect("SIGKILL");
         }
     }
     for t in tasks {
@@ -192,7 +150,7 @@ async fn acknowledged_allocations_survive_kill_9() {
             acknowledged.push(pair);
         }
     }
-    let _ = gw.child.wait();
+    let _ = gw.process.child.wait();
     assert!(
         acknowledged.len() >= 20,
         "some allocations were acknowledged before the kill"
@@ -505,7 +463,7 @@ async fn logs_on_a_pipe_or_under_no_color_carry_no_ansi_escapes() {
 async fn a_second_gateway_on_the_same_data_file_names_the_one_holding_it() {
     let dir = tempfile::tempdir().expect("dir");
     let gw = start(dir.path(), &[]);
-    let first = gw.child.id();
+    let first = gw.process.child.id();
     let (code, _, stderr) = run(
         &["serve"],
         dir.path(),

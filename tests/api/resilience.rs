@@ -13,8 +13,6 @@
 //! failed requests. We measure after a first burst, then after two more bursts of the same size:
 //! the count must not grow (small slack for pooled keep-alive connections being replaced).
 
-#![allow(dead_code)]
-
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -45,7 +43,10 @@ const BURST: usize = 8;
 pub struct Rig {
     pub app: TestApp,
     pub proxy: FaultProxy,
+    /// The fake behind the proxy, held so it serves for as long as the rig lives.
+    #[allow(dead_code, reason = "never read: holding it is its purpose")]
     pub phpipam: Option<FakePhpipam>,
+    #[allow(dead_code, reason = "never read: holding it is its purpose")]
     pub infoblox: Option<FakeWapi>,
 }
 

@@ -11,9 +11,7 @@
 //! (`<name>-<hash>`); in the `..._after_...` case that second POST, the one that creates the
 //! record, is the one whose answer is lost.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use axum::http::Method;
@@ -21,56 +19,26 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::resilience_proxy::{Fault, FaultProxy};
+use crate::support::DEMO_PASSWORD;
+use crate::support::gateway_process::{GatewayProcess, Stderr};
 use crate::support::infoblox_fake::{FakeWapi, FakeWapiState};
 use crate::support::matrix::{
     BackendKind, LAB_NETWORKS, LabNetwork, PhpipamLab, infoblox_config, phpipam_config,
     seed_infoblox, seed_phpipam,
 };
 use crate::support::phpipam_fake::{FakePhpipam, FakeState};
-use crate::support::{DEMO_PASSWORD, binary};
 use crate::vra_common::{fill, fixture};
 
-pub(crate) struct Gateway {
-    pub(crate) child: Child,
-    pub(crate) base_url: String,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `ipam-gateway serve --config <file>` in `dir` on a free loopback port (plain HTTP).
-pub(crate) fn start(dir: &Path, config: &Path) -> Gateway {
-    let mut child = Command::new(binary())
-        .args(["serve", "--config"])
-        .arg(config)
-        .current_dir(dir)
-        .env("IPAMGW_SERVER__LISTEN", "127.0.0.1:0")
-        .env_remove("RUST_LOG")
-        .env_remove("IPAMGW_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn gateway");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the gateway prints its address on start");
-    let base_url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no http URL in {line:?}"))
-        .to_owned();
-    Gateway { child, base_url }
+/// `ipam-gateway --config <file> serve` in `dir` on a free loopback port (plain HTTP); dropping
+/// it is the SIGKILL.
+fn start(dir: &Path, config: &Path) -> GatewayProcess {
+    let gw = GatewayProcess::with_config(dir, config, &[], Stderr::Discard);
+    assert!(
+        gw.base_url.starts_with("http://"),
+        "no http URL in {:?}",
+        gw.banner
+    );
+    gw
 }
 
 fn subnet(lab: &PhpipamLab, name: &str) -> u64 {
@@ -178,7 +146,7 @@ impl Upstream {
 
 async fn vra_call(
     client: &reqwest::Client,
-    gw: &Gateway,
+    gw: &GatewayProcess,
     op: &str,
     body: &Value,
 ) -> reqwest::Result<reqwest::Response> {
@@ -190,7 +158,7 @@ async fn vra_call(
         .await
 }
 
-async fn ranges(client: &reqwest::Client, gw: &Gateway) -> Value {
+async fn ranges(client: &reqwest::Client, gw: &GatewayProcess) -> Value {
     let r = client
         .get(format!("{}/api/v1/networks", gw.base_url))
         .basic_auth("demo", Some(DEMO_PASSWORD))

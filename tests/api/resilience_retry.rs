@@ -38,14 +38,14 @@ fn alloc(net: &str) -> AllocateIn {
 /// Login, sections and the Gateway section's subnets, each expected exactly `sections` /
 /// once (login).
 async fn phpipam_inventory(m: &PhpipamMock, sections: u64) {
-    m.fixture("01").mounted().expect(1).mount().await;
-    m.fixture("25")
+    m.login().mounted().expect(1).mount().await;
+    m.sections_list()
         .token(TOKEN)
         .mounted()
         .expect(sections)
         .mount()
         .await;
-    m.fixture("28").mount().await;
+    m.section_subnets().mount().await;
 }
 
 #[tokio::test]
@@ -70,7 +70,7 @@ async fn phpipam_a_flaky_read_succeeds_after_one_503() {
 #[tokio::test]
 async fn phpipam_reads_give_up_after_the_bounded_attempts() {
     let m = PhpipamMock::start().await;
-    m.fixture("01").mounted().expect(1).mount().await;
+    m.login().mounted().expect(1).mount().await;
     m.respond("GET", &format!("{API}/sections/"), html(503))
         .mounted()
         .expect(u64::from(ATTEMPTS))
@@ -97,7 +97,7 @@ async fn phpipam_reads_give_up_after_the_bounded_attempts() {
 #[tokio::test]
 async fn phpipam_a_500_read_is_not_retried() {
     let m = PhpipamMock::start().await;
-    m.fixture("01").mounted().expect(1).mount().await;
+    m.login().mounted().expect(1).mount().await;
     m.respond("GET", &format!("{API}/sections/"), html(500))
         .mounted()
         .expect(1)
@@ -187,7 +187,7 @@ async fn infoblox_the_login_read_is_retried_too() {
 #[tokio::test]
 async fn infoblox_reads_give_up_after_the_bounded_attempts() {
     let m = InfobloxMock::start().await;
-    m.fixture("01").mount().await;
+    m.login().mount().await;
     m.respond("GET", &format!("{WAPI}/network"), html(503))
         .mounted()
         .expect(u64::from(ATTEMPTS))

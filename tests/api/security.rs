@@ -3,17 +3,16 @@
 //! phpIPAM and Infoblox backends.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read};
 use std::net::IpAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{AppOptions, BASE_CONFIG, DEMO_PASSWORD, TestApp, binary, spawn_with};
+use crate::support::gateway_process::{GatewayProcess, Stderr};
+use crate::support::{AppOptions, BASE_CONFIG, DEMO_PASSWORD, TestApp, spawn_with};
 
 /// Every path the router serves behind authentication, read from the route tables themselves
 /// (`.route("…"` in the native API and both contract modules), so a route added later is covered.
@@ -402,67 +401,17 @@ async fn contract_routes_enforce_the_body_limit() {
     app.stop().await;
 }
 
-/// A gateway process (plain HTTP, trace logging) on `config`, in `dir`.
-struct TracedGateway {
-    child: std::process::Child,
-    base_url: String,
-    stderr: mpsc::Receiver<String>,
-}
-
-fn start_traced(dir: &Path, config: &str) -> TracedGateway {
+/// A gateway process (plain HTTP, trace logging, stderr kept) on `config`, in `dir`.
+fn start_traced(dir: &Path, config: &str) -> GatewayProcess {
     let path = dir.join("gateway.toml");
     std::fs::write(&path, config).expect("write config");
-    let mut child = Command::new(binary())
-        .arg("--config")
-        .arg(&path)
-        .arg("serve")
-        .current_dir(dir)
-        .env("RUST_LOG", "trace")
-        .env("IPAMGW_SERVER__LISTEN", "127.0.0.1:0")
-        .env_remove("IPAMGW_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn gateway");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut stderr = child.stderr.take().expect("stderr");
-    let (etx, erx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut all = String::new();
-        let _ = stderr.read_to_string(&mut all);
-        let _ = etx.send(all);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the gateway prints its address on start");
-    let base_url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no http URL in {line:?}"))
-        .to_owned();
-    TracedGateway {
-        child,
-        base_url,
-        stderr: erx,
-    }
-}
-
-impl TracedGateway {
-    /// SIGTERM; everything the process wrote to stderr.
-    fn terminate(mut self) -> String {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let _ = self.child.wait();
-        self.stderr
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap_or_default()
-    }
+    let gw = GatewayProcess::with_config(dir, &path, &[("RUST_LOG", "trace")], Stderr::Keep);
+    assert!(
+        gw.base_url.starts_with("http://"),
+        "no http URL in {:?}",
+        gw.banner
+    );
+    gw
 }
 
 /// Drives the native API, the vRA and the Avi contract (reads and an allocation) and a failed
@@ -593,7 +542,7 @@ async fn no_secret_reaches_trace_logs_on_phpipam_and_infoblox_gateways() {
     let ok = exercise(&gw.base_url, WRONG).await;
     assert!(ok >= 5, "only {ok} calls succeeded on phpIPAM");
     let tokens: Vec<String> = fake.with(|s| s.tokens.keys().cloned().collect());
-    let logs = tokio::task::spawn_blocking(move || gw.terminate())
+    let logs = tokio::task::spawn_blocking(move || gw.terminate().1)
         .await
         .expect("stop");
     assert!(!tokens.is_empty(), "the gateway logged in to phpIPAM");
@@ -627,7 +576,7 @@ async fn no_secret_reaches_trace_logs_on_phpipam_and_infoblox_gateways() {
     let ok = exercise(&gw.base_url, WRONG).await;
     assert!(ok >= 5, "only {ok} calls succeeded on Infoblox");
     let cookies: Vec<String> = fake.with(|s| s.sessions.iter().cloned().collect());
-    let logs = tokio::task::spawn_blocking(move || gw.terminate())
+    let logs = tokio::task::spawn_blocking(move || gw.terminate().1)
         .await
         .expect("stop");
     assert!(

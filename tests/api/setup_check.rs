@@ -292,9 +292,9 @@ async fn phpipam_answers_the_check_cannot_read_are_reported_as_not_checked() {
     // wiremock answers only the inventory; the custom field listing and the write probe get
     // 404s that are not phpIPAM's: not a failure, but said.
     let m = PhpipamMock::start().await;
-    m.fixture("01").mount().await;
-    m.fixture("25").mount().await;
-    m.fixture("28").mount().await;
+    m.login().mount().await;
+    m.sections_list().mount().await;
+    m.section_subnets().mount().await;
     let status = php_backend(&php_config(&m.uri(), "owner_field = \"custom_vm_id\""))
         .check(&CallContext::default())
         .await
@@ -457,7 +457,7 @@ async fn infoblox_the_ea_search_is_the_one_the_fixtures_show() {
     // them exactly, and an unanswered definition search is "not checked", not a failure.
     let m = InfobloxMock::start().await;
     m.inventory().await;
-    m.fixture("09").with_cookie().mount().await;
+    m.network_views().with_cookie().mount().await;
     m.fixture("31")
         .with_cookie()
         .mounted()

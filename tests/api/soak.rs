@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::resilience_crash::start;
 use crate::support::DEMO_PASSWORD;
+use crate::support::gateway_process::{GatewayProcess, Stderr};
 use crate::support::matrix::{phpipam_config, seed_phpipam};
 use crate::support::phpipam_fake::{FakePhpipam, FakeState};
 
@@ -87,7 +87,7 @@ async fn mixed_operations_at_a_steady_rate_keep_fds_and_memory_flat() {
     let dir = tempfile::tempdir().expect("dir");
     let config = dir.path().join("gw.toml");
     std::fs::write(&config, phpipam_config(&fake.url, &lab)).expect("config");
-    let gw = start(dir.path(), &config);
+    let gw = GatewayProcess::with_config(dir.path(), &config, &[], Stderr::Discard);
     let pid = gw.child.id();
     // Fail now, not after 40 s, when the figures cannot be read.
     measure(pid);

@@ -2,14 +2,12 @@
 //! (written from the sources their `source` field names) become mocks, so adapter tests read as
 //! intent and the paths, queries and bodies live in the fixtures.
 
-use std::path::PathBuf;
-
 use ipam_gateway::backends::infoblox::InfobloxBackend;
 use ipam_gateway::config::{BackendSettings, Settings};
-use serde_json::Value;
 use wiremock::matchers::{method, path, query_param, query_param_is_missing};
-use wiremock::{Mock, MockBuilder, MockServer, Respond, ResponseTemplate};
+use wiremock::{Mock, MockBuilder, MockServer, Respond};
 
+use super::exchange::Recording;
 use super::mock::Endpoint;
 
 /// The lab grid's API user (fixture 01 authenticates as it).
@@ -18,105 +16,24 @@ pub const PASSWORD: &str = "infoblox";
 /// What the gateway sends back after fixture 01's `Set-Cookie`.
 pub const COOKIE: &str = "ibapauth=\"ip=127.0.0.1,client=API,group=admin-group,ctime=1731651582,timeout=600,mtime=1731651582,su=1,auth=LOCAL,user=admin,xOdj0yvvEvBpRXesDLHIirxYXyER0m6CrKg\"";
 
-fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/infoblox")
+/// The WAPI exchanges of `fixtures/infoblox/`.
+#[derive(Debug, Clone)]
+pub struct Infoblox;
+
+impl Recording for Infoblox {
+    const DIR: &'static str = "infoblox";
+    const SYSTEM: &'static str = "Infoblox";
+    const DEFAULT_CONTENT_TYPE: &'static str = "application/json";
+    const REPLAYED_HEADERS: &'static [&'static str] = &["Set-Cookie"];
 }
 
 /// Every fixture file name, sorted.
 pub fn all() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir())
-        .expect("fixtures/infoblox")
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".json"))
-        .collect();
-    names.sort();
-    names
+    super::exchange::all::<Infoblox>()
 }
 
 /// A fixture exchange, by number (`"10"`) or file name.
-#[derive(Debug, Clone)]
-pub struct Exchange {
-    pub name: String,
-    pub raw: Value,
-}
-
-impl Exchange {
-    pub fn load(which: &str) -> Exchange {
-        let prefix = format!("{}-", which.trim_end_matches(".json"));
-        let entry = all()
-            .into_iter()
-            .find(|n| n == which || n.starts_with(&prefix))
-            .unwrap_or_else(|| panic!("no Infoblox fixture {which}"));
-        let text = std::fs::read_to_string(dir().join(&entry)).expect("read fixture");
-        Exchange {
-            name: entry,
-            raw: serde_json::from_str(&text).expect("fixture JSON"),
-        }
-    }
-
-    pub fn source(&self) -> &str {
-        self.raw["source"].as_str().unwrap_or_default()
-    }
-
-    pub fn method(&self) -> &str {
-        self.raw["request"]["method"].as_str().expect("method")
-    }
-
-    /// The request path and query as sent.
-    pub fn target(&self) -> &str {
-        self.raw["request"]["path"].as_str().expect("path")
-    }
-
-    pub fn path(&self) -> &str {
-        let p = self.target();
-        p.split('?').next().unwrap_or(p)
-    }
-
-    pub fn query(&self) -> Vec<(String, String)> {
-        self.target()
-            .split_once('?')
-            .map(|(_, q)| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-            .unwrap_or_default()
-    }
-
-    pub fn request_body(&self) -> &Value {
-        &self.raw["request"]["body"]
-    }
-
-    pub fn status(&self) -> u16 {
-        u16::try_from(self.raw["response"]["status"].as_u64().expect("status")).expect("u16")
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.raw["response"]["headers"]
-            .as_object()?
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .and_then(|(_, v)| v.as_str())
-    }
-
-    /// The response body as JSON (`Null` for raw bodies).
-    pub fn body(&self) -> &Value {
-        &self.raw["response"]["body"]
-    }
-
-    pub fn body_text(&self) -> String {
-        match self.raw["response"]["body_raw"].as_str() {
-            Some(raw) => raw.to_owned(),
-            None => self.body().to_string(),
-        }
-    }
-
-    pub fn response(&self) -> ResponseTemplate {
-        let ct = self.header("content-type").unwrap_or("application/json");
-        let mut t = ResponseTemplate::new(self.status()).set_body_raw(self.body_text(), ct);
-        if let Some(c) = self.header("set-cookie") {
-            t = t.insert_header("Set-Cookie", c);
-        }
-        t
-    }
-}
+pub type Exchange = super::exchange::Exchange<Infoblox>;
 
 /// The `Cookie` header, compared whole (wiremock's `header` matcher splits values at commas,
 /// and an `ibapauth` value is full of them).
@@ -166,6 +83,22 @@ impl InfobloxMock {
         Endpoint::new(&self.server, Self::matcher(&ex), ex.response())
     }
 
+    /// Fixture 01: the schema request that logs in, answered with the session cookie
+    /// ([`COOKIE`]).
+    pub fn login(&self) -> Endpoint<'_> {
+        self.fixture("01")
+    }
+
+    /// Fixture 09: `GET networkview`, the grid's network views.
+    pub fn network_views(&self) -> Endpoint<'_> {
+        self.fixture("09")
+    }
+
+    /// Fixture 14: `GET record:host?ipv4addr=10.20.0.2`, the host records holding an address.
+    pub fn host_by_address(&self) -> Endpoint<'_> {
+        self.fixture("14")
+    }
+
     /// The request of one fixture answered with another's response (e.g. fixture 10's request
     /// answered like 11 when the network is full).
     pub fn fixture_as(&self, which: &str, answer: &str) -> Endpoint<'_> {
@@ -184,7 +117,7 @@ impl InfobloxMock {
     /// Login plus the searches of an inventory (fixtures 01, 04–08, and 30: the IPv4 networks
     /// with their utilization, as `free_counts = "utilization"`, the default, asks for them).
     pub async fn inventory(&self) {
-        self.fixture("01").mount().await;
+        self.login().mount().await;
         for f in ["04", "05", "06", "07", "08", "30"] {
             self.fixture(f).with_cookie().mount().await;
         }

@@ -282,8 +282,6 @@ pub struct PhpipamLab {
     pub block: u64,
     /// Subnet id per lab network name.
     pub subnets: Vec<(&'static str, u64)>,
-    /// A subnet of section `default` without `custom_vRA_Range = 1`: never exposed.
-    pub hidden: u64,
 }
 
 /// Subnet custom fields holding the DNS domain and the search domains.
@@ -352,16 +350,13 @@ pub fn seed_phpipam(s: &mut FakeState) -> PhpipamLab {
             .insert(PHPIPAM_DOMAIN_FIELD.into(), LAB_BLOCK.domain.into());
     });
     let sec = section(s, "default");
+    // A subnet of section `default` without `custom_vRA_Range = 1`: never exposed.
     let hidden = s.add_subnet(sec, "10.50.0.0/24", "not-for-vra", |sn| {
         sn.custom
             .insert(PHPIPAM_DOMAIN_FIELD.into(), "hidden.example.com".into());
     });
     s.add_gateway(hidden, "10.50.0.1");
-    PhpipamLab {
-        block,
-        subnets,
-        hidden,
-    }
+    PhpipamLab { block, subnets }
 }
 
 /// The gateway config for a seeded fake: client `demo` on backend `ipam`.

@@ -1,9 +1,10 @@
 //! Test harness: builds the real [`Application`] on loopback port 0 with a temp state dir.
 
-#![allow(dead_code)]
-
+pub mod avi_common;
 pub mod bind;
+pub mod exchange;
 pub mod fake;
+pub mod gateway_process;
 pub mod infoblox;
 pub mod infoblox_fake;
 pub mod matrix;
@@ -11,6 +12,8 @@ pub mod mock;
 pub mod phpipam;
 pub mod phpipam_fake;
 pub mod python;
+pub mod resilience_proxy;
+pub mod vra_common;
 
 use std::path::PathBuf;
 use std::sync::LazyLock;
@@ -167,10 +170,6 @@ impl TestApp {
             .as_str()
             .expect("id")
             .to_owned()
-    }
-
-    pub fn data_path(&self) -> PathBuf {
-        self.state_dir.path().join("local.redb")
     }
 
     pub async fn stop(self) {

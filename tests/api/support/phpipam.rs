@@ -1,14 +1,12 @@
 //! A typed facade over wiremock for phpIPAM: recorded exchanges from `fixtures/phpipam/` become
 //! mocks, so adapter tests read as intent and the paths live in the fixtures, not in the tests.
 
-use std::path::PathBuf;
-
 use ipam_gateway::backends::phpipam::PhpipamBackend;
 use ipam_gateway::config::{BackendSettings, Settings};
-use serde_json::Value;
 use wiremock::matchers::{header, method, path, query_param};
-use wiremock::{Mock, MockServer, Respond, ResponseTemplate};
+use wiremock::{Mock, MockServer, Respond};
 
+use super::exchange::Recording;
 use super::mock::Endpoint;
 
 /// The lab credentials of the recordings (user `Admin`).
@@ -17,102 +15,19 @@ pub const PASSWORD: &str = "phpipam-lab";
 /// The token the recordings carry for `Admin`.
 pub const TOKEN: &str = "f1xture-t0ken";
 
-fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/phpipam")
+/// The phpIPAM 1.8.2 recordings of `fixtures/phpipam/`.
+#[derive(Debug, Clone)]
+pub struct Phpipam;
+
+impl Recording for Phpipam {
+    const DIR: &'static str = "phpipam";
+    const SYSTEM: &'static str = "phpIPAM";
+    const DEFAULT_CONTENT_TYPE: &'static str = "application/json; charset=utf-8";
+    const REPLAYED_HEADERS: &'static [&'static str] = &["Location"];
 }
 
 /// A recorded exchange, by number (`"49"`) or file name.
-#[derive(Debug, Clone)]
-pub struct Exchange {
-    pub name: String,
-    pub raw: Value,
-}
-
-impl Exchange {
-    pub fn load(which: &str) -> Exchange {
-        let prefix = format!("{}-", which.trim_end_matches(".json"));
-        let entry = std::fs::read_dir(dir())
-            .expect("fixtures/phpipam")
-            .filter_map(Result::ok)
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .find(|n| n == which || n.starts_with(&prefix))
-            .unwrap_or_else(|| panic!("no phpIPAM fixture {which}"));
-        let text = std::fs::read_to_string(dir().join(&entry)).expect("read fixture");
-        Exchange {
-            name: entry,
-            raw: serde_json::from_str(&text).expect("fixture JSON"),
-        }
-    }
-
-    pub fn method(&self) -> &str {
-        self.raw["request"]["method"].as_str().expect("method")
-    }
-
-    /// Request path without the query string.
-    pub fn path(&self) -> &str {
-        let p = self.raw["request"]["path"].as_str().expect("path");
-        p.split('?').next().unwrap_or(p)
-    }
-
-    pub fn query(&self) -> Vec<(String, String)> {
-        let p = self.raw["request"]["path"].as_str().expect("path");
-        p.split_once('?')
-            .map(|(_, q)| {
-                form_urlencoded::parse(q.as_bytes())
-                    .into_owned()
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default()
-    }
-
-    pub fn request_header(&self, name: &str) -> Option<&str> {
-        self.raw["request"]["headers"]
-            .as_object()?
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .and_then(|(_, v)| v.as_str())
-    }
-
-    pub fn request_body(&self) -> &Value {
-        &self.raw["request"]["body"]
-    }
-
-    pub fn status(&self) -> u16 {
-        u16::try_from(self.raw["response"]["status"].as_u64().expect("status")).expect("u16")
-    }
-
-    pub fn body(&self) -> &Value {
-        &self.raw["response"]["body"]
-    }
-
-    pub fn body_raw(&self) -> &str {
-        self.raw["response"]["body_raw"]
-            .as_str()
-            .unwrap_or_default()
-    }
-
-    pub fn content_type(&self) -> String {
-        self.raw["response"]["headers"]
-            .as_object()
-            .and_then(|h| {
-                h.iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-                    .and_then(|(_, v)| v.as_str())
-            })
-            .unwrap_or("application/json; charset=utf-8")
-            .to_owned()
-    }
-
-    /// The recorded answer, byte for byte (status, body, content type, Location).
-    pub fn response(&self) -> ResponseTemplate {
-        let mut t = ResponseTemplate::new(self.status())
-            .set_body_raw(self.body_raw().as_bytes().to_vec(), &self.content_type());
-        if let Some(loc) = self.raw["response"]["headers"]["Location"].as_str() {
-            t = t.insert_header("Location", loc);
-        }
-        t
-    }
-}
+pub type Exchange = super::exchange::Exchange<Phpipam>;
 
 pub struct PhpipamMock {
     pub server: MockServer,
@@ -137,6 +52,36 @@ impl PhpipamMock {
             mock = mock.and(query_param(k, v));
         }
         Endpoint::new(&self.server, mock, ex.response())
+    }
+
+    /// Fixture 01: `POST user/` with the lab credentials, answered with [`TOKEN`].
+    pub fn login(&self) -> Endpoint<'_> {
+        self.fixture("01")
+    }
+
+    /// Fixture 25: `GET sections/`, the lab's sections (`Gateway` among them).
+    pub fn sections_list(&self) -> Endpoint<'_> {
+        self.fixture("25")
+    }
+
+    /// Fixture 28: `GET sections/{Gateway}/subnets/`, the subnets of section `Gateway`.
+    pub fn section_subnets(&self) -> Endpoint<'_> {
+        self.fixture("28")
+    }
+
+    /// Fixture 35: `GET vlan/{id}/`, the VLAN a recorded subnet names.
+    pub fn vlan(&self) -> Endpoint<'_> {
+        self.fixture("35")
+    }
+
+    /// Fixture 49: `POST addresses/first_free/{subnet 7}/`, the first free address reserved.
+    pub fn first_free(&self) -> Endpoint<'_> {
+        self.fixture("49")
+    }
+
+    /// Fixture 65: `GET addresses/search/10.10.0.50/`, the addresses holding an IP.
+    pub fn search_ip(&self) -> Endpoint<'_> {
+        self.fixture("65")
     }
 
     /// Another request (same app), answered with a fixture's recorded response: for calls the

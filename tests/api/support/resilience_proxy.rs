@@ -3,8 +3,6 @@
 //! answers garbage, or stops listening altogether (a closed loopback port) and comes back later on
 //! the same port. It counts what it forwards, per method.
 
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -35,13 +33,6 @@ pub enum Fault {
         /// Only requests whose body contains this text (e.g. the network a WAPI POST targets).
         body: Option<String>,
         forward: bool,
-    },
-    /// The first `n` matching `(method, path prefix)` requests get `status`; the rest pass.
-    FailFirst {
-        method: Method,
-        path: String,
-        status: u16,
-        n: usize,
     },
 }
 
@@ -84,16 +75,6 @@ async fn handle(
             .entry((method.to_string(), path.clone()))
             .or_default() += 1;
         let fault = match &mut s.fault {
-            Fault::FailFirst {
-                method: m,
-                path: p,
-                status,
-                n,
-            } if *m == method && path.starts_with(p.as_str()) && *n > 0 => {
-                *n -= 1;
-                Fault::Status(*status)
-            }
-            Fault::FailFirst { .. } => Fault::Pass,
             Fault::Hold {
                 method: m,
                 path: p,
@@ -134,7 +115,7 @@ async fn handle(
         Fault::Hold { forward: false, .. } => {
             std::future::pending::<()>().await;
         }
-        Fault::Hold { forward: true, .. } | Fault::Pass | Fault::FailFirst { .. } => {}
+        Fault::Hold { forward: true, .. } | Fault::Pass => {}
     }
     let hang = matches!(fault, Fault::Hold { forward: true, .. });
     let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
@@ -258,9 +239,5 @@ impl FaultProxy {
             .collect();
         v.sort();
         v
-    }
-
-    pub fn reset_counts(&self) {
-        self.shared.lock().expect("proxy state").seen.clear();
     }
 }
