@@ -10,6 +10,19 @@ use crate::contracts::avi::errors::EXCEPTION_CLASSES;
 
 const SCRIPT: &str = include_str!("templates/avi/ipam_gateway_avi.py");
 
+/// What the Avi IPAM and DNS scripts share (reading the script parameters, TLS, posting to the
+/// gateway, turning its answers into the script's exceptions): one text, written into each
+/// script where it says `@PLUMBING@`, since each script is uploaded on its own.
+const PLUMBING: &str = include_str!("templates/avi_plumbing.py");
+
+/// The shared plumbing for one script: its exception classes start with `exceptions`
+/// (`CustomIpam`, `CustomDns`) and its requests say `user_agent`.
+pub(crate) fn plumbing(exceptions: &str, user_agent: &str) -> String {
+    PLUMBING
+        .replace("@EXC@", exceptions)
+        .replace("@USER_AGENT@", user_agent)
+}
+
 /// The default file name: a PEP 8 module name, as the controller requires.
 pub const DEFAULT_FILE_NAME: &str = "ipam_gateway_avi.py";
 
@@ -54,6 +67,10 @@ pub fn check_file_name(name: &str) -> Result<(), ScriptError> {
 /// The script text.
 pub fn script() -> Result<String, ScriptError> {
     let out = SCRIPT
+        .replace(
+            "@PLUMBING@\n",
+            &plumbing("CustomIpam", "ipam-gateway-avi-script"),
+        )
         .replace("@GATEWAY_VERSION@", env!("CARGO_PKG_VERSION"))
         .replace("@TIMEOUT_SECONDS@", &DEFAULT_TIMEOUT_SECS.to_string());
     if out.contains('@') {

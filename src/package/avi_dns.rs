@@ -26,6 +26,10 @@ const SIGNATURES: [&str; 4] = [
 /// The script text.
 pub fn script() -> Result<String, ScriptError> {
     let out = SCRIPT
+        .replace(
+            "@PLUMBING@\n",
+            &crate::package::avi::plumbing("CustomDns", "ipam-gateway-avi-dns-script"),
+        )
         .replace("@GATEWAY_VERSION@", env!("CARGO_PKG_VERSION"))
         .replace("@TIMEOUT_SECONDS@", &DEFAULT_TIMEOUT_SECS.to_string());
     if out.contains('@') {
