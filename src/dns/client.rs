@@ -140,23 +140,7 @@ impl DnsUpdater {
         addr: IpAddr,
         network: Option<IpNet>,
     ) -> Result<(), DnsError> {
-        let name = names::validate("name", name)?;
-        let zone = self.forward_zone("name", &name)?;
-        let ptr_zone = self.ptr_zone(addr, network)?;
-        let owner = wire_name("name", &name)?;
-        let forward = self.update(&zone, vec![Change::Add(self.address_rr(&owner, addr))]);
-        let reverse = async {
-            match &ptr_zone {
-                Some(z) => {
-                    let rev = wire_name("address", &names::reverse_name(addr))?;
-                    self.update(z, vec![Change::Add(self.ptr_rr(&rev, &owner))])
-                        .await
-                }
-                None => Ok(()),
-            }
-        };
-        let (f, r) = tokio::join!(forward, reverse);
-        f.and(r)
+        self.apply(name, addr, network, Change::Add).await
     }
 
     /// Moves `addr` from the name `old` to the name `new` (A/AAAA and PTR).
@@ -228,16 +212,28 @@ impl DnsUpdater {
         addr: IpAddr,
         network: Option<IpNet>,
     ) -> Result<(), DnsError> {
+        self.apply(name, addr, network, Change::Delete).await
+    }
+
+    /// `name A|AAAA addr` and (with `ptr = true`) `rev PTR name`, each made into the same kind of
+    /// change (add or delete) and sent to its zone, forward and reverse in parallel.
+    async fn apply(
+        &self,
+        name: &str,
+        addr: IpAddr,
+        network: Option<IpNet>,
+        change: fn(Record) -> Change,
+    ) -> Result<(), DnsError> {
         let name = names::validate("name", name)?;
         let zone = self.forward_zone("name", &name)?;
         let ptr_zone = self.ptr_zone(addr, network)?;
         let owner = wire_name("name", &name)?;
-        let forward = self.update(&zone, vec![Change::Delete(self.address_rr(&owner, addr))]);
+        let forward = self.update(&zone, vec![change(self.address_rr(&owner, addr))]);
         let reverse = async {
             match &ptr_zone {
                 Some(z) => {
                     let rev = wire_name("address", &names::reverse_name(addr))?;
-                    self.update(z, vec![Change::Delete(self.ptr_rr(&rev, &owner))])
+                    self.update(z, vec![change(self.ptr_rr(&rev, &owner))])
                         .await
                 }
                 None => Ok(()),
