@@ -187,9 +187,16 @@ fn package(target: PackageTarget) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn package_avi(out: Option<PathBuf>) -> ExitCode {
-    use ipam_gateway::package::avi::{DEFAULT_FILE_NAME, check_file_name, script};
-    let out = out.unwrap_or_else(|| PathBuf::from(DEFAULT_FILE_NAME));
+/// Writes one of the two Avi scripts (`what` names it in the output, `then` ends the upload hint).
+fn write_avi_script(
+    out: Option<PathBuf>,
+    default_name: &str,
+    script: fn() -> Result<String, ipam_gateway::package::avi::ScriptError>,
+    what: &str,
+    then: &str,
+) -> ExitCode {
+    use ipam_gateway::package::avi::check_file_name;
+    let out = out.unwrap_or_else(|| PathBuf::from(default_name));
     let file_name = out
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -206,48 +213,32 @@ fn package_avi(out: Option<PathBuf>) -> ExitCode {
         return ExitCode::FAILURE;
     }
     println!(
-        "wrote {} ({} bytes): Avi custom IPAM script for ipam-gateway {}",
+        "wrote {} ({} bytes): {what} for ipam-gateway {}",
         out.display(),
         text.len(),
         env!("CARGO_PKG_VERSION")
     );
     println!(
         "upload it in Avi: Templates → Profiles → Custom IPAM/DNS → Create, with script params \
-         server, username, password (sensitive), and optionally backend, ca_cert, verify, timeout"
+         server, username, password (sensitive), and optionally backend, ca_cert, verify, timeout{then}"
     );
     ExitCode::SUCCESS
 }
 
+fn package_avi(out: Option<PathBuf>) -> ExitCode {
+    use ipam_gateway::package::avi::{DEFAULT_FILE_NAME, script};
+    write_avi_script(out, DEFAULT_FILE_NAME, script, "Avi custom IPAM script", "")
+}
+
 fn package_avi_dns(out: Option<PathBuf>) -> ExitCode {
-    use ipam_gateway::package::avi_dns::{DEFAULT_FILE_NAME, check_file_name, script};
-    let out = out.unwrap_or_else(|| PathBuf::from(DEFAULT_FILE_NAME));
-    let file_name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let text = match check_file_name(&file_name).and_then(|()| script()) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("ipam-gateway: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if let Err(e) = std::fs::write(&out, text.as_bytes()) {
-        eprintln!("ipam-gateway: cannot write {}: {e}", out.display());
-        return ExitCode::FAILURE;
-    }
-    println!(
-        "wrote {} ({} bytes): Avi custom DNS script for ipam-gateway {}",
-        out.display(),
-        text.len(),
-        env!("CARGO_PKG_VERSION")
-    );
-    println!(
-        "upload it in Avi: Templates → Profiles → Custom IPAM/DNS → Create, with script params \
-         server, username, password (sensitive), and optionally backend, ca_cert, verify, timeout; \
-         then use it in a custom DNS profile"
-    );
-    ExitCode::SUCCESS
+    use ipam_gateway::package::avi_dns::{DEFAULT_FILE_NAME, script};
+    write_avi_script(
+        out,
+        DEFAULT_FILE_NAME,
+        script,
+        "Avi custom DNS script",
+        "; then use it in a custom DNS profile",
+    )
 }
 
 fn hash_password(password: Option<String>) -> ExitCode {
