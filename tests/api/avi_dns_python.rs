@@ -11,6 +11,7 @@ use hickory_proto::rr::RecordType;
 use serde_json::{Value, json};
 
 use crate::support::bind::{Bind, FORWARD_ZONE, KEY_SECRET, REVERSE_V4, REVERSE_V6};
+use crate::support::gateway_process::Run;
 use crate::support::python::python;
 use crate::support::{AppOptions, BASE_CONFIG, DEMO_PASSWORD, TestApp, spawn_with};
 
@@ -394,16 +395,8 @@ async fn avi_dns_endpoints_refuse_bad_input_and_report_dns_refusals() {
 #[test]
 fn cli_package_avi_dns_writes_the_script_under_a_pep8_name() {
     let dir = tempfile::tempdir().expect("tmp");
-    let run = std::process::Command::new(crate::support::binary())
-        .args(["package", "avi-dns"])
-        .current_dir(dir.path())
-        .output()
-        .expect("run");
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let run = Run::new(["package", "avi-dns"]).in_dir(dir.path()).run();
+    assert!(run.success(), "{}", run.stderr);
     let text =
         std::fs::read_to_string(dir.path().join("ipam_gateway_avi_dns.py")).expect("written");
     assert_eq!(
@@ -411,19 +404,13 @@ fn cli_package_avi_dns_writes_the_script_under_a_pep8_name() {
         ipam_gateway::package::avi_dns::script().expect("script"),
         "the CLI writes what the library builds"
     );
-    assert!(String::from_utf8_lossy(&run.stdout).contains("custom DNS profile"));
+    assert!(run.stdout.contains("custom DNS profile"));
     for bad in ["Lab-DNS.py", "lab_dns.txt"] {
-        let run = std::process::Command::new(crate::support::binary())
-            .args(["package", "avi-dns", "--out"])
+        let run = Run::new(["package", "avi-dns", "--out"])
             .arg(dir.path().join(bad))
-            .output()
-            .expect("run");
-        assert!(!run.status.success(), "{bad} accepted");
-        assert!(
-            String::from_utf8_lossy(&run.stderr).contains("invalid out"),
-            "{bad}: {}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+            .run();
+        assert!(!run.success(), "{bad} accepted");
+        assert!(run.stderr.contains("invalid out"), "{bad}: {}", run.stderr);
         assert!(!dir.path().join(bad).exists(), "{bad} written");
     }
 }

@@ -22,12 +22,12 @@ use ipam_gateway::backends::{Backend, CallContext};
 use ipam_gateway::domain::{AllocateIn, Owner, RecordDetails};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 
-use crate::support::gateway_process::{GatewayProcess, Stderr};
+use crate::support::gateway_process::{GatewayProcess, Run, Stderr};
 use crate::support::infoblox::{backend_from as infoblox_from, config_with as infoblox_config};
 use crate::support::infoblox_fake::FakeWapi;
 use crate::support::phpipam::{PASSWORD, USER, backend as phpipam, config as phpipam_config};
 use crate::support::phpipam_fake::FakePhpipam;
-use crate::support::{AppOptions, binary, spawn_with};
+use crate::support::{AppOptions, spawn_with};
 use crate::vra_common::{error_of, filled, vra};
 
 /// A self-signed certificate for 127.0.0.1 and localhost.
@@ -444,16 +444,14 @@ async fn check_prints_the_reason_and_the_fingerprint() {
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("gateway.toml");
     std::fs::write(&path, phpipam_config(&front.url, "")).expect("config");
-    let out = tokio::process::Command::new(binary())
-        .arg("--config")
+    let out = Run::new(["--config"])
         .arg(&path)
         .arg("check")
-        .current_dir(dir.path())
-        .output()
-        .await
-        .expect("run check");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(3), "{stdout}");
+        .in_dir(dir.path())
+        .run_async()
+        .await;
+    let stdout = &out.stdout;
+    assert_eq!(out.code, Some(3), "{stdout}");
     assert!(
         stdout.contains(&format!(
             "backend ipam: FAILED: backend ipam is unavailable: cannot connect to phpIPAM at {}: \

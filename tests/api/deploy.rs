@@ -6,12 +6,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use saphyr::{LoadableYamlNode, Scalar, Yaml};
 use serde_json::Value;
 
-use crate::support::{binary, spawn_app};
+use crate::support::gateway_process::Run;
+use crate::support::spawn_app;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -135,21 +135,8 @@ fn a_valid_hash() -> String {
 
 /// Runs the binary with `args` and `env` in `dir`; exit code and stdout + stderr.
 fn run(args: &[String], env: &BTreeMap<String, String>, dir: &Path) -> (i32, String) {
-    let out = Command::new(binary())
-        .args(args)
-        .envs(env)
-        .env_remove("IPAMGW_CONFIG")
-        .current_dir(dir)
-        .output()
-        .expect("run the binary");
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let out = Run::new(args).envs(env).in_dir(dir).run();
+    (out.code.unwrap_or(-1), out.output())
 }
 
 #[tokio::test]

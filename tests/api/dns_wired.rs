@@ -8,6 +8,7 @@ use hickory_proto::rr::RecordType;
 use serde_json::{Value, json};
 
 use crate::support::bind::{Bind, KEY_SECRET, WRONG_SECRET};
+use crate::support::gateway_process::Run;
 use crate::support::{AppOptions, BASE_CONFIG, TestApp, spawn_with};
 
 const TIMEOUT_MS: u64 = 1500;
@@ -384,17 +385,14 @@ async fn check_reports_what_the_attached_dns_section_can_update() {
         );
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, config).expect("config");
-        let out = tokio::process::Command::new(crate::support::binary())
-            .arg("--config")
+        let out = Run::new(["--config"])
             .arg(&path)
             .arg("check")
-            .current_dir(dir.path())
-            .output()
-            .await
-            .expect("run check");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(code), "{stdout}\n{stderr}");
+            .in_dir(dir.path())
+            .run_async()
+            .await;
+        let (stdout, stderr) = (&out.stdout, &out.stderr);
+        assert_eq!(out.code, Some(code), "{stdout}\n{stderr}");
         for zone in [
             "lab.example.com",
             "20.10.in-addr.arpa",

@@ -11,6 +11,7 @@ use ipam_gateway::domain::{
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
+use crate::support::gateway_process::run_check;
 use crate::support::infoblox::{Exchange, backend, backend_from, config, config_with};
 use crate::support::infoblox_fake::{FakeWapi, FakeWapiState, SeedNetwork};
 use crate::support::{AppOptions, spawn_with};
@@ -853,26 +854,6 @@ async fn the_gateway_serves_infoblox_networks_over_http() {
     let status = app.ipam.check("ipam").await.expect("check");
     assert_eq!((status.networks, status.blocks), (4, 1));
     app.stop().await;
-}
-
-async fn run_check(config_text: &str) -> (Option<i32>, String) {
-    let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("gw.toml");
-    std::fs::write(&path, config_text).expect("write config");
-    let out = tokio::process::Command::new(crate::support::binary())
-        .arg("check")
-        .arg("--config")
-        .arg(&path)
-        .env_remove("IPAMGW_CONFIG")
-        .output()
-        .await
-        .expect("run ipam-gateway check");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
 }
 
 #[tokio::test]

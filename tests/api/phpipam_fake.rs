@@ -8,6 +8,7 @@ use ipam_gateway::backends::{Backend, CallContext, Claim};
 use ipam_gateway::domain::{IpamError, Lookup, Mac, Owner, RecordChanges, RecordDetails};
 use serde_json::Value;
 
+use crate::support::gateway_process::run_check;
 use crate::support::matrix::{BackendKind, LAB_BLOCK, spawn_lab};
 use crate::support::phpipam::{Exchange, backend, config};
 use crate::support::phpipam_fake::{FakePhpipam, FakeState};
@@ -639,26 +640,6 @@ async fn the_gateway_serves_phpipam_networks_over_http() {
     let status = app.ipam.check("ipam").await.expect("check");
     assert_eq!((status.networks, status.blocks), (3, 1));
     app.stop().await;
-}
-
-async fn run_check(config_text: &str) -> (Option<i32>, String) {
-    let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("gw.toml");
-    std::fs::write(&path, config_text).expect("write config");
-    let out = tokio::process::Command::new(crate::support::binary())
-        .arg("check")
-        .arg("--config")
-        .arg(&path)
-        .env_remove("IPAMGW_CONFIG")
-        .output()
-        .await
-        .expect("run ipam-gateway check");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
 }
 
 #[tokio::test]

@@ -1,7 +1,6 @@
 //! The gateway as an operator runs it: the real binary, its exit codes, its output, kill -9.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ipam_gateway::backends::embedded::EmbeddedBackend;
@@ -10,8 +9,8 @@ use ipam_gateway::config::{BackendSettings, Settings};
 use ipam_gateway::domain::{Lookup, Owner};
 use serde_json::{Value, json};
 
-use crate::support::gateway_process::{GatewayProcess, Stderr};
-use crate::support::{DEMO_PASSWORD, binary};
+use crate::support::DEMO_PASSWORD;
+use crate::support::gateway_process::{GatewayProcess, Run, Stderr};
 
 /// A gateway process on the embedded default config, in its own working directory, on free ports,
 /// with a client that trusts the certificate it generated.
@@ -50,17 +49,8 @@ impl Gateway {
 }
 
 fn run(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut cmd = Command::new(binary());
-    cmd.args(args).current_dir(dir);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let ran = Run::new(args).in_dir(dir).envs(env.iter().copied()).run();
+    (ran.code.unwrap_or(-1), ran.stdout, ran.stderr)
 }
 
 // Multi-threaded: `terminate` blocks its thread, and the client's connections must still be
@@ -287,23 +277,12 @@ fn check_exits_3_when_a_backend_cannot_start() {
 #[test]
 fn hash_password_prints_a_verifiable_argon2_hash() {
     let dir = tempfile::tempdir().expect("dir");
-    let mut child = Command::new(binary())
-        .arg("hash-password")
-        .current_dir(dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"s3cret-from-stdin\n")
-        .expect("write");
-    let out = child.wait_with_output().expect("wait");
-    assert!(out.status.success());
-    let hash = String::from_utf8(out.stdout).expect("utf8");
+    let out = Run::new(["hash-password"])
+        .in_dir(dir.path())
+        .stdin(b"s3cret-from-stdin\n")
+        .run();
+    assert!(out.success());
+    let hash = out.stdout;
     assert!(hash.starts_with("$argon2id$"), "{hash}");
     assert!(!hash.contains("s3cret-from-stdin"));
     let (code, _, err) = run(&["hash-password", "--password", ""], dir.path(), &[]);
@@ -425,26 +404,16 @@ async fn logs_on_a_pipe_or_under_no_color_carry_no_ansi_escapes() {
     // under a non-empty NO_COLOR. Both runs log the same `serving` line and are stopped by
     // `timeout` once up.
     let on_a_terminal = |no_color: Option<&str>| {
-        let dir = tempfile::tempdir().expect("dir");
-        let mut cmd = Command::new("script");
-        cmd.args(["-q", "-e", "-c"])
-            .arg(format!(
-                "timeout -s TERM 3 {} serve",
-                binary().to_str().expect("utf8")
-            ))
-            .arg("/dev/null")
-            .current_dir(dir.path())
+        let mut run = Run::new(["serve"])
+            .on_a_terminal(Duration::from_secs(3))
             .env("IPAMGW_SERVER__LISTEN", "127.0.0.1:0")
             .env("IPAMGW_METRICS__LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "debug")
             .env_remove("NO_COLOR");
         if let Some(v) = no_color {
-            cmd.env("NO_COLOR", v);
+            run = run.env("NO_COLOR", v);
         }
-        let out = cmd
-            .output()
-            .expect("util-linux `script` runs the gateway on a terminal");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        run.run().stdout
     };
     let coloured = on_a_terminal(None);
     assert!(coloured.contains("serving"), "{coloured}");

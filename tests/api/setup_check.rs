@@ -12,33 +12,13 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::avi_common::{call, exception, message};
+use crate::support::gateway_process::run_check;
 use crate::support::infoblox::{self as ib, InfobloxMock};
 use crate::support::infoblox_fake::FakeWapi;
 use crate::support::phpipam::{self as php, PhpipamMock};
 use crate::support::phpipam_fake::FakePhpipam;
 use crate::support::{AppOptions, TestApp, spawn_with};
 use crate::vra_common::{error_of, fixture, vra};
-
-/// `ipam-gateway check --config <text>`: exit code and everything printed.
-async fn run_check(config_text: &str) -> (Option<i32>, String) {
-    let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("gw.toml");
-    std::fs::write(&path, config_text).expect("write config");
-    let out = tokio::process::Command::new(crate::support::binary())
-        .arg("check")
-        .arg("--config")
-        .arg(&path)
-        .env_remove("IPAMGW_CONFIG")
-        .output()
-        .await
-        .expect("run ipam-gateway check");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
-}
 
 async fn app_on(config: String) -> TestApp {
     spawn_with(AppOptions {

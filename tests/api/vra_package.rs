@@ -6,6 +6,8 @@ use ipam_gateway::contracts::vra::OPERATIONS;
 use ipam_gateway::package::vra::{PackageOptions, build};
 use serde_json::Value;
 
+use crate::support::gateway_process::Run;
+
 fn entries(zip_bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
     let mut archive = zip::ZipArchive::new(Cursor::new(zip_bytes)).expect("a zip");
     (0..archive.len())
@@ -146,32 +148,24 @@ fn the_shim_uses_only_the_standard_library() {
 fn cli_package_vra_writes_the_zip() {
     let dir = tempfile::tempdir().expect("tmp");
     let out = dir.path().join("pkg.zip");
-    let run = std::process::Command::new(crate::support::binary())
-        .args([
-            "package",
-            "vra",
-            "--name",
-            "Lab_IPAM",
-            "--version",
-            "0.9.1",
-            "--out",
-        ])
-        .arg(&out)
-        .output()
-        .expect("run");
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let run = Run::new([
+        "package",
+        "vra",
+        "--name",
+        "Lab_IPAM",
+        "--version",
+        "0.9.1",
+        "--out",
+    ])
+    .arg(&out)
+    .run();
+    assert!(run.success(), "{}", run.stderr);
     let top = entries(&std::fs::read(&out).expect("written"));
     assert!(text(&top, "registration.yaml").contains("Lab_IPAM_AllocateIP"));
 
-    let bad = std::process::Command::new(crate::support::binary())
-        .args(["package", "vra", "--name", "Lab IPAM", "--out"])
+    let bad = Run::new(["package", "vra", "--name", "Lab IPAM", "--out"])
         .arg(dir.path().join("bad.zip"))
-        .output()
-        .expect("run");
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid name"));
+        .run();
+    assert!(!bad.success());
+    assert!(bad.stderr.contains("invalid name"));
 }
