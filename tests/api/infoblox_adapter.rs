@@ -59,8 +59,12 @@ fn every_fixture_names_its_source() {
 async fn networks_follow_next_page_id_and_map_options_and_eas() {
     let m = InfobloxMock::start().await;
     m.login().mounted().expect(1).mount().await;
-    for f in ["04", "05", "06", "07", "08"] {
-        m.fixture(f).with_cookie().mounted().expect(1).mount().await;
+    for search in m
+        .networks_paged()
+        .into_iter()
+        .chain(m.other_inventory_searches())
+    {
+        search.with_cookie().mounted().expect(1).mount().await;
     }
     let b = backend(&m.uri(), "free_counts = \"off\"");
     let cx = CallContext::default();
@@ -152,7 +156,7 @@ async fn check_reports_views_networks_and_blocks() {
 async fn allocation_creates_a_host_with_next_available_ip_excluding_the_router() {
     let m = InfobloxMock::start().await;
     m.inventory().await;
-    m.fixture("10")
+    m.host_create_next_ip()
         .with_cookie()
         .mounted()
         .expect(1)
@@ -178,7 +182,10 @@ async fn allocation_creates_a_host_with_next_available_ip_excluding_the_router()
         .into_iter()
         .find(|r| r.method.as_str() == "POST")
         .expect("a POST");
-    assert_eq!(body_of(&sent), *Exchange::load("10").request_body());
+    assert_eq!(
+        body_of(&sent),
+        *Exchange::host_create_next_ip().request_body()
+    );
     assert_eq!(
         body_of(&sent)["ipv4addrs"][0]["ipv4addr"]["_parameters"]["exclude"],
         json!(["10.20.0.1"]),
@@ -188,17 +195,27 @@ async fn allocation_creates_a_host_with_next_available_ip_excluding_the_router()
 
 #[tokio::test]
 async fn the_router_is_excluded_in_every_record_style_and_family() {
-    // (record style, network, owner, fixtures mounted; the first one's request is the create).
-    let cases: [(&str, &str, &str, &[&str]); 3] = [
-        ("fixed_address", SERVERS, "vm-2", &["18"]),
-        ("a_ptr", SERVERS, "vm-3", &["19", "20"]),
-        ("host", V6, "vm-6", &["33"]),
+    // (record style, network, owner, exchanges mounted; the first one's request is the create).
+    let cases: [(&str, &str, &str, Vec<Exchange>); 3] = [
+        (
+            "fixed_address",
+            SERVERS,
+            "vm-2",
+            vec![Exchange::fixed_create()],
+        ),
+        (
+            "a_ptr",
+            SERVERS,
+            "vm-3",
+            vec![Exchange::a_create(), Exchange::ptr_create()],
+        ),
+        ("host", V6, "vm-6", vec![Exchange::host_create_next_ip_v6()]),
     ];
     for (style, net, o, mount) in cases {
         let m = InfobloxMock::start().await;
         m.inventory().await;
-        for f in mount {
-            m.fixture(f).with_cookie().mount().await;
+        for ex in &mount {
+            m.replay(ex).with_cookie().mount().await;
         }
         let b = backend(&m.uri(), &format!("record_style = \"{style}\""));
         let mut req = alloc(o, net);
@@ -214,11 +231,7 @@ async fn the_router_is_excluded_in_every_record_style_and_family() {
             .into_iter()
             .find(|r| r.method.as_str() == "POST")
             .expect("a POST");
-        assert_eq!(
-            body_of(&sent),
-            *Exchange::load(mount[0]).request_body(),
-            "{style} in {net}"
-        );
+        assert_eq!(body_of(&sent), *mount[0].request_body(), "{style} in {net}");
     }
 }
 
@@ -226,7 +239,7 @@ async fn the_router_is_excluded_in_every_record_style_and_family() {
 async fn no_free_address_is_exhausted_and_names_the_network() {
     let m = InfobloxMock::start().await;
     m.inventory().await;
-    m.fixture("11").with_cookie().mount().await;
+    m.host_create_exhausted().with_cookie().mount().await;
     let b = backend(&m.uri(), "");
     let e = b
         .allocate(&CallContext::default(), &alloc("vm-1", TINY))
@@ -246,7 +259,7 @@ async fn no_free_address_is_exhausted_and_names_the_network() {
 async fn an_existing_record_is_a_conflict_and_an_unknown_ea_carries_the_wapi_body() {
     let m = InfobloxMock::start().await;
     m.inventory().await;
-    m.fixture("12").with_cookie().mount().await;
+    m.host_create_duplicate().with_cookie().mount().await;
     let b = backend(&m.uri(), "");
     let e = b
         .allocate(&CallContext::default(), &alloc("vm-1", SERVERS))
@@ -259,7 +272,7 @@ async fn an_existing_record_is_a_conflict_and_an_unknown_ea_carries_the_wapi_bod
 
     let m = InfobloxMock::start().await;
     m.inventory().await;
-    m.fixture_as("10", "26").with_cookie().mount().await;
+    m.host_create_unknown_ea().with_cookie().mount().await;
     let e = backend(&m.uri(), "")
         .allocate(&CallContext::default(), &alloc("vm-1", SERVERS))
         .await
@@ -282,7 +295,7 @@ async fn an_existing_record_is_a_conflict_and_an_unknown_ea_carries_the_wapi_bod
 async fn find_by_owner_searches_the_owner_ea() {
     let m = InfobloxMock::start().await;
     m.inventory().await;
-    m.fixture("13")
+    m.host_search_owner()
         .with_cookie()
         .mounted()
         .expect(1)
@@ -307,7 +320,7 @@ async fn a_mac_goes_on_the_host_address() {
     let m = InfobloxMock::start().await;
     m.inventory().await;
     m.host_by_address().with_cookie().mount().await;
-    m.fixture("15")
+    m.host_put_mac()
         .with_cookie()
         .mounted()
         .expect(1)
@@ -330,7 +343,7 @@ async fn a_mac_goes_on_the_host_address() {
         .into_iter()
         .find(|r| r.method.as_str() == "PUT")
         .expect("a PUT");
-    assert_eq!(body_of(&put), *Exchange::load("15").request_body());
+    assert_eq!(body_of(&put), *Exchange::host_put_mac().request_body());
 }
 
 #[tokio::test]
@@ -338,7 +351,7 @@ async fn release_deletes_by_ref_and_a_gone_ref_is_success() {
     let m = InfobloxMock::start().await;
     m.inventory().await;
     m.host_by_address().with_cookie().mount().await;
-    m.fixture("16")
+    m.host_delete()
         .with_cookie()
         .mounted()
         .expect(1)
@@ -350,7 +363,7 @@ async fn release_deletes_by_ref_and_a_gone_ref_is_success() {
     b.release(&cx, SERVERS, ip("10.20.0.2"))
         .await
         .expect("release");
-    m.fixture("17")
+    m.host_delete_gone()
         .with_cookie()
         .mounted()
         .expect(1)
@@ -382,7 +395,7 @@ async fn release_deletes_by_ref_and_a_gone_ref_is_success() {
 async fn fixed_address_style_reserves_with_the_zero_mac() {
     let m = InfobloxMock::start().await;
     m.inventory().await;
-    m.fixture("18")
+    m.fixed_create()
         .with_cookie()
         .mounted()
         .expect(1)
@@ -408,13 +421,8 @@ async fn fixed_address_style_reserves_with_the_zero_mac() {
 async fn a_ptr_style_creates_the_a_record_then_its_ptr() {
     let m = InfobloxMock::start().await;
     m.inventory().await;
-    m.fixture("19")
-        .with_cookie()
-        .mounted()
-        .expect(1)
-        .mount()
-        .await;
-    m.fixture("20")
+    m.a_create().with_cookie().mounted().expect(1).mount().await;
+    m.ptr_create()
         .with_cookie()
         .mounted()
         .expect(1)
@@ -453,9 +461,9 @@ async fn a_ptr_style_creates_the_a_record_then_its_ptr() {
 async fn a_specific_address_in_use_is_a_conflict_before_any_create() {
     let m = InfobloxMock::start().await;
     m.inventory().await;
-    m.fixture("21").with_cookie().mount().await;
+    m.ipv4address_used().with_cookie().mount().await;
     // Fixture 21's answer for another address in use.
-    let used = Exchange::load("21")
+    let used = Exchange::ipv4address_used()
         .body_text()
         .replace("10.20.0.1", "10.20.0.9");
     Mock::given(method("GET"))
@@ -511,19 +519,19 @@ async fn a_specific_address_in_use_is_a_conflict_before_any_create() {
 async fn carving_uses_nextavailablenetwork_then_sets_routers_and_reserves_the_gateway() {
     let m = InfobloxMock::start().await;
     m.inventory().await;
-    m.fixture("22")
+    m.network_create_next_network()
         .with_cookie()
         .mounted()
         .expect(1)
         .mount()
         .await;
-    m.fixture("23")
+    m.network_put_options()
         .with_cookie()
         .mounted()
         .expect(1)
         .mount()
         .await;
-    m.fixture("24")
+    m.fixed_reserve_gateway()
         .with_cookie()
         .mounted()
         .expect(1)
@@ -549,8 +557,12 @@ async fn carving_uses_nextavailablenetwork_then_sets_routers_and_reserves_the_ga
     assert_eq!(n.dns_servers, [ip("10.20.0.53")]);
     assert_eq!(n.block.as_deref(), Some("default/10.100.0.0/16"));
     assert_eq!(n.owner, Some(owner("project-a")));
-    for (f, verb) in [("22", "POST"), ("23", "PUT"), ("24", "POST")] {
-        let want = Exchange::load(f);
+    for (want, verb) in [
+        (Exchange::network_create_next_network(), "POST"),
+        (Exchange::network_put_options(), "PUT"),
+        (Exchange::fixed_reserve_gateway(), "POST"),
+    ] {
+        let f = &want.name;
         let got = m
             .requests()
             .await
@@ -564,7 +576,7 @@ async fn carving_uses_nextavailablenetwork_then_sets_routers_and_reserves_the_ga
 #[tokio::test]
 async fn html_401_is_unauthorized_and_never_shows_the_password() {
     let m = InfobloxMock::start().await;
-    m.fixture("02").mounted().expect(1).mount().await;
+    m.auth_401_html().mounted().expect(1).mount().await;
     let b = backend(
         &m.uri(),
         "username = \"admin\"\npassword = \"wrong-pw-xyz\"",
@@ -591,7 +603,7 @@ async fn html_401_is_unauthorized_and_never_shows_the_password() {
 #[tokio::test]
 async fn lockout_403_is_unauthorized_and_says_why() {
     let m = InfobloxMock::start().await;
-    m.fixture("03").mount().await;
+    m.auth_403_lockout().mount().await;
     let e = backend(&m.uri(), "")
         .networks(&CallContext::default())
         .await
@@ -605,7 +617,7 @@ async fn lockout_403_is_unauthorized_and_says_why() {
 #[tokio::test]
 async fn grid_503_is_unavailable() {
     let m = InfobloxMock::start().await;
-    m.fixture("25").mount().await;
+    m.grid_503().mount().await;
     let e = backend(&m.uri(), "")
         .networks(&CallContext::default())
         .await
@@ -717,7 +729,7 @@ async fn a_refused_cookie_costs_one_login_then_the_call_succeeds() {
         "GET",
         "/wapi/v2.12/network",
         ResponseTemplate::new(401).set_body_raw(
-            Exchange::load("02").body_text(),
+            Exchange::auth_401_html().body_text(),
             "text/html; charset=iso-8859-1",
         ),
     )
@@ -726,8 +738,12 @@ async fn a_refused_cookie_costs_one_login_then_the_call_succeeds() {
     .priority(1)
     .mount()
     .await;
-    for f in ["04", "05", "06", "07", "08"] {
-        m.fixture(f).with_cookie().mount().await;
+    for search in m
+        .networks_paged()
+        .into_iter()
+        .chain(m.other_inventory_searches())
+    {
+        search.with_cookie().mount().await;
     }
     let b = backend(&m.uri(), "count_free = false");
     let nets = b
@@ -741,7 +757,7 @@ async fn a_refused_cookie_costs_one_login_then_the_call_succeeds() {
 #[tokio::test]
 async fn secrets_stay_out_of_debug_and_errors() {
     let m = InfobloxMock::start().await;
-    m.fixture("02").mount().await;
+    m.auth_401_html().mount().await;
     let b = backend(
         &m.uri(),
         "username = \"admin\"\npassword = \"s3cret-Infoblox-pw\"",
@@ -765,8 +781,11 @@ fn free_of(nets: &[ipam_gateway::domain::NetworkInfo]) -> Vec<(&str, Option<u64>
 async fn free_counts_come_from_utilization_in_the_paged_listing_by_default() {
     let m = InfobloxMock::start().await;
     m.login().mounted().expect(1).mount().await;
-    for f in ["30", "06", "07", "08"] {
-        m.fixture(f).with_cookie().mounted().expect(1).mount().await;
+    for search in [m.networks_utilization()]
+        .into_iter()
+        .chain(m.other_inventory_searches())
+    {
+        search.with_cookie().mounted().expect(1).mount().await;
     }
     // No address search per network.
     for at in ["/wapi/v2.12/ipv4address", "/wapi/v2.12/ipv6address"] {
@@ -808,10 +827,10 @@ async fn free_counts_come_from_utilization_in_the_paged_listing_by_default() {
 async fn absent_or_unreadable_utilization_is_an_unknown_count_never_an_error() {
     let m = InfobloxMock::start().await;
     m.login().mount().await;
-    for f in ["06", "07", "08"] {
-        m.fixture(f).with_cookie().mount().await;
+    for search in m.other_inventory_searches() {
+        search.with_cookie().mount().await;
     }
-    let mut page = Exchange::load("30").body().clone();
+    let mut page = Exchange::networks_utilization().body().clone();
     let items = page["result"].as_array_mut().expect("result");
     items[0]
         .as_object_mut()
@@ -856,7 +875,7 @@ fn unknown_field(field: &str) -> ResponseTemplate {
 async fn a_grid_refusing_utilization_is_listed_without_it_and_not_asked_again() {
     let m = InfobloxMock::start().await;
     m.login().mount().await;
-    let with_utilization = Exchange::load("30")
+    let with_utilization = Exchange::networks_utilization()
         .query()
         .into_iter()
         .find(|(k, _)| k == "_return_fields")
@@ -869,11 +888,11 @@ async fn a_grid_refusing_utilization_is_listed_without_it_and_not_asked_again() 
         .expect(1)
         .mount(&m.server)
         .await;
-    for f in ["04", "05"] {
-        m.fixture(f).with_cookie().mounted().expect(2).mount().await;
+    for page in m.networks_paged() {
+        page.with_cookie().mounted().expect(2).mount().await;
     }
-    for f in ["06", "07", "08"] {
-        m.fixture(f).with_cookie().mount().await;
+    for search in m.other_inventory_searches() {
+        search.with_cookie().mount().await;
     }
     let b = backend(&m.uri(), "");
     let cx = CallContext::default();
@@ -894,7 +913,7 @@ async fn other_refusals_of_the_utilization_listing_stay_errors() {
     m.respond(
         "GET",
         "/wapi/v2.12/network",
-        ResponseTemplate::new(400).set_body_json(Exchange::load("26").body().clone()),
+        ResponseTemplate::new(400).set_body_json(Exchange::unknown_ea().body().clone()),
     )
     .mounted()
     .expect(1)

@@ -34,7 +34,7 @@ async fn inventory_mocks(m: &PhpipamMock) {
 /// gateway's own ip (the recordings show address 15; 11 and 12 are the gateways of fixture 23/24).
 async fn gateway_mocks(m: &PhpipamMock, expect: u64) {
     for (id, subnet, addr) in [(11, 7, "10.10.0.1"), (12, 9, "2001:db8:10::1")] {
-        let mut body = Exchange::load("74").body().clone();
+        let mut body = Exchange::address_by_id().body().clone();
         body["data"]["id"] = json!(id);
         body["data"]["subnetId"] = json!(subnet);
         body["data"]["ip"] = json!(addr);
@@ -69,7 +69,7 @@ async fn networks_map_subnets_and_reuse_the_token_and_lookups() {
         .await;
     m.vlan().mounted().expect(1).mount().await;
     // Two gateways to learn: one request for every gateway (fixture 152), none by id.
-    m.fixture("152").mounted().expect(1).mount().await;
+    m.gateway_addresses().mounted().expect(1).mount().await;
     gateway_mocks(&m, 0).await;
     let b = backend(&m.uri(), "");
     let cx = CallContext::default();
@@ -180,7 +180,7 @@ async fn next_free_allocation_reserves_with_the_owner_marker() {
 async fn a_full_subnet_is_exhausted() {
     let m = PhpipamMock::start().await;
     inventory_mocks(&m).await;
-    m.fixture("98").mount().await;
+    m.first_free_full().mount().await;
     let req = AllocateIn {
         network: "8".into(),
         owner: owner("overflow"),
@@ -228,7 +228,7 @@ async fn a_lost_race_is_retried_with_the_next_free_address() {
 async fn a_taken_specific_address_is_a_conflict_and_outside_is_invalid() {
     let m = PhpipamMock::start().await;
     inventory_mocks(&m).await;
-    m.fixture("53").mount().await;
+    m.address_create_duplicate().mount().await;
     let b = backend(&m.uri(), "");
     let cx = CallContext::default();
     let mut req = AllocateIn {
@@ -253,9 +253,7 @@ async fn phpipam_rejecting_an_address_is_invalid_input() {
     let m = PhpipamMock::start().await;
     inventory_mocks(&m).await;
     // phpIPAM's 500 "<ip> is not a valid address for subnet <cidr>" (fixture 54).
-    m.fixture_at("54", "POST", &format!("{API}/addresses/"))
-        .mount()
-        .await;
+    m.address_create_outside_subnet().mount().await;
     let req = AllocateIn {
         network: "7".into(),
         owner: owner("x"),
@@ -277,15 +275,13 @@ async fn release_deletes_by_id_and_never_by_ip_and_subnet() {
     let m = PhpipamMock::start().await;
     inventory_mocks(&m).await;
     m.search_ip().mounted().expect(2).mount().await;
-    m.fixture_at("91", "DELETE", &format!("{API}/addresses/15/"))
+    m.address_delete(15)
         .mounted()
         .times(1)
         .priority(1)
         .mount()
         .await;
-    m.fixture_at("92", "DELETE", &format!("{API}/addresses/15/"))
-        .mount()
-        .await;
+    m.address_delete_again(15).mount().await;
     let b = backend(&m.uri(), "");
     let cx = CallContext::default();
     b.release(&cx, "7", ip("10.10.0.50"))
@@ -307,7 +303,7 @@ async fn release_deletes_by_id_and_never_by_ip_and_subnet() {
 async fn releasing_an_unknown_address_succeeds_without_a_delete() {
     let m = PhpipamMock::start().await;
     inventory_mocks(&m).await;
-    m.fixture("67").mounted().expect(1).mount().await;
+    m.search_ip_not_found().mounted().expect(1).mount().await;
     backend(&m.uri(), "")
         .release(&CallContext::default(), "7", ip("10.10.0.200"))
         .await
@@ -325,7 +321,7 @@ async fn find_by_address_and_update_by_id() {
     let m = PhpipamMock::start().await;
     inventory_mocks(&m).await;
     m.search_ip().mount().await;
-    m.fixture("76").mounted().expect(1).mount().await;
+    m.address_patch_mac().mounted().expect(1).mount().await;
     let b = backend(&m.uri(), "");
     let cx = CallContext::default();
     let found = b
@@ -369,12 +365,8 @@ async fn find_by_address_and_update_by_id() {
 async fn carving_creates_a_child_subnet_with_a_gateway_and_the_owner() {
     let m = PhpipamMock::start().await;
     inventory_mocks(&m).await;
-    m.fixture("104").mounted().expect(1).mount().await;
-    m.fixture_at("23", "POST", &format!("{API}/addresses/"))
-        .mounted()
-        .expect(1)
-        .mount()
-        .await;
+    m.first_subnet().mounted().expect(1).mount().await;
+    m.address_create_gateway().mounted().expect(1).mount().await;
     let req = CarveRequest {
         block: "10".into(),
         prefix_len: 26,
@@ -409,31 +401,31 @@ async fn an_expired_token_costs_one_login_then_succeeds() {
     let m = PhpipamMock::start().await;
     // gwtest logs in (138), its token has expired (139: 401), it logs in again (141) and the
     // new token works (answered like 25 / 28).
-    m.fixture("138")
+    m.login_gwtest()
         .mounted()
         .times(1)
         .priority(1)
         .mount()
         .await;
-    m.fixture("141")
+    m.login_after_expiry()
         .mounted()
         .expect(1)
         .priority(2)
         .mount()
         .await;
-    m.fixture("139")
+    m.expired_token()
         .token("f1xture-t0ken-gwtest")
         .mounted()
         .expect(1)
         .mount()
         .await;
-    m.fixture_at("25", "GET", &format!("{API}/sections/"))
+    m.sections_list()
         .token("f1xture-t0ken-gwtest-2")
         .mounted()
         .expect(1)
         .mount()
         .await;
-    m.fixture_at("28", "GET", &format!("{API}/sections/3/subnets/"))
+    m.section_subnets()
         .token("f1xture-t0ken-gwtest-2")
         .mount()
         .await;
@@ -456,9 +448,7 @@ async fn an_expired_token_costs_one_login_then_succeeds() {
 async fn a_token_refused_twice_is_unauthorized() {
     let m = PhpipamMock::start().await;
     m.login().mounted().expect(2).mount().await;
-    m.fixture_at("116", "GET", &format!("{API}/sections/"))
-        .mount()
-        .await;
+    m.invalid_token().mount().await;
     let err = backend(&m.uri(), "")
         .check(&CallContext::default())
         .await
@@ -471,7 +461,7 @@ async fn a_wrong_password_is_unauthorized_and_leaks_nothing() {
     let m = PhpipamMock::start().await;
     // phpIPAM answers 500 (!) "Invalid username or password"; one attempt only, so a retrying
     // caller cannot get the gateway's IP blocked.
-    m.fixture("03").mounted().expect(1).mount().await;
+    m.login_bad_password().mounted().expect(1).mount().await;
     let b = backend(
         &m.uri(),
         "username = \"Admin\"\npassword = \"wrong-password\"",
@@ -517,7 +507,7 @@ async fn debug_output_never_shows_passwords_or_tokens() {
 #[tokio::test]
 async fn a_blocked_ip_is_unavailable_with_phpipams_message() {
     let m = PhpipamMock::start().await;
-    m.fixture("144").mount().await;
+    m.login_ip_blocked().mount().await;
     let err = backend(&m.uri(), "")
         .check(&CallContext::default())
         .await
@@ -536,7 +526,7 @@ async fn an_empty_500_is_an_upstream_error() {
     let m = PhpipamMock::start().await;
     m.login().mount().await;
     // Fixture 94: PHP fatal error, empty text/html body.
-    m.fixture_at("94", "GET", &format!("{API}/sections/"))
+    m.empty_500_at("GET", &format!("{API}/sections/"))
         .mount()
         .await;
     let err = backend(&m.uri(), "")
@@ -622,7 +612,7 @@ async fn a_refused_connection_is_unavailable_naming_the_backend() {
 async fn a_slow_phpipam_is_a_timeout() {
     let m = PhpipamMock::start().await;
     m.login().mount().await;
-    let slow = Exchange::load("25")
+    let slow = Exchange::sections_list()
         .response()
         .set_delay(Duration::from_secs(3));
     m.respond("GET", &format!("{API}/sections/"), slow)
@@ -642,8 +632,8 @@ async fn a_slow_phpipam_is_a_timeout() {
 #[tokio::test]
 async fn app_code_mode_sends_the_code_and_never_logs_in() {
     let m = PhpipamMock::start().await;
-    m.fixture("130").mounted().expect(1).mount().await;
-    m.fixture_at("28", "GET", "/api/gatewaytok/sections/3/subnets/")
+    m.code_app_sections().mounted().expect(1).mount().await;
+    m.section_subnets_of_app("gatewaytok")
         .token("gwlabstaticappcode0123456789abcd")
         .mount()
         .await;
@@ -694,14 +684,16 @@ async fn passthrough_logs_in_as_the_caller() {
             .headers
             .get("authorization")
             .and_then(|v| v.to_str().ok()),
-        Exchange::load("01").request_header("Authorization")
+        Exchange::login().request_header("Authorization")
     );
 }
 
 #[test]
 fn stringified_and_numeric_subnets_read_the_same() {
-    let plain = Subnet::from_value(Exchange::load("28").body()["data"][0].clone()).expect("28");
-    let strings = Subnet::from_value(Exchange::load("38").body()["data"].clone()).expect("38");
+    let plain =
+        Subnet::from_value(Exchange::section_subnets().body()["data"][0].clone()).expect("28");
+    let strings =
+        Subnet::from_value(Exchange::subnet_stringified().body()["data"].clone()).expect("38");
     assert_eq!(plain.id, strings.id);
     assert_eq!(plain.cidr(), strings.cidr());
     assert_eq!(plain.vlan_id, strings.vlan_id);
@@ -719,7 +711,7 @@ fn stringified_and_numeric_subnets_read_the_same() {
 /// must ask that subnet with phpIPAM's filter on the owner field, never `GET addresses/`.
 async fn owner_lookup_mocks(m: &PhpipamMock, wanted: &str, times: u64) {
     inventory_mocks(m).await;
-    m.fixture("84")
+    m.subnet_addresses()
         .token(TOKEN)
         .and(query_param("filter_by", "owner"))
         .and(query_param("filter_value", wanted))
@@ -789,12 +781,12 @@ async fn an_empty_candidate_subnet_is_looked_up_then_allocated() {
     let m = PhpipamMock::start().await;
     inventory_mocks(&m).await;
     // Fixture 87: a subnet without addresses answers 404 "No addresses found".
-    m.fixture_at("87", "GET", &format!("{API}/subnets/8/addresses/"))
+    m.subnet_addresses_empty(8)
         .mounted()
         .expect(1)
         .mount()
         .await;
-    m.fixture("96").mounted().expect(1).mount().await;
+    m.first_free_in_empty_28().mounted().expect(1).mount().await;
     no_ipam_wide_lookup(&m).await;
     let req = AllocateIn {
         network: "8".into(),
@@ -817,9 +809,7 @@ async fn an_owner_lookup_in_a_subnet_deleted_in_phpipam_is_not_found() {
     let m = PhpipamMock::start().await;
     inventory_mocks(&m).await;
     // Fixture 89: a sub-resource of an unknown subnet is 404 "Invalid subnet Id (N)".
-    m.fixture_at("89", "GET", &format!("{API}/subnets/8/addresses/"))
-        .mount()
-        .await;
+    m.subnet_addresses_of_unknown_subnet(8).mount().await;
     let err = backend(&m.uri(), "")
         .find_owner_in(&CallContext::default(), &owner("vm-1"), "8")
         .await
@@ -948,7 +938,7 @@ async fn a_failing_gateway_scan_fails_the_listing() {
 async fn three_vlan_mocks(m: &PhpipamMock) {
     m.login().mount().await;
     m.sections_list().mounted().mount().await;
-    let mut body = Exchange::load("28").body().clone();
+    let mut body = Exchange::section_subnets().body().clone();
     for s in body["data"].as_array_mut().expect("subnets") {
         match s["id"].as_u64() {
             Some(8) => s["vlanId"] = json!(4),
@@ -963,7 +953,7 @@ async fn three_vlan_mocks(m: &PhpipamMock) {
     )
     .mount()
     .await;
-    m.fixture("152").mount().await;
+    m.gateway_addresses().mount().await;
 }
 
 #[tokio::test]
@@ -972,7 +962,7 @@ async fn vlans_are_read_with_one_request_for_all() {
     three_vlan_mocks(&m).await;
     // Each VLAN as fixture 35 shows one, listed together (INFERRED: `GET vlan/` lists every VLAN
     // through the same `prepare_result`, api/controllers/Vlans.php).
-    let one = Exchange::load("35").body()["data"].clone();
+    let one = Exchange::vlan().body()["data"].clone();
     let vlans: Vec<serde_json::Value> = [(3, 100), (4, 200), (5, 300)]
         .into_iter()
         .map(|(id, number)| {

@@ -438,13 +438,13 @@ async fn infoblox_the_ea_search_is_the_one_the_fixtures_show() {
     let m = InfobloxMock::start().await;
     m.inventory().await;
     m.network_views().with_cookie().mount().await;
-    m.fixture("31")
+    m.ea_definition()
         .with_cookie()
         .mounted()
         .expect(1)
         .mount()
         .await;
-    m.fixture("32")
+    m.ea_definition_undefined()
         .with_cookie()
         .mounted()
         .expect(1)
