@@ -9,7 +9,8 @@ use crate::backends::CallContext;
 use crate::config::OwnerMarker;
 use crate::domain::{BackendStatus, IpamResult};
 
-/// What [`Backend::check`](crate::backends::Backend::check) finds about the grid's set-up, without changing data.
+/// What [`Backend::check`](crate::backends::Backend::check) finds about the grid's set-up,
+/// without changing data.
 #[derive(Debug, Default)]
 struct SetupFindings {
     problems: Vec<String>,
