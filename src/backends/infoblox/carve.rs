@@ -6,8 +6,11 @@ use serde_json::{Map, Value, json};
 
 use super::ids::parse_id;
 use super::wire::{DhcpOption, Network};
-use super::{FIXED4_FIELDS, InfobloxBackend, NETWORK_FIELDS, NO_MAC, OWNER_MARK, q};
+use super::{FIXED4_FIELDS, InfobloxBackend, NETWORK_FIELDS, NO_MAC, q};
 use crate::backends::CallContext;
+use crate::backends::common::{
+    carved_name, not_carved, owner_marker, still_holds, subnet_in_block,
+};
 use crate::config::{OwnerMarker, usable_range};
 use crate::domain::{CarveRequest, Family, IpamError, IpamResult, NetworkInfo};
 
@@ -38,32 +41,16 @@ impl InfobloxBackend {
         let v4 = Family::of(&block.cidr) == Family::V4;
         let object = if v4 { "network" } else { "ipv6network" };
         let target = match req.subnet {
-            Some(net) => {
-                let net = net.trunc();
-                if !block.cidr.contains(&net) || net.prefix_len() != req.prefix_len {
-                    return Err(IpamError::invalid(
-                        "subnet",
-                        format!(
-                            "{net} is not a /{} inside block {}",
-                            req.prefix_len, block.cidr
-                        ),
-                    ));
-                }
-                net.to_string()
-            }
+            Some(net) => subnet_in_block(&block.cidr, net, req.prefix_len)?.to_string(),
             None => format!(
                 "func:nextavailablenetwork:{},{},{}",
                 block.cidr, block.view, req.prefix_len
             ),
         };
-        let name = req
-            .name
-            .clone()
-            .filter(|n| !n.trim().is_empty())
-            .unwrap_or_else(|| "on-demand network".to_owned());
+        let name = carved_name(req);
         let comment = match self.cfg.owner_marker {
             OwnerMarker::Ea => name.trim().to_owned(),
-            OwnerMarker::Comment => format!("{} {OWNER_MARK}{}]", name.trim(), req.owner),
+            OwnerMarker::Comment => format!("{} {}", name.trim(), owner_marker(&req.owner)),
         };
         let mut eas = Map::new();
         for (k, v) in &self.cfg.network_filter {
@@ -202,9 +189,7 @@ impl InfobloxBackend {
             return Ok(());
         };
         if inv.block_of(&net).is_none() {
-            return Err(IpamError::Conflict(format!(
-                "network {network} was not carved from a block; delete it in Infoblox"
-            )));
+            return Err(not_carved(network, "Infoblox"));
         }
         let held = self
             .used_in(cx, &net)
@@ -213,9 +198,7 @@ impl InfobloxBackend {
             .filter(|e| e.addr().is_some_and(|a| !net.is_router(a)))
             .count();
         if held > 0 {
-            return Err(IpamError::Conflict(format!(
-                "network {network} still holds {held} allocated address(es); release them first"
-            )));
+            return Err(still_holds(network, held));
         }
         self.delete_ref(cx, &net.reference).await?;
         self.inventory.invalidate(&self.api.scope(cx)).await;

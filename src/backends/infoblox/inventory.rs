@@ -11,13 +11,14 @@ use ipnet::IpNet;
 use serde_json::{Value, json};
 
 use super::ids::{net_id, parse_id};
-use super::mapping::{free_from_utilization, range_size, split_owner};
+use super::mapping::{free_from_utilization, range_size};
 use super::wire::{self, DhcpOption, IpAddressEntry, Network, ea_text};
 use super::{
     ADDRESS_FIELDS, InfobloxBackend, NETWORK_FIELDS, NETWORK_FIELDS_UTILIZATION, V6_NETWORK_FIELDS,
     q,
 };
 use crate::backends::CallContext;
+use crate::backends::common::{not_exposed, split_owner};
 use crate::config::{FreeCounts, OwnerMarker};
 use crate::domain::{BlockInfo, Family, IpamError, IpamResult, NetworkInfo, Owner, Tag};
 
@@ -319,12 +320,7 @@ impl InfobloxBackend {
             .await?
             .network(network)
             .cloned()
-            .ok_or_else(|| {
-                IpamError::NotFound(format!(
-                    "network {network} is not exposed by backend {}",
-                    self.name
-                ))
-            })
+            .ok_or_else(|| not_exposed(network, &self.name))
     }
 
     pub(super) async fn list_networks(&self, cx: &CallContext) -> IpamResult<Vec<NetworkInfo>> {

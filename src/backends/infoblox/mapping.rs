@@ -8,27 +8,10 @@ use serde_json::{Map, Value};
 
 use super::inventory::{Inventory, Net};
 use super::wire::{Network, Record, ea_text};
-use super::{InfobloxBackend, NO_MAC, OWNER_MARK};
+use super::{InfobloxBackend, NO_MAC};
+use crate::backends::common::{split_list, split_owner};
 use crate::config::{OwnerMarker, usable_range};
 use crate::domain::{AllocationInfo, BlockInfo, Mac, NetworkInfo, Owner, RecordDetails, Tag};
-
-/// Splits `"web servers [ipamgw-owner:vra:123/nic0]"` into text and owner.
-pub(super) fn split_owner(comment: &str) -> (String, Option<Owner>) {
-    if let Some(at) = comment.rfind(OWNER_MARK)
-        && let Some(inner) = comment[at + OWNER_MARK.len()..].strip_suffix(']')
-    {
-        return (comment[..at].trim().to_owned(), Owner::parse(inner).ok());
-    }
-    (comment.trim().to_owned(), None)
-}
-
-pub(super) fn split_list(text: &str) -> Vec<String> {
-    text.split([',', ';', ' '])
-        .map(|s| s.trim().trim_matches('"'))
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
 
 /// Addresses from `lo` to `hi`, saturating at `u128::MAX`.
 pub(super) fn span(lo: IpAddr, hi: IpAddr) -> u128 {
@@ -60,11 +43,18 @@ pub(super) fn free_from_utilization(info: &NetworkInfo, percent: u8) -> u64 {
     u64::try_from(free).unwrap_or(u64::MAX)
 }
 
+/// What list values (DHCP option values) are stripped of: they may come quoted.
+const QUOTES: &[char] = &['"'];
+
 impl InfobloxBackend {
     /// The DHCP `routers` option, else the `gateway_ea` extensible attribute.
     pub(super) fn gateway(&self, n: &Network) -> Option<IpAddr> {
         n.option(&["routers"])
-            .and_then(|v| split_list(v).into_iter().find_map(|s| s.parse().ok()))
+            .and_then(|v| {
+                split_list(v, QUOTES)
+                    .into_iter()
+                    .find_map(|s| s.parse().ok())
+            })
             .or_else(|| {
                 n.extattrs
                     .get(&self.cfg.gateway_ea)
@@ -79,7 +69,7 @@ impl InfobloxBackend {
         let mut out: Vec<IpAddr> = n
             .option(&["routers"])
             .map(|v| {
-                split_list(v)
+                split_list(v, QUOTES)
                     .iter()
                     .filter_map(|s| s.parse().ok())
                     .collect()
@@ -108,7 +98,7 @@ impl InfobloxBackend {
         let from_option: Vec<IpAddr> = n
             .option(&["domain-name-servers", "dhcp6.name-servers"])
             .map(|v| {
-                split_list(v)
+                split_list(v, QUOTES)
                     .iter()
                     .filter_map(|s| s.parse().ok())
                     .collect()
@@ -132,7 +122,7 @@ impl InfobloxBackend {
 
     pub(super) fn search_domains(n: &Network) -> Vec<String> {
         n.option(&["domain-search", "dhcp6.domain-search"])
-            .map(split_list)
+            .map(|v| split_list(v, QUOTES))
             .unwrap_or_default()
     }
 

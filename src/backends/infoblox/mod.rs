@@ -58,6 +58,7 @@ use async_trait::async_trait;
 
 use self::client::{Api, Reply};
 use self::inventory::Inventory;
+use super::common;
 use super::http::Inventories;
 use super::{Backend, CallContext};
 use crate::config::InfobloxSettings;
@@ -66,8 +67,6 @@ use crate::domain::{
     Lookup, NetworkInfo, RecordChanges,
 };
 
-/// Marker of an owner in a comment (`owner_marker = "comment"`, and carved networks' names).
-const OWNER_MARK: &str = "[ipamgw-owner:";
 /// How long the set of exposed networks is trusted for allocation routing.
 const INVENTORY_TTL: Duration = Duration::from_secs(30);
 /// The MAC of a fixed address that is a reservation, not a DHCP client.
@@ -132,10 +131,7 @@ impl InfobloxBackend {
     }
 
     fn bad_data(&self, what: &str, e: impl fmt::Display) -> IpamError {
-        IpamError::Undecodable {
-            backend: self.name.clone(),
-            detail: format!("unexpected {what}: {e}"),
-        }
+        common::undecodable(&self.name, what, e)
     }
 
     fn error(&self, reply: &Reply, context: &str) -> IpamError {

@@ -5,8 +5,9 @@
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use super::InfobloxBackend;
 use super::inventory::Net;
-use super::{InfobloxBackend, OWNER_MARK};
+use crate::backends::common::{default_description, owner_marker};
 use crate::config::{OwnerMarker, RecordStyle};
 use crate::domain::{IpamError, IpamResult, Mac, Owner};
 
@@ -63,10 +64,10 @@ impl InfobloxBackend {
     pub(super) fn comment(&self, owner: &Owner, description: Option<&str>) -> String {
         let text = description
             .map(str::to_owned)
-            .unwrap_or_else(|| format!("ipam-gateway: {owner}"));
+            .unwrap_or_else(|| default_description(owner));
         match self.cfg.owner_marker {
             OwnerMarker::Ea => text,
-            OwnerMarker::Comment => format!("{} {OWNER_MARK}{owner}]", text.trim())
+            OwnerMarker::Comment => format!("{} {}", text.trim(), owner_marker(owner))
                 .trim()
                 .to_owned(),
         }
@@ -122,7 +123,8 @@ impl InfobloxBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backends::infoblox::mapping::split_owner;
+    use crate::backends::common::split_owner;
+
     #[test]
     fn owner_markers_and_regexes() {
         let (text, owner) = split_owner("web [ipamgw-owner:vra:a.b/nic0]");

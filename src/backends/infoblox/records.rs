@@ -14,9 +14,10 @@ use super::names::{duid_from_mac, regex_escape, unique_name};
 use super::wire::{self, IpAddressEntry, Record};
 use super::{
     A_FIELDS, AAAA_FIELDS, ADDRESS_FIELDS, FIXED4_FIELDS, FIXED6_FIELDS, HOST_FIELDS,
-    InfobloxBackend, NO_MAC, OWNER_MARK, PTR_FIELDS, q,
+    InfobloxBackend, NO_MAC, PTR_FIELDS, q,
 };
 use crate::backends::CallContext;
+use crate::backends::common::{check_specific, not_allocated, owner_marker};
 use crate::config::{OwnerMarker, RecordStyle, usable_range};
 use crate::domain::{
     AllocateIn, AllocationInfo, Family, IpamError, IpamResult, Lookup, Mac, RecordChanges,
@@ -448,19 +449,7 @@ impl InfobloxBackend {
         let net = self.exposed_network(cx, &req.network).await?;
         let target = match req.address {
             Some(a) => {
-                if !net.cidr.contains(&a) {
-                    return Err(IpamError::invalid(
-                        "address",
-                        format!("{a} is not in network {}", net.cidr),
-                    ));
-                }
-                let (lo, hi) = usable_range(&net.cidr);
-                if a < lo || a > hi {
-                    return Err(IpamError::invalid(
-                        "address",
-                        format!("{a} is the network or broadcast address of {}", net.cidr),
-                    ));
-                }
+                check_specific(a, &net.cidr, usable_range(&net.cidr))?;
                 // Checked here, not by the grid: a router named only by the `routers` option
                 // (or `gateway_ea`) is held by no object, so the grid would accept it.
                 if net.is_router(a) {
@@ -528,7 +517,7 @@ impl InfobloxBackend {
                     OwnerMarker::Ea => q(&format!("*{}", self.cfg.owner_ea), owner.as_str()),
                     OwnerMarker::Comment => q(
                         "comment~",
-                        format!("{}$", regex_escape(&format!("{OWNER_MARK}{owner}]"))),
+                        format!("{}$", regex_escape(&owner_marker(owner))),
                     ),
                 };
                 for (object, fields) in self.record_types() {
@@ -646,9 +635,10 @@ impl InfobloxBackend {
                 )));
             }
         }
-        let rec = records.into_iter().next().ok_or_else(|| {
-            IpamError::NotFound(format!("{address} is not allocated in network {network}"))
-        })?;
+        let rec = records
+            .into_iter()
+            .next()
+            .ok_or_else(|| not_allocated(address, network))?;
         let v4 = address.is_ipv4();
         let owner = self.owner_of(&rec.extattrs, rec.comment.as_deref());
         let mut body = Map::new();
@@ -715,9 +705,7 @@ impl InfobloxBackend {
             .await?;
         let context = format!("update {}", rec.reference);
         if reply.status == 404 {
-            return Err(IpamError::NotFound(format!(
-                "{address} is not allocated in network {network}"
-            )));
+            return Err(not_allocated(address, network));
         }
         if !reply.ok() && reply.says("mac") {
             return Err(IpamError::invalid("mac", reply.detail()));

@@ -6,17 +6,9 @@ use serde_json::Value;
 
 use super::InfobloxBackend;
 use crate::backends::CallContext;
+use crate::backends::common::SetupFindings;
 use crate::config::OwnerMarker;
 use crate::domain::{BackendStatus, IpamResult};
-
-/// What [`Backend::check`](crate::backends::Backend::check) finds about the grid's set-up,
-/// without changing data.
-#[derive(Debug, Default)]
-struct SetupFindings {
-    problems: Vec<String>,
-    warnings: Vec<String>,
-    unchecked: Vec<String>,
-}
 
 impl InfobloxBackend {
     /// Whether extensible attribute `name` is defined on the grid: `GET

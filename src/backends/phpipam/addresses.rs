@@ -13,6 +13,7 @@ use super::mapping::range_of;
 use super::wire::{Address, Subnet, list, value_text};
 use super::{ANYCAST_DESCRIPTION, PhpipamBackend, RACE_RETRIES, parse_id};
 use crate::backends::CallContext;
+use crate::backends::common::{check_specific, default_description, not_allocated};
 use crate::domain::{
     AllocateIn, AllocationInfo, IpamError, IpamResult, Lookup, Owner, RecordChanges, RecordDetails,
 };
@@ -98,7 +99,7 @@ impl PhpipamBackend {
         let description = match &details.description {
             Some(d) => d.clone(),
             None => ADDRESS_DESCRIPTION
-                .shorten(&format!("ipam-gateway: {owner}"))
+                .shorten(&default_description(owner))
                 .into_owned(),
         };
         body.insert("description".into(), json!(description));
@@ -209,19 +210,7 @@ impl PhpipamBackend {
         address: IpAddr,
         mut body: Map<String, Value>,
     ) -> IpamResult<u64> {
-        if !cidr.contains(&address) {
-            return Err(IpamError::invalid(
-                "address",
-                format!("{address} is not in network {cidr}"),
-            ));
-        }
-        let (lo, hi) = range_of(&cidr, subnet.is_pool);
-        if address < lo || address > hi {
-            return Err(IpamError::invalid(
-                "address",
-                format!("{address} is the network or broadcast address of {cidr}"),
-            ));
-        }
+        check_specific(address, &cidr, range_of(&cidr, subnet.is_pool))?;
         body.insert("ip".into(), json!(address.to_string()));
         body.insert("subnetId".into(), json!(subnet.id.to_string()));
         let reply = self
@@ -447,9 +436,10 @@ impl PhpipamBackend {
             mac: changes.mac.clone(),
         })?;
         self.exposed_network(cx, network).await?;
-        let record = self.record_in(cx, network, address).await?.ok_or_else(|| {
-            IpamError::NotFound(format!("{address} is not allocated in network {network}"))
-        })?;
+        let record = self
+            .record_in(cx, network, address)
+            .await?
+            .ok_or_else(|| not_allocated(address, network))?;
         let mut current = self
             .allocation(&record)
             .ok_or_else(|| self.bad_data("address record", format!("address id {}", record.id)))?;
@@ -481,9 +471,7 @@ impl PhpipamBackend {
             .await?;
         match reply.status {
             200 | 204 => Ok(current),
-            404 => Err(IpamError::NotFound(format!(
-                "{address} is not allocated in network {network}"
-            ))),
+            404 => Err(not_allocated(address, network)),
             400 if reply.says("mac") => Err(IpamError::invalid("mac", reply.message())),
             _ => Err(self.upstream(&reply)),
         }

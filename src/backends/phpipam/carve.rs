@@ -9,8 +9,11 @@ use serde_json::{Map, Value, json};
 use super::limits::{ADDRESS_DESCRIPTION, SUBNET_DESCRIPTION};
 use super::mapping::next_address;
 use super::wire::{Address, list, value_text};
-use super::{GATEWAY_DESCRIPTION, OWNER_MARK, PhpipamBackend, parse_id};
+use super::{GATEWAY_DESCRIPTION, PhpipamBackend, parse_id};
 use crate::backends::CallContext;
+use crate::backends::common::{
+    carved_name, not_carved, owner_marker, still_holds, subnet_in_block,
+};
 use crate::config::usable_range;
 use crate::domain::{CarveRequest, IpamError, IpamResult, NetworkInfo};
 
@@ -55,14 +58,10 @@ impl PhpipamBackend {
                 ),
             ));
         }
-        let name = req
-            .name
-            .clone()
-            .filter(|n| !n.trim().is_empty())
-            .unwrap_or_else(|| "on-demand network".to_owned());
+        let name = carved_name(req);
         // The owner marker is read back to find the network again: it is kept whole, the name
         // before it is shortened if the two do not fit phpIPAM's `subnets.description`.
-        let marker = format!(" {OWNER_MARK}{}]", req.owner);
+        let marker = format!(" {}", owner_marker(&req.owner));
         let name = SUBNET_DESCRIPTION
             .shorten_before(name.trim(), &marker)
             .into_owned();
@@ -76,16 +75,7 @@ impl PhpipamBackend {
         }
         let reply = match req.subnet {
             Some(net) => {
-                let net = net.trunc();
-                if !block_cidr.contains(&net) || net.prefix_len() != req.prefix_len {
-                    return Err(IpamError::invalid(
-                        "subnet",
-                        format!(
-                            "{net} is not a /{} inside block {block_cidr}",
-                            req.prefix_len
-                        ),
-                    ));
-                }
+                let net = subnet_in_block(&block_cidr, net, req.prefix_len)?;
                 body.insert("subnet".into(), json!(net.network().to_string()));
                 body.insert("mask".into(), json!(net.prefix_len().to_string()));
                 body.insert("masterSubnetId".into(), json!(block_id.to_string()));
@@ -200,9 +190,7 @@ impl PhpipamBackend {
             .master_subnet_id
             .is_some_and(|m| inv.block(m).is_some());
         if !carved {
-            return Err(IpamError::Conflict(format!(
-                "network {network} was not carved from a block; delete it in phpIPAM"
-            )));
+            return Err(not_carved(network, "phpIPAM"));
         }
         let reply = self
             .api
@@ -218,9 +206,7 @@ impl PhpipamBackend {
             _ => return Err(self.upstream(&reply)),
         };
         if held > 0 {
-            return Err(IpamError::Conflict(format!(
-                "network {network} still holds {held} allocated address(es); release them first"
-            )));
+            return Err(still_holds(network, held));
         }
         self.delete_subnet(cx, id).await?;
         self.inventory.invalidate(&self.api.scope(cx)).await;

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use super::wire::{self, Address, Section, Subnet, Vlan, list};
 use super::{LOOKUPS_ONE_BY_ONE, PhpipamBackend, parse_id};
 use crate::backends::CallContext;
+use crate::backends::common::not_exposed;
 use crate::config::{SectionRef, SubnetSelector};
-use crate::domain::{BlockInfo, IpamError, IpamResult, NetworkInfo};
+use crate::domain::{BlockInfo, IpamResult, NetworkInfo};
 
 /// What the configured selectors expose, for one caller scope.
 #[derive(Debug, Default)]
@@ -181,12 +182,7 @@ impl PhpipamBackend {
             .await?
             .network(id)
             .cloned()
-            .ok_or_else(|| {
-                IpamError::NotFound(format!(
-                    "network {network} is not exposed by backend {}",
-                    self.name
-                ))
-            })
+            .ok_or_else(|| not_exposed(network, &self.name))
     }
 
     /// Fills the gateway and VLAN caches for a listing of `subnets` with a number of requests

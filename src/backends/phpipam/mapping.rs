@@ -6,35 +6,15 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use super::PhpipamBackend;
 use super::inventory::Inventory;
 use super::wire::{Address, Subnet};
-use super::{OWNER_MARK, PhpipamBackend};
 use crate::backends::CallContext;
+use crate::backends::common::{split_list, split_owner};
 use crate::config::usable_range;
 use crate::domain::{
     AllocationInfo, BlockInfo, IpamResult, Mac, NetworkInfo, Owner, RecordDetails, Tag,
 };
-
-/// Splits `"web servers [ipamgw-owner:vra:123/nic0]"` into name and owner.
-pub(super) fn split_owner(description: &str) -> (String, Option<Owner>) {
-    if let Some(at) = description.rfind(OWNER_MARK)
-        && let Some(inner) = description[at + OWNER_MARK.len()..].strip_suffix(']')
-    {
-        return (
-            description[..at].trim().to_owned(),
-            Owner::parse(inner).ok(),
-        );
-    }
-    (description.trim().to_owned(), None)
-}
-
-pub(super) fn split_list(text: &str) -> Vec<String> {
-    text.split([',', ';', ' '])
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
 
 /// The address after `a` (callers keep it inside a range that has one).
 pub(super) fn next_address(a: IpAddr) -> IpAddr {
@@ -67,7 +47,7 @@ impl PhpipamBackend {
             .search_domains_field
             .as_deref()
             .and_then(|f| s.field(f))
-            .map(split_list)
+            .map(|t| split_list(t, &[]))
             .unwrap_or_default()
     }
 
@@ -170,18 +150,10 @@ impl PhpipamBackend {
         })
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn owners_round_trip_through_descriptions() {
-        let (name, owner) = split_owner("web tier [ipamgw-owner:vra:abc]/nic0]");
-        assert_eq!(name, "web tier");
-        assert_eq!(owner.map(String::from).as_deref(), Some("vra:abc]/nic0"));
-        let (name, owner) = split_owner("plain subnet");
-        assert_eq!((name.as_str(), owner), ("plain subnet", None));
-    }
 
     #[test]
     fn pools_expose_network_and_broadcast() {

@@ -39,6 +39,7 @@ use moka::future::Cache;
 
 use self::client::{Api, Reply};
 use self::inventory::Inventory;
+use super::common;
 use super::http::Inventories;
 use super::{Backend, CallContext};
 use crate::config::PhpipamSettings;
@@ -47,8 +48,6 @@ use crate::domain::{
     Lookup, NetworkInfo, Owner, RecordChanges,
 };
 
-/// Marker of a carved network's owner in its phpIPAM description.
-const OWNER_MARK: &str = "[ipamgw-owner:";
 /// The description of the IPv6 subnet-router anycast address the gateway reserves.
 const ANYCAST_DESCRIPTION: &str = "IPv6 subnet-router anycast address, reserved by ipam-gateway";
 /// The description of a carved network's gateway address.
@@ -115,10 +114,7 @@ impl PhpipamBackend {
     }
 
     fn bad_data(&self, what: &str, e: impl fmt::Display) -> IpamError {
-        IpamError::Undecodable {
-            backend: self.name.clone(),
-            detail: format!("unexpected {what}: {e}"),
-        }
+        common::undecodable(&self.name, what, e)
     }
 }
 

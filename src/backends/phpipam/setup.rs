@@ -10,16 +10,8 @@ use serde_json::{Value, json};
 use super::PhpipamBackend;
 use super::client::Reply;
 use crate::backends::CallContext;
+use crate::backends::common::SetupFindings;
 use crate::domain::{BackendStatus, IpamResult};
-
-/// What [`Backend::check`](crate::backends::Backend::check) finds about phpIPAM's set-up,
-/// without changing data.
-#[derive(Debug, Default)]
-struct SetupFindings {
-    problems: Vec<String>,
-    warnings: Vec<String>,
-    unchecked: Vec<String>,
-}
 
 /// phpIPAM's message of an answer, quoted, for "not checked" notes.
 fn quoted<D>(reply: &Reply<D>) -> String {
