@@ -16,6 +16,7 @@ use crate::domain::{
     NetworkInfo, Owner, RecordChanges,
 };
 
+mod common;
 pub mod embedded;
 pub mod http;
 pub mod infoblox;
