@@ -19,7 +19,7 @@ use crate::domain::{
     Owner, RecordChanges, RecordDetails,
 };
 use crate::server::AppState;
-use crate::service::{AllocationRequest, Caller};
+use crate::service::{AllocationRequest, Batch, BatchMode, Caller};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -327,21 +327,23 @@ async fn create_batch(
     body: Bytes,
 ) -> ApiResult<Response> {
     let batch: CreateBatch = parse_json(&body)?;
-    let reqs = batch
-        .allocations
-        .into_iter()
-        .enumerate()
-        .map(|(i, a)| a.into_request(&format!("allocations[{i}].")))
-        .collect::<Result<Vec<_>, _>>()?;
-    match state.ipam.allocate_batch(&caller, &reqs).await {
-        Ok(done) => Ok((StatusCode::CREATED, Json(json!({ "allocations": done }))).into_response()),
+    let mut plan = Batch::new(BatchMode::InOrder);
+    for (i, a) in batch.allocations.into_iter().enumerate() {
+        plan.push(a.into_request(&format!("allocations[{i}]."))?);
+    }
+    match state.ipam.run_batch(&caller, &plan).await {
+        Ok(done) => Ok((
+            StatusCode::CREATED,
+            Json(json!({ "allocations": done.allocations() })),
+        )
+            .into_response()),
         Err(f) => {
             let status = status_of(&f.error);
             let body = json!({"error": {
                 "code": f.error.code(),
                 "message": format!("allocation {} failed, earlier ones were rolled back: {}", f.index, f.error),
                 "index": f.index,
-                "rollback_failures": f.rollback_failures,
+                "rollback_failures": f.rollback.failures,
             }});
             Ok((status, Json(body)).into_response())
         }
