@@ -1,7 +1,6 @@
 //! HTTP edge: router, authentication, middleware, health, metrics.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
@@ -19,21 +18,15 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
-use crate::auth::{AuthError, Authenticator};
-use crate::service::Ipam;
-
-#[derive(Clone)]
-pub struct AppState {
-    pub ipam: Arc<Ipam>,
-    pub auth: Arc<Authenticator>,
-    pub backend_timeout: Duration,
-}
+use crate::auth::AuthError;
+use crate::contracts::ErrorBody;
+use crate::state::AppState;
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole application router: health (open), native API (authenticated).
 pub fn router(state: AppState, request_timeout: Duration, body_limit: usize) -> Router {
-    let protected = crate::api::router()
+    let protected = crate::contracts::native::router()
         .merge(crate::contracts::vra::router())
         .merge(crate::contracts::avi::router())
         .merge(crate::contracts::avi_dns::router())
@@ -71,11 +64,8 @@ pub fn router(state: AppState, request_timeout: Duration, body_limit: usize) -> 
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
                 .layer(middleware::from_fn(record_metrics))
                 .layer(CatchPanicLayer::custom(|_| {
-                    (
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        Json(json!({"error": {"code": "internal", "message": "internal error"}})),
-                    )
-                        .into_response()
+                    ErrorBody::new("internal", "internal error")
+                        .into_response(StatusCode::INTERNAL_SERVER_ERROR)
                 }))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::GATEWAY_TIMEOUT,
@@ -86,11 +76,7 @@ pub fn router(state: AppState, request_timeout: Duration, body_limit: usize) -> 
 }
 
 async fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        Json(json!({"error": {"code": "not_found", "message": "no such endpoint"}})),
-    )
-        .into_response()
+    ErrorBody::new("not_found", "no such endpoint").into_response(StatusCode::NOT_FOUND)
 }
 
 /// Runs an API request on its own task. A caller that hangs up, or the request timeout, then
@@ -101,11 +87,8 @@ async fn run_to_completion(req: Request, next: Next) -> Response {
         Ok(resp) => resp,
         Err(e) => {
             tracing::error!(error = %e, "request task failed");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Json(json!({"error": {"code": "internal", "message": "internal error"}})),
-            )
-                .into_response()
+            ErrorBody::new("internal", "internal error")
+                .into_response(StatusCode::INTERNAL_SERVER_ERROR)
         }
     }
 }
@@ -151,14 +134,11 @@ async fn require_auth(State(state): State<AppState>, mut req: Request, next: Nex
 fn too_many_failures(left: Duration) -> Response {
     // Round up so a client that waits exactly Retry-After is let in.
     let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
-    let mut resp = (
-        StatusCode::TOO_MANY_REQUESTS,
-        Json(json!({"error": {
-            "code": "too_many_failed_authentications",
-            "message": format!("too many failed authentications from this address; retry in {secs}s"),
-        }})),
+    let mut resp = ErrorBody::new(
+        "too_many_failed_authentications",
+        format!("too many failed authentications from this address; retry in {secs}s"),
     )
-        .into_response();
+    .into_response(StatusCode::TOO_MANY_REQUESTS);
     resp.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     resp
@@ -170,11 +150,7 @@ fn unauthorized(e: &AuthError) -> Response {
         _ => StatusCode::UNAUTHORIZED,
     };
     tracing::info!(reason = %e, "request not authenticated");
-    let mut resp = (
-        status,
-        Json(json!({"error": {"code": "unauthorized", "message": e.to_string()}})),
-    )
-        .into_response();
+    let mut resp = ErrorBody::new("unauthorized", e.to_string()).into_response(status);
     resp.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Basic realm=\"ipam-gateway\", charset=\"UTF-8\""),

@@ -13,12 +13,12 @@ use super::dto::{
     AllocInfo, AllocationType, NetworkEntry, RecordInfo, allocation_type, record_info,
 };
 use super::errors::{AviError, AviException, core};
-use crate::contracts::vra::dto::Field;
+use crate::contracts::input::Field;
 use crate::domain::{
     Allocation, Family, IpamError, Lookup, Network, NetworkId, Owner, RecordChanges, RecordDetails,
 };
-use crate::server::AppState;
 use crate::service::{AllocationRequest, Batch, BatchMode, Caller, Rollback};
+use crate::state::AppState;
 
 /// What a function returns, serialised straight from its struct so the keys keep their order
 /// (`serde_json::Value` objects would sort them; Avi's validator reads list entries by order).

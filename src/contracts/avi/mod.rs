@@ -41,7 +41,7 @@ use axum::extract::Path;
 use axum::routing::post;
 
 use crate::domain::IpamError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 pub mod dto;
 pub mod errors;

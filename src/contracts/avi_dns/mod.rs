@@ -52,9 +52,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::config::Settings;
+use crate::contracts::ErrorBody;
 use crate::dns::{DnsError, DnsUpdater, names};
-use crate::server::AppState;
 use crate::service::Caller;
+use crate::state::AppState;
 
 /// The four functions of the script: (function name, `POST /avi/dns/v1/<path>`).
 pub const FUNCTIONS: [(&str, &str); 4] = [
@@ -197,16 +198,10 @@ impl IntoResponse for DnsFnError {
             StatusCode::GATEWAY_TIMEOUT => "timeout",
             _ => "upstream",
         };
-        let mut body = json!({
-            "exception": self.exception,
-            "code": code,
-            "message": self.message,
-            "function": self.function,
-        });
-        if let Some(f) = self.field {
-            body["field"] = json!(f);
-        }
-        (self.status, Json(json!({ "error": body }))).into_response()
+        let mut body = ErrorBody::new(code, self.message).with_field(self.field);
+        body.error.exception = Some(self.exception.to_owned());
+        body.error.function = Some(self.function.to_owned());
+        body.into_response(self.status)
     }
 }
 

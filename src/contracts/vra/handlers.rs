@@ -13,16 +13,17 @@ use axum::{Extension, Json};
 use serde_json::{Value, json};
 
 use super::dto::{
-    AllocationResult, DeallocationResult, Field, IpBlock, IpRange, IpRangeOut, endpoint, ip_version,
+    AllocationResult, DeallocationResult, IpBlock, IpRange, IpRangeOut, endpoint, ip_version,
 };
 use super::errors::{VraError, op};
 use super::{Listing, PagedSnapshot, VraState};
+use crate::contracts::input::Field;
 use crate::domain::{
     Allocation, Block, IpamError, Lookup, Mac, Network, NetworkId, Owner, RecordChanges,
     RecordDetails,
 };
-use crate::server::AppState;
 use crate::service::{AllocationRequest, Batch, BatchMode, Caller, Rollback};
+use crate::state::AppState;
 
 type VraResult = Result<Json<Value>, VraError>;
 

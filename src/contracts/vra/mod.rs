@@ -15,7 +15,7 @@ use axum::{Extension, Router};
 use moka::future::Cache;
 
 use crate::domain::{Block, IpamError, Network};
-use crate::server::AppState;
+use crate::state::AppState;
 
 pub mod dto;
 pub mod errors;
