@@ -3,10 +3,10 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use serde_json::{Value, json};
 
 use super::dto::{
@@ -111,11 +111,7 @@ fn net_label(n: &Network) -> String {
 // ----------------------------------------------------------------------------------------------
 // TestLogin
 
-pub async fn test_login(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    body: Bytes,
-) -> AviResult {
+pub async fn test_login(State(state): State<AppState>, caller: Caller, body: Bytes) -> AviResult {
     const F: &str = "TestLogin";
     // The script sends `{"auth_params": {...}}`; an empty body is fine here.
     let body = if body.iter().all(u8::is_ascii_whitespace) {
@@ -195,7 +191,7 @@ pub fn entries(nets: &[Network], ip_type: AllocationType) -> Vec<NetworkEntry> {
 
 pub async fn get_available_networks_and_subnets(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     body: Bytes,
 ) -> AviResult {
     const F: &str = "GetAvailableNetworksAndSubnets";
@@ -446,7 +442,7 @@ fn family_label(f: Family) -> &'static str {
 
 pub async fn get_ipam_record(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     body: Bytes,
 ) -> AviResult {
     const F: &str = "GetIpamRecord";
@@ -467,7 +463,7 @@ pub async fn get_ipam_record(
 
 pub async fn create_ipam_record(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     body: Bytes,
 ) -> AviResult {
     const F: &str = "CreateIpamRecord";
@@ -560,7 +556,7 @@ pub async fn create_ipam_record(
 
 pub async fn delete_ipam_record(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     body: Bytes,
 ) -> AviResult {
     const F: &str = "DeleteIpamRecord";
@@ -633,7 +629,7 @@ fn plan_family(
 
 pub async fn update_ipam_record(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     body: Bytes,
 ) -> AviResult {
     const F: &str = "UpdateIpamRecord";

@@ -51,6 +51,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::auth::gate::Protected;
 use crate::config::Settings;
 use crate::contracts::ErrorBody;
 use crate::dns::{DnsError, DnsUpdater, names};
@@ -132,8 +133,8 @@ pub fn attached_section<'a>(
     }
 }
 
-/// `POST /avi/dns/v1/<function>`. Mount it behind the auth layer.
-pub fn router() -> Router<AppState> {
+/// `POST /avi/dns/v1/<function>`. Served through `auth::gate::protect` (it cannot be served otherwise).
+pub fn router() -> Router<Protected> {
     Router::new()
         .route("/avi/dns/v1/test-login", post(test_login))
         .route(
@@ -387,7 +388,7 @@ struct OnlyAuth {
 }
 
 async fn test_login(
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     targets: Targets,
     body: Bytes,
 ) -> Result<Json<Value>, DnsFnError> {
@@ -399,7 +400,7 @@ async fn test_login(
 }
 
 async fn get_available_domains(
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     targets: Targets,
     body: Bytes,
 ) -> Result<Json<Value>, DnsFnError> {
@@ -489,7 +490,7 @@ async fn run(
 
 async fn create_or_update_dns_records(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     targets: Targets,
     body: Bytes,
 ) -> Result<Json<Value>, DnsFnError> {
@@ -520,7 +521,7 @@ struct Delete {
 
 async fn delete_dns_records(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     targets: Targets,
     body: Bytes,
 ) -> Result<Json<Value>, DnsFnError> {

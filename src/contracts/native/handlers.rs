@@ -2,11 +2,11 @@
 
 use std::collections::BTreeMap;
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use serde_json::json;
 
 use super::dto::*;
@@ -20,7 +20,7 @@ use crate::state::AppState;
 
 pub(super) async fn list_networks(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
     let mut filter = NetworkFilter::default();
@@ -55,7 +55,7 @@ pub(super) async fn list_networks(
 
 pub(super) async fn get_network(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let id = parse_network_id("id", &id)?;
@@ -64,14 +64,14 @@ pub(super) async fn get_network(
 
 pub(super) async fn list_blocks(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
 ) -> ApiResult<Response> {
     Ok(Json(json!({ "blocks": state.ipam.blocks(&caller).await? })).into_response())
 }
 
 pub(super) async fn create_network(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     body: Bytes,
 ) -> ApiResult<Response> {
     let req: CreateNetwork = parse_json(&body)?;
@@ -102,7 +102,7 @@ pub(super) async fn create_network(
 
 pub(super) async fn delete_network(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let id = parse_network_id("id", &id)?;
@@ -112,7 +112,7 @@ pub(super) async fn delete_network(
 
 pub(super) async fn create_allocation(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     body: Bytes,
 ) -> ApiResult<Response> {
     let req = parse_json::<CreateAllocation>(&body)?.into_request("")?;
@@ -123,7 +123,7 @@ pub(super) async fn create_allocation(
 /// All or nothing: on failure everything taken is released again, and the error names the item.
 pub(super) async fn create_batch(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     body: Bytes,
 ) -> ApiResult<Response> {
     let batch: CreateBatch = parse_json(&body)?;
@@ -155,7 +155,7 @@ pub(super) async fn create_batch(
 
 pub(super) async fn find_allocations(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<FoundAllocations>> {
     let pairs: BTreeMap<String, String> = query_pairs(raw.as_deref()).into_iter().collect();
@@ -183,7 +183,7 @@ pub(super) async fn find_allocations(
 
 pub(super) async fn get_allocation(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Allocation>> {
     let (net, addr) = parse_allocation_id(&id)?;
@@ -192,7 +192,7 @@ pub(super) async fn get_allocation(
 
 pub(super) async fn update_allocation(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Allocation>> {
@@ -219,7 +219,7 @@ pub(super) async fn update_allocation(
 
 pub(super) async fn release_allocation(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let (net, addr) = parse_allocation_id(&id)?;
@@ -229,7 +229,7 @@ pub(super) async fn release_allocation(
 
 pub(super) async fn release_by_owner(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<serde_json::Value>> {
     let pairs: BTreeMap<String, String> = query_pairs(raw.as_deref()).into_iter().collect();

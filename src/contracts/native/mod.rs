@@ -7,7 +7,7 @@
 use axum::Router;
 use axum::routing::{get, post};
 
-use crate::state::AppState;
+use crate::auth::gate::Protected;
 
 pub mod dto;
 pub mod errors;
@@ -15,8 +15,8 @@ pub mod handlers;
 
 use handlers::*;
 
-/// `/api/v1/…`. Mount it behind the auth layer.
-pub fn router() -> Router<AppState> {
+/// `/api/v1/…`. Served through `auth::gate::protect` (it cannot be served otherwise).
+pub fn router() -> Router<Protected> {
     Router::new()
         .route("/api/v1/networks", get(list_networks).post(create_network))
         .route(

@@ -168,7 +168,7 @@ fn owned_by(a: &Allocation, base: &str) -> bool {
 
 pub async fn validate_endpoint(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     body: Bytes,
 ) -> VraResult {
     const OP: &str = "validate-endpoint";
@@ -366,7 +366,7 @@ async fn cut_page<T: Clone>(
 
 pub async fn get_ip_ranges(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     Extension(vra): Extension<VraState>,
     body: Bytes,
 ) -> Result<Response, VraError> {
@@ -448,7 +448,7 @@ pub struct RangesPage<'a> {
 
 pub async fn get_ip_blocks(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     Extension(vra): Extension<VraState>,
     body: Bytes,
 ) -> VraResult {
@@ -713,11 +713,7 @@ async fn range_names(state: &AppState, caller: &Caller, ids: &[NetworkId]) -> St
         .join(", ")
 }
 
-pub async fn allocate_ip(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    body: Bytes,
-) -> VraResult {
+pub async fn allocate_ip(State(state): State<AppState>, caller: Caller, body: Bytes) -> VraResult {
     const OP: &str = "allocate-ip";
     let body = parse_body(OP, &body)?;
     let root = Field::root(&body).map_err(op(OP))?;
@@ -871,7 +867,7 @@ fn roll_back_note(rollback: &Rollback) -> String {
 
 pub async fn deallocate_ip(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     body: Bytes,
 ) -> VraResult {
     const OP: &str = "deallocate-ip";
@@ -955,7 +951,7 @@ pub async fn deallocate_ip(
 
 pub async fn update_record(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     body: Bytes,
 ) -> VraResult {
     const OP: &str = "update-record";
@@ -1061,7 +1057,7 @@ pub async fn update_record(
 
 pub async fn allocate_ip_range(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     body: Bytes,
 ) -> VraResult {
     const OP: &str = "allocate-ip-range";
@@ -1230,7 +1226,7 @@ fn overlay_requested_dns(range: &mut IpRange, ra: &Field<'_>) -> Result<(), Ipam
 
 pub async fn deallocate_ip_range(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     body: Bytes,
 ) -> VraResult {
     const OP: &str = "deallocate-ip-range";
