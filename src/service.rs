@@ -30,7 +30,8 @@ use crate::domain::{
     RecordDetails,
 };
 
-/// Who is calling, resolved by the server's auth layer.
+/// Who is calling, resolved by the authentication layer. Request handlers get one only behind
+/// it: the extractor is in `auth::gate`.
 #[derive(Debug, Clone)]
 pub struct Caller {
     /// Client name (or the passthrough user name).
