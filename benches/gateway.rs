@@ -331,7 +331,7 @@ async fn gateway_on_fake(backend: Arc<SlowBackend>, nodelay: bool) -> Gateway {
         vec![backend as Arc<dyn Backend>],
         Duration::from_secs(3600),
     ));
-    let state = ipam_gateway::server::AppState {
+    let state = ipam_gateway::state::AppState {
         ipam: ipam.clone(),
         auth: Arc::new(ipam_gateway::auth::Authenticator::new(&settings)),
         backend_timeout: Duration::from_secs(5),

@@ -1,6 +1,8 @@
 //! Client authentication: HTTP Basic against configured clients (argon2 hashes), or passthrough to
 //! the backend. Verified credentials are remembered briefly by their SHA-256, never in clear.
 
+pub mod gate;
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;

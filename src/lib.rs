@@ -3,7 +3,6 @@
 //!
 //! [`Application`] is the composition root, used by `main` and by the tests alike.
 
-pub mod api;
 pub mod auth;
 pub mod backends;
 pub mod config;
@@ -13,6 +12,7 @@ pub mod domain;
 pub mod package;
 pub mod server;
 pub mod service;
+pub mod state;
 pub mod telemetry;
 pub mod tls;
 
@@ -26,8 +26,8 @@ use tokio::sync::watch;
 
 use crate::auth::Authenticator;
 use crate::config::Settings;
-use crate::server::AppState;
 use crate::service::Ipam;
+use crate::state::AppState;
 
 /// A built gateway: listeners bound, backends open, ready to serve.
 pub struct Application {

@@ -1,11 +1,9 @@
-//! HTTP edge: router, authentication, middleware, health, metrics.
+//! HTTP edge: router, middleware, health, metrics. Authentication is `auth::gate`.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -19,26 +17,20 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
-use crate::auth::{AuthError, Authenticator};
-use crate::service::Ipam;
-
-#[derive(Clone)]
-pub struct AppState {
-    pub ipam: Arc<Ipam>,
-    pub auth: Arc<Authenticator>,
-    pub backend_timeout: Duration,
-}
+use crate::auth::gate;
+use crate::contracts::ErrorBody;
+use crate::state::AppState;
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole application router: health (open), native API (authenticated).
 pub fn router(state: AppState, request_timeout: Duration, body_limit: usize) -> Router {
-    let protected = crate::api::router()
+    let contracts = crate::contracts::native::router()
         .merge(crate::contracts::vra::router())
         .merge(crate::contracts::avi::router())
-        .merge(crate::contracts::avi_dns::router())
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_auth))
-        .route_layer(middleware::from_fn(run_to_completion));
+        .merge(crate::contracts::avi_dns::router());
+    let protected =
+        gate::protect(contracts, state.clone()).route_layer(middleware::from_fn(run_to_completion));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -71,11 +63,8 @@ pub fn router(state: AppState, request_timeout: Duration, body_limit: usize) -> 
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
                 .layer(middleware::from_fn(record_metrics))
                 .layer(CatchPanicLayer::custom(|_| {
-                    (
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        Json(json!({"error": {"code": "internal", "message": "internal error"}})),
-                    )
-                        .into_response()
+                    ErrorBody::new("internal", "internal error")
+                        .into_response(StatusCode::INTERNAL_SERVER_ERROR)
                 }))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::GATEWAY_TIMEOUT,
@@ -86,11 +75,7 @@ pub fn router(state: AppState, request_timeout: Duration, body_limit: usize) -> 
 }
 
 async fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        Json(json!({"error": {"code": "not_found", "message": "no such endpoint"}})),
-    )
-        .into_response()
+    ErrorBody::new("not_found", "no such endpoint").into_response(StatusCode::NOT_FOUND)
 }
 
 /// Runs an API request on its own task. A caller that hangs up, or the request timeout, then
@@ -101,85 +86,10 @@ async fn run_to_completion(req: Request, next: Next) -> Response {
         Ok(resp) => resp,
         Err(e) => {
             tracing::error!(error = %e, "request task failed");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Json(json!({"error": {"code": "internal", "message": "internal error"}})),
-            )
-                .into_response()
+            ErrorBody::new("internal", "internal error")
+                .into_response(StatusCode::INTERNAL_SERVER_ERROR)
         }
     }
-}
-
-async fn require_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    // The peer address, when the server was started with connect info (it always is in
-    // `Application`); behind a proxy that is the proxy's address.
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip());
-    let limiter = state.auth.limiter().zip(peer);
-    if let Some((limiter, ip)) = limiter
-        && let Some(left) = limiter.blocked_for(ip).await
-    {
-        return too_many_failures(left);
-    }
-    match state
-        .auth
-        .authenticate(req.headers().get(header::AUTHORIZATION), &state.ipam)
-        .await
-    {
-        Ok(caller) => {
-            tracing::debug!(client = %caller.name, backend = %caller.backend, "authenticated");
-            req.extensions_mut().insert(caller);
-            next.run(req).await
-        }
-        Err(e) => {
-            // Wrong or garbled credentials count; a missing header (the Basic challenge's first
-            // step) and an unreachable verifier do not.
-            if matches!(e, AuthError::Invalid | AuthError::Malformed(_))
-                && let Some((limiter, ip)) = limiter
-                && let Some(block) = limiter.record_failure(ip).await
-            {
-                tracing::warn!(client_address = %ip, block_secs = block.as_secs(),
-                    "too many failed authentications; address blocked");
-            }
-            unauthorized(&e)
-        }
-    }
-}
-
-fn too_many_failures(left: Duration) -> Response {
-    // Round up so a client that waits exactly Retry-After is let in.
-    let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
-    let mut resp = (
-        StatusCode::TOO_MANY_REQUESTS,
-        Json(json!({"error": {
-            "code": "too_many_failed_authentications",
-            "message": format!("too many failed authentications from this address; retry in {secs}s"),
-        }})),
-    )
-        .into_response();
-    resp.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    resp
-}
-
-fn unauthorized(e: &AuthError) -> Response {
-    let status = match e {
-        AuthError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::UNAUTHORIZED,
-    };
-    tracing::info!(reason = %e, "request not authenticated");
-    let mut resp = (
-        status,
-        Json(json!({"error": {"code": "unauthorized", "message": e.to_string()}})),
-    )
-        .into_response();
-    resp.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Basic realm=\"ipam-gateway\", charset=\"UTF-8\""),
-    );
-    resp
 }
 
 async fn record_metrics(req: Request, next: Next) -> Response {

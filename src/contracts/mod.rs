@@ -1,9 +1,17 @@
-//! Consumer contracts: each module speaks one vendor's wire shapes and error envelope, and talks to
-//! the core only in domain terms.
+//! Consumer contracts: each module speaks one caller's wire shapes and error envelope (the native
+//! API, vRA, Avi IPAM, Avi DNS), and talks to the core only in domain terms. What they share is
+//! here too: the JSON error envelope ([`ErrorBody`]), the HTTP status of a domain error
+//! ([`status::status_of`]) and the input readers ([`input`]).
 
 pub mod avi;
 pub mod avi_dns;
+pub mod error_body;
+pub mod input;
+pub mod native;
+pub mod status;
 pub mod vra;
+
+pub use error_body::ErrorBody;
 
 /// The message both contracts put in a failed call's answer: `<call>: <context>: <error>; <note>`
 /// (what was called, what it was doing, why it failed, what happened next, e.g. the rollback).

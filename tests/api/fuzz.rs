@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use ipam_gateway::backends::infoblox::wire as ib;
 use ipam_gateway::backends::phpipam::wire as php;
 use ipam_gateway::contracts::avi::dto as avi;
+use ipam_gateway::contracts::input::Field;
 use ipam_gateway::contracts::vra::dto as vra;
 use ipam_gateway::domain::IpamError;
 use proptest::prelude::*;
@@ -216,7 +217,7 @@ fn check_named(r: Result<(), IpamError>, path: &str) -> Result<(), TestCaseError
 fn vra_input_readers_never_panic_and_name_the_field() {
     runner()
         .run(&json_value(), |v| {
-            let root = match vra::Field::root(&v) {
+            let root = match Field::root(&v) {
                 Ok(root) => root,
                 Err(e) => {
                     prop_assert!(!v.is_object());

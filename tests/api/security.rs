@@ -18,7 +18,7 @@ use crate::support::{AppOptions, BASE_CONFIG, DEMO_PASSWORD, TestApp, spawn_with
 /// (`.route("…"` in the native API and both contract modules), so a route added later is covered.
 fn protected_routes() -> Vec<String> {
     let sources = [
-        include_str!("../../src/api.rs"),
+        include_str!("../../src/contracts/native/mod.rs"),
         include_str!("../../src/contracts/vra/mod.rs"),
         include_str!("../../src/contracts/avi/mod.rs"),
     ];

@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::contracts::vra::dto::Field;
+use crate::contracts::input::Field;
 use crate::domain::{Family, IpamError};
 
 /// `allocation_type` / `ip_type`.

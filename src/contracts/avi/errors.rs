@@ -5,12 +5,11 @@
 //! `{"error": {"exception", "code", "message", "function", "field"?}}`; the script raises
 //! `exception(message)`. Messages are built from core errors, which never carry secrets.
 
-use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
-use crate::api::status_of;
+use crate::contracts::ErrorBody;
+use crate::contracts::status::status_of;
 use crate::domain::IpamError;
 
 /// The exception classes a custom IPAM script must define (and the only ones it raises).
@@ -135,16 +134,10 @@ impl IntoResponse for AviError {
         } else {
             tracing::info!(function = self.function, exception = class, error = %message, "Avi function refused");
         }
-        let mut body = json!({
-            "exception": class,
-            "code": self.error.code(),
-            "message": message,
-            "function": self.function,
-        });
-        if let IpamError::InvalidInput { field, .. } = &*self.error {
-            body["field"] = json!(field);
-        }
-        (status, Json(json!({ "error": body }))).into_response()
+        let mut body = ErrorBody::of(&self.error, message);
+        body.error.exception = Some(class.to_owned());
+        body.error.function = Some(self.function.to_owned());
+        body.into_response(status)
     }
 }
 

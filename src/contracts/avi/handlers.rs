@@ -3,22 +3,22 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use serde_json::{Value, json};
 
 use super::dto::{
     AllocInfo, AllocationType, NetworkEntry, RecordInfo, allocation_type, record_info,
 };
 use super::errors::{AviError, AviException, core};
-use crate::contracts::vra::dto::Field;
+use crate::contracts::input::Field;
 use crate::domain::{
     Allocation, Family, IpamError, Lookup, Network, NetworkId, Owner, RecordChanges, RecordDetails,
 };
-use crate::server::AppState;
-use crate::service::{AllocationRequest, Caller};
+use crate::service::{AllocationRequest, Batch, BatchMode, Caller, Rollback};
+use crate::state::AppState;
 
 /// What a function returns, serialised straight from its struct so the keys keep their order
 /// (`serde_json::Value` objects would sort them; Avi's validator reads list entries by order).
@@ -111,11 +111,7 @@ fn net_label(n: &Network) -> String {
 // ----------------------------------------------------------------------------------------------
 // TestLogin
 
-pub async fn test_login(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    body: Bytes,
-) -> AviResult {
+pub async fn test_login(State(state): State<AppState>, caller: Caller, body: Bytes) -> AviResult {
     const F: &str = "TestLogin";
     // The script sends `{"auth_params": {...}}`; an empty body is fine here.
     let body = if body.iter().all(u8::is_ascii_whitespace) {
@@ -195,7 +191,7 @@ pub fn entries(nets: &[Network], ip_type: AllocationType) -> Vec<NetworkEntry> {
 
 pub async fn get_available_networks_and_subnets(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     body: Bytes,
 ) -> AviResult {
     const F: &str = "GetAvailableNetworksAndSubnets";
@@ -412,21 +408,24 @@ fn describe_ids(nets: &[Network], ids: &[NetworkId]) -> String {
         .join(", ")
 }
 
-/// Gives back what this call took (last first) and says so for the error message.
-async fn roll_back_note(state: &AppState, caller: &Caller, taken: &[Allocation]) -> String {
-    if taken.is_empty() {
+/// Says how giving back what this call took went, for the error message.
+fn roll_back_note(rollback: &Rollback) -> String {
+    if rollback.taken.is_empty() {
         return "nothing was allocated".to_owned();
     }
-    let failures = state.ipam.roll_back(caller, taken).await;
-    let what: Vec<String> = taken.iter().map(|a| a.address.to_string()).collect();
-    if failures.is_empty() {
+    let what: Vec<String> = rollback
+        .taken
+        .iter()
+        .map(|a| a.address.to_string())
+        .collect();
+    if rollback.failures.is_empty() {
         format!("released {} taken earlier in this call", what.join(", "))
     } else {
         format!(
             "rolling back {} left {} in place: {}",
             what.join(", "),
-            failures.len(),
-            failures.join("; ")
+            rollback.failures.len(),
+            rollback.failures.join("; ")
         )
     }
 }
@@ -443,7 +442,7 @@ fn family_label(f: Family) -> &'static str {
 
 pub async fn get_ipam_record(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     body: Bytes,
 ) -> AviResult {
     const F: &str = "GetIpamRecord";
@@ -464,7 +463,7 @@ pub async fn get_ipam_record(
 
 pub async fn create_ipam_record(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     body: Bytes,
 ) -> AviResult {
     const F: &str = "CreateIpamRecord";
@@ -509,31 +508,34 @@ pub async fn create_ipam_record(
         plan.push((family, ids));
     }
 
-    let mut taken: Vec<Allocation> = Vec::new();
+    let mut batch = Batch::new(BatchMode::InOrder);
     for (family, ids) in &plan {
-        let req = AllocationRequest {
+        batch.push(AllocationRequest {
             owner: owner.clone(),
             networks: ids.clone(),
             address: r.preferred(*family),
             details: details(&id, &r),
-        };
-        match state.ipam.allocate(&caller, &req).await {
-            Ok(a) => taken.push(a),
-            Err(e) => {
-                let note = roll_back_note(&state, &caller, &taken).await;
-                return Err(AviError::from_core(F, e)
-                    .with_context(format!(
-                        "{}: {} from {}",
-                        ctx(),
-                        family_label(*family),
-                        describe_ids(&nets, ids)
-                    ))
-                    .with_note(note));
-            }
-        }
+        });
     }
+    let taken = match state.ipam.run_batch(&caller, &batch).await {
+        Ok(t) => t,
+        Err(f) => {
+            let what = match plan.get(f.index) {
+                Some((family, ids)) => format!(
+                    "{}: {} from {}",
+                    ctx(),
+                    family_label(*family),
+                    describe_ids(&nets, ids)
+                ),
+                None => ctx(),
+            };
+            return Err(AviError::from_core(F, f.error)
+                .with_context(what)
+                .with_note(roll_back_note(&f.rollback)));
+        }
+    };
     let mut all = held;
-    all.extend(taken.iter().cloned());
+    all.extend(taken.allocations().iter().cloned());
     match alloc_info(&state, &caller, &all).await {
         Ok(info) => {
             tracing::info!(record = %id, owner = %owner, v4 = ?info.v4_ip, v6 = ?info.v6_ip,
@@ -541,7 +543,7 @@ pub async fn create_ipam_record(
             answer(info)
         }
         Err(e) => {
-            let note = roll_back_note(&state, &caller, &taken).await;
+            let note = roll_back_note(&state.ipam.roll_back(&caller, taken).await);
             Err(AviError::from_core(F, e)
                 .with_context(ctx())
                 .with_note(note))
@@ -554,7 +556,7 @@ pub async fn create_ipam_record(
 
 pub async fn delete_ipam_record(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     body: Bytes,
 ) -> AviResult {
     const F: &str = "DeleteIpamRecord";
@@ -627,7 +629,7 @@ fn plan_family(
 
 pub async fn update_ipam_record(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     body: Bytes,
 ) -> AviResult {
     const F: &str = "UpdateIpamRecord";
@@ -697,48 +699,65 @@ pub async fn update_ipam_record(
 
     // Take first: a failure leaves the record as it was.
     let new_details = details(&id, &new);
-    let mut taken: Vec<Allocation> = Vec::new();
-    let mut result: Vec<Allocation> = Vec::new();
+    // What the record holds after the change, in family order: kept as it is, or the batch
+    // item that takes its new address.
+    enum Slot {
+        Kept(Allocation),
+        New(usize),
+    }
+    let mut slots: Vec<Slot> = Vec::new();
     let mut release: Vec<Allocation> = Vec::new();
+    let mut batch = Batch::new(BatchMode::Another);
+    let mut wanted: Vec<(Family, Vec<NetworkId>)> = Vec::new();
     for (family, step) in steps {
         match step {
             Step::Keep(a, rest) => {
                 release.extend(rest);
-                result.push(a);
+                slots.push(Slot::Kept(a));
             }
             Step::Drop(all) => release.extend(all),
             Step::Take(ids, address, old) => {
-                let req = AllocationRequest {
+                let index = batch.push(AllocationRequest {
                     owner: owner.clone(),
                     networks: ids.clone(),
                     address,
                     details: new_details.clone(),
-                };
-                match state.ipam.allocate_another(&caller, &req).await {
-                    Ok(a) => {
-                        taken.push(a.clone());
-                        result.push(a);
-                        release.extend(old);
-                    }
-                    Err(e) => {
-                        let note = roll_back_note(&state, &caller, &taken).await;
-                        return Err(AviError::from_core(F, e)
-                            .with_context(format!(
-                                "{}: new {} from {}",
-                                ctx(),
-                                family_label(family),
-                                describe_ids(&nets, &ids)
-                            ))
-                            .with_note(format!("{note}; the record is unchanged")));
-                    }
-                }
+                });
+                wanted.push((family, ids));
+                slots.push(Slot::New(index));
+                release.extend(old);
             }
+        }
+    }
+    let taken = match state.ipam.run_batch(&caller, &batch).await {
+        Ok(t) => t,
+        Err(f) => {
+            let what = match wanted.get(f.index) {
+                Some((family, ids)) => format!(
+                    "{}: new {} from {}",
+                    ctx(),
+                    family_label(*family),
+                    describe_ids(&nets, ids)
+                ),
+                None => ctx(),
+            };
+            let note = roll_back_note(&f.rollback);
+            return Err(AviError::from_core(F, f.error)
+                .with_context(what)
+                .with_note(format!("{note}; the record is unchanged")));
+        }
+    };
+    let mut result: Vec<Allocation> = Vec::with_capacity(slots.len());
+    for slot in slots {
+        match slot {
+            Slot::Kept(a) => result.push(a),
+            Slot::New(i) => result.extend(taken.allocations().get(i).cloned()),
         }
     }
 
     // fqdn changes on the addresses that stay.
     for a in result.iter_mut() {
-        if taken.iter().any(|t| t.id == a.id) {
+        if taken.allocations().iter().any(|t| t.id == a.id) {
             continue;
         }
         let hostname = new_details.hostname.clone().unwrap_or_default();
@@ -759,7 +778,7 @@ pub async fn update_ipam_record(
         {
             Ok(updated) => *a = updated,
             Err(e) => {
-                let note = roll_back_note(&state, &caller, &taken).await;
+                let note = roll_back_note(&state.ipam.roll_back(&caller, taken).await);
                 return Err(AviError::from_core(F, e)
                     .with_context(format!("{}: new fqdns on {}", ctx(), a.address))
                     .with_note(format!("{note}; the record is otherwise unchanged")));
@@ -782,7 +801,7 @@ pub async fn update_ipam_record(
     let info = alloc_info(&state, &caller, &result)
         .await
         .map_err(|e| AviError::from_core(F, e).with_context(ctx()))?;
-    tracing::info!(record = %id, allocation_type = kind.as_str(), took = taken.len(),
+    tracing::info!(record = %id, allocation_type = kind.as_str(), took = taken.allocations().len(),
         released = release.len(), "Avi record updated");
     answer(info)
 }

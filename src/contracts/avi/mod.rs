@@ -40,8 +40,8 @@ use axum::Router;
 use axum::extract::Path;
 use axum::routing::post;
 
+use crate::auth::gate::Protected;
 use crate::domain::IpamError;
-use crate::server::AppState;
 
 pub mod dto;
 pub mod errors;
@@ -60,8 +60,8 @@ pub const FUNCTIONS: [(&str, &str); 6] = [
     ("UpdateIpamRecord", "update-ipam-record"),
 ];
 
-/// `POST /avi/v1/<function>` for the six functions. Mount it behind the auth layer.
-pub fn router() -> Router<AppState> {
+/// `POST /avi/v1/<function>` for the six functions. Served through `auth::gate::protect` (it cannot be served otherwise).
+pub fn router() -> Router<Protected> {
     Router::new()
         .route("/avi/v1/test-login", post(handlers::test_login))
         .route(

@@ -51,10 +51,12 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::auth::gate::Protected;
 use crate::config::Settings;
+use crate::contracts::ErrorBody;
 use crate::dns::{DnsError, DnsUpdater, names};
-use crate::server::AppState;
 use crate::service::Caller;
+use crate::state::AppState;
 
 /// The four functions of the script: (function name, `POST /avi/dns/v1/<path>`).
 pub const FUNCTIONS: [(&str, &str); 4] = [
@@ -131,8 +133,8 @@ pub fn attached_section<'a>(
     }
 }
 
-/// `POST /avi/dns/v1/<function>`. Mount it behind the auth layer.
-pub fn router() -> Router<AppState> {
+/// `POST /avi/dns/v1/<function>`. Served through `auth::gate::protect` (it cannot be served otherwise).
+pub fn router() -> Router<Protected> {
     Router::new()
         .route("/avi/dns/v1/test-login", post(test_login))
         .route(
@@ -197,16 +199,10 @@ impl IntoResponse for DnsFnError {
             StatusCode::GATEWAY_TIMEOUT => "timeout",
             _ => "upstream",
         };
-        let mut body = json!({
-            "exception": self.exception,
-            "code": code,
-            "message": self.message,
-            "function": self.function,
-        });
-        if let Some(f) = self.field {
-            body["field"] = json!(f);
-        }
-        (self.status, Json(json!({ "error": body }))).into_response()
+        let mut body = ErrorBody::new(code, self.message).with_field(self.field);
+        body.error.exception = Some(self.exception.to_owned());
+        body.error.function = Some(self.function.to_owned());
+        body.into_response(self.status)
     }
 }
 
@@ -392,7 +388,7 @@ struct OnlyAuth {
 }
 
 async fn test_login(
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     targets: Targets,
     body: Bytes,
 ) -> Result<Json<Value>, DnsFnError> {
@@ -404,7 +400,7 @@ async fn test_login(
 }
 
 async fn get_available_domains(
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     targets: Targets,
     body: Bytes,
 ) -> Result<Json<Value>, DnsFnError> {
@@ -494,7 +490,7 @@ async fn run(
 
 async fn create_or_update_dns_records(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     targets: Targets,
     body: Bytes,
 ) -> Result<Json<Value>, DnsFnError> {
@@ -525,7 +521,7 @@ struct Delete {
 
 async fn delete_dns_records(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     targets: Targets,
     body: Bytes,
 ) -> Result<Json<Value>, DnsFnError> {

@@ -5,11 +5,10 @@
 //! `{"error": {"code", "message", "operation", "field"?}}`, and the shim raises an exception whose
 //! text is `message`: what failed, where (which allocation, which range) and why.
 
-use axum::Json;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
-use crate::api::status_of;
+use crate::contracts::ErrorBody;
+use crate::contracts::status::status_of;
 use crate::domain::IpamError;
 
 #[derive(Debug)]
@@ -61,15 +60,9 @@ impl IntoResponse for VraError {
         } else {
             tracing::info!(operation = self.operation, error = %message, "vRA operation refused");
         }
-        let mut body = json!({
-            "code": self.error.code(),
-            "message": message,
-            "operation": self.operation,
-        });
-        if let IpamError::InvalidInput { field, .. } = &self.error {
-            body["field"] = json!(field);
-        }
-        (status, Json(json!({ "error": body }))).into_response()
+        let mut body = ErrorBody::of(&self.error, message);
+        body.error.operation = Some(self.operation.to_owned());
+        body.into_response(status)
     }
 }
 

@@ -13,16 +13,17 @@ use axum::{Extension, Json};
 use serde_json::{Value, json};
 
 use super::dto::{
-    AllocationResult, DeallocationResult, Field, IpBlock, IpRange, IpRangeOut, endpoint, ip_version,
+    AllocationResult, DeallocationResult, IpBlock, IpRange, IpRangeOut, endpoint, ip_version,
 };
 use super::errors::{VraError, op};
 use super::{Listing, PagedSnapshot, VraState};
+use crate::contracts::input::Field;
 use crate::domain::{
     Allocation, Block, IpamError, Lookup, Mac, Network, NetworkId, Owner, RecordChanges,
     RecordDetails,
 };
-use crate::server::AppState;
-use crate::service::{AllocationRequest, Caller};
+use crate::service::{AllocationRequest, Batch, BatchMode, Caller, Rollback};
+use crate::state::AppState;
 
 type VraResult = Result<Json<Value>, VraError>;
 
@@ -167,7 +168,7 @@ fn owned_by(a: &Allocation, base: &str) -> bool {
 
 pub async fn validate_endpoint(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     body: Bytes,
 ) -> VraResult {
     const OP: &str = "validate-endpoint";
@@ -365,7 +366,7 @@ async fn cut_page<T: Clone>(
 
 pub async fn get_ip_ranges(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     Extension(vra): Extension<VraState>,
     body: Bytes,
 ) -> Result<Response, VraError> {
@@ -447,7 +448,7 @@ pub struct RangesPage<'a> {
 
 pub async fn get_ip_blocks(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     Extension(vra): Extension<VraState>,
     body: Bytes,
 ) -> VraResult {
@@ -712,11 +713,7 @@ async fn range_names(state: &AppState, caller: &Caller, ids: &[NetworkId]) -> St
         .join(", ")
 }
 
-pub async fn allocate_ip(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    body: Bytes,
-) -> VraResult {
+pub async fn allocate_ip(State(state): State<AppState>, caller: Caller, body: Bytes) -> VraResult {
     const OP: &str = "allocate-ip";
     let body = parse_body(OP, &body)?;
     let root = Field::root(&body).map_err(op(OP))?;
@@ -732,84 +729,75 @@ pub async fn allocate_ip(
         .find(Field::is_present)
         .map_or_else(|| "resourceInfo.name".to_owned(), |f| f.path().to_owned());
 
-    let mut done: Vec<Allocation> = Vec::new();
-    let mut placed: Vec<(NetworkId, Vec<IpAddr>)> = Vec::with_capacity(plans.len());
-    for plan in &plans {
-        let mut pinned: Option<NetworkId> = None;
-        let mut addresses = Vec::with_capacity(plan.owners.len());
+    // Every address of one IpAllocation comes from one range (contract p.14): one batch group
+    // per plan. An owner that already holds an address in a candidate gets that one back
+    // (`HeldFirst`: one owner lookup, then the candidates in order).
+    let mut batch = Batch::new(BatchMode::HeldFirst { register_dns });
+    // Item index → (plan, address number within the plan).
+    let mut items: Vec<(&PlannedAllocation, usize)> = Vec::new();
+    for (p, plan) in plans.iter().enumerate() {
         for (i, owner) in plan.owners.iter().enumerate() {
-            let outcome = async {
-                // Every address of one IpAllocation comes from one range (contract p.14), and
-                // an owner that already holds an address in a candidate gets that one back
-                // (`allocate_held_first`: one owner lookup, then the candidates in order).
-                let networks = match &pinned {
-                    Some(n) => vec![n.clone()],
-                    None => plan.candidates.clone(),
-                };
-                let address = plan
-                    .start
-                    .map(|s| nth_address("start", s, i as u64))
-                    .transpose()?;
-                let req = AllocationRequest {
+            let address = plan
+                .start
+                .map(|s| nth_address("start", s, i as u64))
+                .transpose()
+                .map_err(op(OP))?;
+            batch.push_grouped(
+                p,
+                AllocationRequest {
                     owner: owner.clone(),
-                    networks,
+                    networks: plan.candidates.clone(),
                     address,
                     details: plan.details.clone(),
-                };
-                if register_dns {
-                    ipam.allocate_held_first(&caller, &req).await
-                } else {
-                    ipam.allocate_held_first_unregistered(&caller, &req).await
-                }
-            }
-            .await;
-            match outcome {
-                Ok(a) => {
-                    pinned.get_or_insert_with(|| a.network_id.clone());
-                    addresses.push(a.address);
-                    done.push(a);
-                }
-                Err(error) => {
-                    // The core names the specific address `address`; vRA calls it `start`.
-                    let error = match error {
-                        IpamError::InvalidInput { field, why } if field == "address" => {
-                            IpamError::InvalidInput {
-                                field: format!("ipAllocations[{}].start", plan.index),
-                                why,
-                            }
-                        }
-                        IpamError::InvalidInput { field, why } if field == "hostname" => {
-                            IpamError::InvalidInput {
-                                field: hostname_field.clone(),
-                                why,
-                            }
-                        }
-                        other => other,
-                    };
-                    let tried = match &pinned {
-                        Some(n) => std::slice::from_ref(n).to_vec(),
-                        None => plan.candidates.clone(),
-                    };
-                    let names = range_names(&state, &caller, &tried).await;
-                    let note = roll_back_note(&state, &caller, &done).await;
-                    let what = if plan.owners.len() > 1 {
-                        format!(
-                            "{}: address {} of {} from range(s) {names}",
-                            plan.label(),
-                            i + 1,
-                            plan.owners.len()
-                        )
-                    } else {
-                        format!("{} from range(s) {names}", plan.label())
-                    };
-                    return Err(VraError::new(OP, error).with_context(what).with_note(note));
-                }
-            }
+                },
+            );
+            items.push((plan, i));
         }
-        match pinned {
-            Some(n) => placed.push((n, addresses)),
+    }
+    let taken = match ipam.run_batch(&caller, &batch).await {
+        Ok(t) => t,
+        Err(f) => {
+            let Some(&(plan, i)) = items.get(f.index) else {
+                return Err(VraError::new(OP, f.error).with_note(roll_back_note(&f.rollback)));
+            };
+            // The core names the specific address `address`; vRA calls it `start`.
+            let error = match f.error {
+                IpamError::InvalidInput { field, why } if field == "address" => {
+                    IpamError::InvalidInput {
+                        field: format!("ipAllocations[{}].start", plan.index),
+                        why,
+                    }
+                }
+                IpamError::InvalidInput { field, why } if field == "hostname" => {
+                    IpamError::InvalidInput {
+                        field: hostname_field.clone(),
+                        why,
+                    }
+                }
+                other => other,
+            };
+            let names = range_names(&state, &caller, &f.tried).await;
+            let what = if plan.owners.len() > 1 {
+                format!(
+                    "{}: address {} of {} from range(s) {names}",
+                    plan.label(),
+                    i + 1,
+                    plan.owners.len()
+                )
+            } else {
+                format!("{} from range(s) {names}", plan.label())
+            };
+            return Err(VraError::new(OP, error)
+                .with_context(what)
+                .with_note(roll_back_note(&f.rollback)));
+        }
+    };
+    let mut placed: Vec<(NetworkId, Vec<IpAddr>)> = Vec::with_capacity(plans.len());
+    for (p, plan) in plans.iter().enumerate() {
+        match taken.network_of(p) {
+            Some(n) => placed.push((n.clone(), taken.in_group(p).map(|a| a.address).collect())),
             None => {
-                let note = roll_back_note(&state, &caller, &done).await;
+                let note = roll_back_note(&ipam.roll_back(&caller, taken).await);
                 return Err(
                     VraError::new(OP, IpamError::Internal("no address was taken".into()))
                         .with_context(plan.label())
@@ -824,7 +812,7 @@ pub async fn allocate_ip(
         let net = match ipam.network_settings(&caller, network_id).await {
             Ok(n) => n,
             Err(e) => {
-                let note = roll_back_note(&state, &caller, &done).await;
+                let note = roll_back_note(&ipam.roll_back(&caller, taken).await);
                 return Err(VraError::new(OP, e)
                     .with_context(format!("{}: reading range {network_id}", plan.label()))
                     .with_note(note));
@@ -847,17 +835,18 @@ pub async fn allocate_ip(
             properties,
         });
     }
-    tracing::info!(resource = %rid, allocations = results.len(), addresses = done.len(),
+    tracing::info!(resource = %rid, allocations = results.len(), addresses = taken.allocations().len(),
         "vRA allocation done");
     Ok(Json(json!({ "ipAllocations": results })))
 }
 
-/// Rolls back what this request took (last first) and says so for the error message.
-async fn roll_back_note(state: &AppState, caller: &Caller, done: &[Allocation]) -> String {
+/// Says how the rollback of what this request took went, for the error message.
+fn roll_back_note(rollback: &Rollback) -> String {
+    let done = &rollback.taken;
+    let failures = &rollback.failures;
     if done.is_empty() {
         return "nothing was allocated".to_owned();
     }
-    let failures = state.ipam.roll_back(caller, done).await;
     if failures.is_empty() {
         format!(
             "the {} address(es) allocated earlier in this request were released",
@@ -878,7 +867,7 @@ async fn roll_back_note(state: &AppState, caller: &Caller, done: &[Allocation]) 
 
 pub async fn deallocate_ip(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     body: Bytes,
 ) -> VraResult {
     const OP: &str = "deallocate-ip";
@@ -962,7 +951,7 @@ pub async fn deallocate_ip(
 
 pub async fn update_record(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     body: Bytes,
 ) -> VraResult {
     const OP: &str = "update-record";
@@ -1068,7 +1057,7 @@ pub async fn update_record(
 
 pub async fn allocate_ip_range(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     body: Bytes,
 ) -> VraResult {
     const OP: &str = "allocate-ip-range";
@@ -1237,7 +1226,7 @@ fn overlay_requested_dns(range: &mut IpRange, ra: &Field<'_>) -> Result<(), Ipam
 
 pub async fn deallocate_ip_range(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     body: Bytes,
 ) -> VraResult {
     const OP: &str = "deallocate-ip-range";

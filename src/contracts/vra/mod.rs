@@ -14,8 +14,8 @@ use axum::routing::post;
 use axum::{Extension, Router};
 use moka::future::Cache;
 
+use crate::auth::gate::Protected;
 use crate::domain::{Block, IpamError, Network};
-use crate::server::AppState;
 
 pub mod dto;
 pub mod errors;
@@ -123,7 +123,7 @@ pub(crate) enum Listing {
     Blocks(Arc<Vec<Block>>),
 }
 
-/// State of the vRA contract, next to the shared [`AppState`].
+/// State of the vRA contract, next to the shared [`AppState`](crate::state::AppState).
 #[derive(Clone)]
 pub struct VraState {
     pub(crate) pages: Cache<String, Arc<PagedSnapshot>>,
@@ -149,8 +149,8 @@ impl std::fmt::Debug for VraState {
     }
 }
 
-/// `POST /vra/v1/<operation>` for the eight operations. Mount it behind the auth layer.
-pub fn router() -> Router<AppState> {
+/// `POST /vra/v1/<operation>` for the eight operations. Served through `auth::gate::protect` (it cannot be served otherwise).
+pub fn router() -> Router<Protected> {
     Router::new()
         .route(
             "/vra/v1/validate-endpoint",

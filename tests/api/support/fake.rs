@@ -199,7 +199,7 @@ pub async fn spawn_fake(request_timeout: Duration, readyz_timeout: Duration) -> 
         vec![backend.clone() as Arc<dyn Backend>],
         Duration::from_secs(60),
     ));
-    let state = ipam_gateway::server::AppState {
+    let state = ipam_gateway::state::AppState {
         ipam: ipam.clone(),
         auth: Arc::new(ipam_gateway::auth::Authenticator::new(&settings)),
         backend_timeout: readyz_timeout,
