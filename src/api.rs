@@ -300,6 +300,7 @@ impl CreateAllocation {
                     .map(|m| parse_mac(&f("mac"), m))
                     .transpose()?,
             },
+            aliases: Vec::new(),
         })
     }
 }

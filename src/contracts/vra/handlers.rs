@@ -755,6 +755,7 @@ pub async fn allocate_ip(
                     networks,
                     address,
                     details: plan.details.clone(),
+                    aliases: Vec::new(),
                 };
                 if register_dns {
                     ipam.allocate_held_first(&caller, &req).await
