@@ -749,6 +749,7 @@ pub async fn allocate_ip(State(state): State<AppState>, caller: Caller, body: By
                     networks: plan.candidates.clone(),
                     address,
                     details: plan.details.clone(),
+                    aliases: Vec::new(),
                 },
             );
             items.push((plan, i));
