@@ -14,6 +14,7 @@ mod avi_validator;
 mod backend_tls;
 mod deploy;
 mod dns;
+mod dns_props;
 mod dns_vra;
 mod dns_wired;
 mod edges;
