@@ -317,3 +317,46 @@ async fn vra_allocate_with_bind_stopped_embedded() {
 async fn vra_allocate_with_bind_stopped_phpipam() {
     bind_stopped(Kind::Phpipam).await;
 }
+
+/// A machine that opted out of DNS (`ipamgw.dns = "false"`) at allocation stays out of DNS when
+/// vRA updates its record (the update carries the same custom properties).
+#[tokio::test]
+#[cfg_attr(not(has_named), ignore = "needs BIND's named: .ci/run installs it")]
+async fn vra_update_record_of_an_opted_out_machine_registers_nothing() {
+    let bind = Bind::start().await;
+    let env = env(Kind::Embedded, &bind, KEY_SECRET, true).await;
+    let app = &env.app;
+    let values = placeholders(app).await;
+    let mut req = filled("allocate-ip", &values, &[]);
+    req["resourceInfo"]["properties"]["ipamgw.dns"] = json!("false");
+    vra_ok(app, "allocate-ip", &req).await;
+    let mut update = filled("update-record", &values, &[("address", "10.20.0.2")]);
+    // A value that is neither "true" nor "false": 400 naming the property, nothing changed.
+    update["resourceInfo"]["properties"]["ipamgw.dns"] = json!("maybe");
+    let (status, body) = vra(app, "update-record", &update).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        error_of(&body).1.as_deref(),
+        Some("resourceInfo.properties.ipamgw.dns"),
+        "{body}"
+    );
+    let rec = allocation_at(app, "10.20.0.2").await.expect("held");
+    assert!(rec["mac"].is_null(), "{rec}");
+
+    update["resourceInfo"]["properties"]["ipamgw.dns"] = json!("false");
+    vra_ok(app, "update-record", &update).await;
+    let rec = allocation_at(app, "10.20.0.2").await.expect("held");
+    assert_eq!(
+        (&rec["hostname"], &rec["mac"]),
+        (&json!("bond-006"), &json!("00:50:56:aa:bb:cc")),
+        "the record changes"
+    );
+    assert!(
+        bind.lookup("bond-006.lab.example.com", RecordType::A)
+            .await
+            .is_empty(),
+        "but nothing goes to DNS"
+    );
+    assert!(ptr(&bind, "10.20.0.2").await.is_empty());
+    env.app.stop().await;
+}
