@@ -698,6 +698,29 @@ impl Ipam {
         Ok(self.allocate_inner(caller, req, Reuse::HeldFirst).await?.0)
     }
 
+    /// [`Ipam::update`] without DNS: the record changes, its names stay out of DNS (a machine that
+    /// opted out, e.g. vRA's `ipamgw.dns = "false"`).
+    pub async fn update_unregistered(
+        &self,
+        caller: &Caller,
+        network: &NetworkId,
+        address: IpAddr,
+        changes: &RecordChanges,
+    ) -> IpamResult<Allocation> {
+        self.check_route(caller, network, "network")?;
+        let backend = self.backend(&caller.backend)?;
+        let a = {
+            let _guard = self.locks.lock(LockKey::Records(network.clone())).await;
+            timed(
+                &caller.backend,
+                "update",
+                backend.update(&caller.cx, &network.backend_id(), address, changes),
+            )
+            .await?
+        };
+        Ok(self.to_allocation(&caller.backend, a))
+    }
+
     /// Takes one more address for an owner, trying candidate networks in order, even when the
     /// owner already holds one there. For moving an owner's address in place (take the new one,
     /// then release the old): [`Ipam::allocate`] would hand the held one back instead. Not

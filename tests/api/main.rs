@@ -15,6 +15,8 @@ mod backend_tls;
 mod deploy;
 mod dns;
 mod dns_avi;
+mod dns_props;
+mod dns_vra;
 mod dns_wired;
 mod edges;
 mod fuzz;

@@ -969,6 +969,8 @@ pub async fn update_record(
         Some(h) => Some(h),
         None => resource_hostname(&resource).map_err(op(OP))?,
     };
+    // A machine that opted out of DNS at allocation stays out when its record changes.
+    let register_dns = dns_wanted(&root).map_err(op(OP))?;
     let list = root.get("addressInfos");
     let items = list.items().map_err(op(OP))?;
     if items.is_empty() {
@@ -1042,11 +1044,18 @@ pub async fn update_record(
             mac,
         };
         if changes != RecordChanges::default() {
-            state
-                .ipam
-                .update(&caller, &target.network_id, address, &changes)
-                .await
-                .map_err(|e| VraError::new(OP, e).with_context(context()))?;
+            if register_dns {
+                state
+                    .ipam
+                    .update(&caller, &target.network_id, address, &changes)
+                    .await
+            } else {
+                state
+                    .ipam
+                    .update_unregistered(&caller, &target.network_id, address, &changes)
+                    .await
+            }
+            .map_err(|e| VraError::new(OP, e).with_context(context()))?;
         }
         results.push("Success");
     }
