@@ -1279,4 +1279,75 @@ mod tests {
             Err(IpamError::Conflict(_))
         ));
     }
+
+    /// Writes `fixtures/embedded/v0-store.redb`, the data file the tests of the on-disk format
+    /// read: run once with `cargo test --lib write_store_fixture -- --ignored` (the scenario is
+    /// in `fixtures/embedded/README.md`). Ignored: the committed file must stay the one it made.
+    #[tokio::test]
+    #[ignore = "generator: writes a fixture into the source tree"]
+    async fn write_store_fixture() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/embedded");
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("v0-store.redb");
+        let _ = std::fs::remove_file(&file);
+        let s = Settings::from_toml(CONFIG).expect("config");
+        let BackendSettings::Embedded {
+            networks, blocks, ..
+        } = &s.backends[0]
+        else {
+            panic!("embedded backend expected");
+        };
+        let b = EmbeddedBackend::open("local", &file, networks, blocks).expect("open");
+        let cx = CallContext::default();
+        let mut vm1 = req(SMALL, "vm-1", None);
+        vm1.details = RecordDetails {
+            hostname: Some("vm-1.lab.example.com".into()),
+            description: Some("web server".into()),
+            mac: Some(Mac::parse("00:50:56:aa:bb:01").expect("mac")),
+        };
+        assert_eq!(
+            b.allocate(&cx, &vm1)
+                .await
+                .expect("vm-1")
+                .address
+                .to_string(),
+            "10.0.0.2"
+        );
+        let gap = b
+            .allocate(&cx, &req(SMALL, "vm-gap", None))
+            .await
+            .expect("gap");
+        assert_eq!(gap.address.to_string(), "10.0.0.3");
+        b.allocate(&cx, &req(SMALL, "vm-2", Some("10.0.0.5")))
+            .await
+            .expect("vm-2");
+        b.release(&cx, SMALL, gap.address).await.expect("release");
+        let v6 = b.allocate(&cx, &req(V6, "vm-1", None)).await.expect("v6");
+        assert_eq!(v6.address.to_string(), "2001:db8::2");
+        let carved = b
+            .allocate_network(
+                &cx,
+                &CarveRequest {
+                    block: "block:pool".into(),
+                    prefix_len: 24,
+                    owner: Owner::parse("project-a").expect("owner"),
+                    name: None,
+                    subnet: None,
+                },
+            )
+            .await
+            .expect("carve");
+        assert_eq!(carved.cidr.to_string(), "10.64.0.0/24");
+        let vm3 = b
+            .allocate(&cx, &req(&carved.backend_id, "vm-3", None))
+            .await
+            .expect("vm-3");
+        assert_eq!(vm3.address.to_string(), "10.64.0.2");
+        drop(b);
+        // Compacted so the committed file is small; the pid file is this run's, not the fixture's.
+        let mut db = Database::open(&file).expect("reopen");
+        db.compact().expect("compact");
+        drop(db);
+        let _ = std::fs::remove_file(pid_file(&file));
+    }
 }
