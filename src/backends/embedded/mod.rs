@@ -4,6 +4,10 @@
 //! acknowledged allocation survives `kill -9`. redb admits one writer at a time, which makes
 //! "find the next free address and take it" atomic without any lock of ours; the file lock keeps a
 //! second process out.
+//!
+//! Here: the backend, seeding configured networks, carving. `store` opens the file (lock, pid
+//! file, format check and migration) and defines its tables; `records` is what the tables hold,
+//! the store's own versioned types; `allocate` takes, finds, updates and releases addresses.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
