@@ -10,6 +10,7 @@ pub mod config;
 pub mod contracts;
 pub mod dns;
 pub mod domain;
+pub mod ipmath;
 pub mod package;
 pub mod server;
 pub mod service;

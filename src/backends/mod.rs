@@ -17,6 +17,7 @@ use crate::domain::{
 };
 
 pub mod embedded;
+pub mod embedded_config;
 pub mod http;
 pub mod infoblox;
 pub mod phpipam;

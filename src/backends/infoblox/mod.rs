@@ -39,6 +39,7 @@
 //!   then given a `routers` option and a reservation for the gateway.
 
 mod client;
+pub mod config;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -55,14 +56,15 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use self::client::{Api, Reply};
+use self::config::{FreeCounts, InfobloxSettings, OwnerMarker, RecordStyle};
 use self::wire::{DhcpOption, IpAddressEntry, Network, Record, ea_text};
 use super::http::Inventories;
 use super::{Backend, CallContext};
-use crate::config::{FreeCounts, InfobloxSettings, OwnerMarker, RecordStyle, usable_range};
 use crate::domain::{
     AllocateIn, AllocationInfo, BackendStatus, BlockInfo, CarveRequest, Family, IpamError,
     IpamResult, Lookup, Mac, NetworkInfo, Owner, RecordChanges, RecordDetails, Tag,
 };
+use crate::ipmath::{WholeBlock, check_carve_prefix, usable_range};
 
 /// Marker of an owner in a comment (`owner_marker = "comment"`, and carved networks' names).
 const OWNER_MARK: &str = "[ipamgw-owner:";
@@ -1421,10 +1423,7 @@ impl Backend for InfobloxBackend {
     }
 
     fn supports_passthrough(&self) -> bool {
-        matches!(
-            self.cfg.auth,
-            crate::config::InfobloxAuth::Passthrough { .. }
-        )
+        matches!(self.cfg.auth, config::InfobloxAuth::Passthrough { .. })
     }
 
     /// One authenticated search of the network views (a handful of objects), not the listing.
@@ -1816,19 +1815,7 @@ impl Backend for InfobloxBackend {
             .block(&req.block)
             .cloned()
             .ok_or_else(|| IpamError::NotFound(format!("block {}", req.block)))?;
-        let max = block.cidr.max_prefix_len();
-        if req.prefix_len <= block.cidr.prefix_len() || req.prefix_len > max {
-            return Err(IpamError::invalid(
-                "prefix_len",
-                format!(
-                    "/{} does not fit in block {} ({}); use /{}../{max}",
-                    req.prefix_len,
-                    req.block,
-                    block.cidr,
-                    block.cidr.prefix_len() + 1
-                ),
-            ));
-        }
+        check_carve_prefix(req.prefix_len, &req.block, &block.cidr, WholeBlock::Refused)?;
         let v4 = Family::of(&block.cidr) == Family::V4;
         let object = if v4 { "network" } else { "ipv6network" };
         let target = match req.subnet {

@@ -18,10 +18,10 @@ use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
+use super::config::{PhpipamAuth, PhpipamSettings};
 use super::wire::{Envelope, Login};
 use crate::backends::http::Sessions;
 use crate::backends::{CallContext, retry};
-use crate::config::{PhpipamAuth, PhpipamSettings};
 use crate::domain::{IpamError, IpamResult};
 
 /// One answer from phpIPAM that was not an authentication or availability failure; `data` as

@@ -21,6 +21,7 @@
 //!   shortened with `…` and answered as written; a hostname or owner that cannot fit is a 400.
 
 mod client;
+pub mod config;
 mod limits;
 pub mod wire;
 
@@ -37,17 +38,18 @@ use reqwest::Method;
 use serde_json::{Map, Value, json};
 
 use self::client::{Api, Reply};
+use self::config::{PhpipamSettings, SectionRef, SubnetSelector};
 use self::limits::{
     ADDRESS_DESCRIPTION, ADDRESS_HOSTNAME, ADDRESS_MAC, ADDRESS_OWNER, SUBNET_DESCRIPTION,
 };
 use self::wire::{Address, Section, Subnet, Vlan, list, value_text};
 use super::http::Inventories;
 use super::{Backend, CallContext};
-use crate::config::{PhpipamSettings, SectionRef, SubnetSelector, usable_range};
 use crate::domain::{
     AllocateIn, AllocationInfo, BackendStatus, BlockInfo, CarveRequest, IpamError, IpamResult,
     Lookup, Mac, NetworkInfo, Owner, RecordChanges, RecordDetails, Tag,
 };
+use crate::ipmath::{WholeBlock, check_carve_prefix, next_addr as next_address, usable_range};
 
 /// Marker of a carved network's owner in its phpIPAM description.
 const OWNER_MARK: &str = "[ipamgw-owner:";
@@ -149,13 +151,6 @@ fn split_list(text: &str) -> Vec<String> {
 }
 
 /// The address after `a` (callers keep it inside a range that has one).
-fn next_address(a: IpAddr) -> IpAddr {
-    match a {
-        IpAddr::V4(v) => IpAddr::from(u32::from(v).wrapping_add(1).to_be_bytes()),
-        IpAddr::V6(v) => IpAddr::from(u128::from(v).wrapping_add(1).to_be_bytes()),
-    }
-}
-
 fn parse_id(what: &str, id: &str) -> IpamResult<u64> {
     id.trim()
         .parse()
@@ -1008,10 +1003,7 @@ impl Backend for PhpipamBackend {
     }
 
     fn supports_passthrough(&self) -> bool {
-        matches!(
-            self.cfg.auth,
-            crate::config::PhpipamAuth::Passthrough { .. }
-        )
+        matches!(self.cfg.auth, config::PhpipamAuth::Passthrough { .. })
     }
 
     /// One authenticated `GET sections/` (a handful of rows), not the subnet listing.
@@ -1306,21 +1298,7 @@ impl Backend for PhpipamBackend {
         let block_cidr = block
             .cidr()
             .ok_or_else(|| IpamError::NotFound(format!("block {}", req.block)))?;
-        let max = match block_cidr {
-            IpNet::V4(_) => 32,
-            IpNet::V6(_) => 128,
-        };
-        if req.prefix_len <= block_cidr.prefix_len() || req.prefix_len > max {
-            return Err(IpamError::invalid(
-                "prefix_len",
-                format!(
-                    "/{} does not fit in block {} ({block_cidr}); use /{}../{max}",
-                    req.prefix_len,
-                    req.block,
-                    block_cidr.prefix_len() + 1
-                ),
-            ));
-        }
+        check_carve_prefix(req.prefix_len, &req.block, &block_cidr, WholeBlock::Refused)?;
         let name = req
             .name
             .clone()

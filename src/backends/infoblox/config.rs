@@ -7,7 +7,10 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, ScalarValue, Secret, default_true, parse_cidr};
+use crate::config::http::{
+    ServiceAccount, http_base_url, http_transport, service_account, tls_pin,
+};
+use crate::config::{ConfigError, ScalarValue, Secret, default_true, parse_cidr};
 
 /// How the gateway authenticates to the grid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -208,7 +211,7 @@ impl FreeCounts {
 }
 
 /// A grid user.
-pub type InfobloxUser = super::ServiceAccount;
+pub type InfobloxUser = ServiceAccount;
 
 #[derive(Debug, Clone)]
 pub enum InfobloxAuth {
@@ -284,7 +287,7 @@ fn ea_filter(
         .collect()
 }
 
-pub(super) fn validate_infoblox(
+pub(crate) fn validate_infoblox(
     key: &str,
     p: &InfobloxConfig,
 ) -> Result<InfobloxSettings, ConfigError> {
@@ -292,7 +295,7 @@ pub(super) fn validate_infoblox(
     if let Some(at) = url.find("/wapi") {
         url = &url[..at];
     }
-    super::http_base_url(key, url, "username/password")?;
+    http_base_url(key, url, "username/password")?;
     let version = p.wapi_version.trim().trim_start_matches(['v', 'V']);
     let parts: Vec<&str> = version.split('.').collect();
     if !(2..=3).contains(&parts.len())
@@ -308,9 +311,8 @@ pub(super) fn validate_infoblox(
             ),
         ));
     }
-    let user = |required: bool| {
-        super::service_account(key, p.username.as_ref(), p.password.as_ref(), required)
-    };
+    let user =
+        |required: bool| service_account(key, p.username.as_ref(), p.password.as_ref(), required);
     let auth = match p.auth {
         InfobloxAuthMode::User => match user(true)? {
             Some(u) => InfobloxAuth::User(u),
@@ -325,13 +327,13 @@ pub(super) fn validate_infoblox(
             fallback: user(false)?,
         },
     };
-    let ca_pem = super::http_transport(
+    let ca_pem = http_transport(
         key,
         p.ca_file.as_deref(),
         p.connect_timeout_secs,
         p.timeout_secs,
     )?;
-    let tls_fingerprint = super::tls_pin(
+    let tls_fingerprint = tls_pin(
         key,
         p.tls_fingerprint.as_deref(),
         p.ca_file.as_deref(),
