@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use ipam_gateway::Application;
 use ipam_gateway::backends::CallContext;
-use ipam_gateway::config::{Settings, TlsMode};
+use ipam_gateway::config::{Config, TlsMode};
 use ipam_gateway::domain::{NetworkId, Owner, RecordDetails};
 use ipam_gateway::service::{AllocationRequest, Caller};
 
@@ -80,17 +80,18 @@ async fn run() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let t = Instant::now();
     let text = config(10_000);
-    let mut cfg = Settings::from_toml(&text)?.config;
-    println!(
-        "config with 10,001 networks parsed and validated in {}",
-        ms(t.elapsed())
-    );
+    let mut cfg = Config::from_toml(&text)?;
     cfg.server.listen = "127.0.0.1:0".into();
     cfg.server.state_dir = dir.path().to_owned();
     cfg.server.tls.mode = TlsMode::Off;
     cfg.metrics.enabled = false;
+    let settings = cfg.validate()?;
+    println!(
+        "config with 10,001 networks parsed and validated in {}",
+        ms(t.elapsed())
+    );
     let t = Instant::now();
-    let app = Application::build(cfg.validate()?).await?;
+    let app = Application::build(settings).await?;
     println!(
         "application built (data file seeded) in {}",
         ms(t.elapsed())

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
@@ -396,15 +397,45 @@ impl ScalarValue {
 /// Settings after validation: addresses parsed, secrets resolved, references checked.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub config: Config,
+    /// The configuration as written (secrets as references or redacted): only what
+    /// [`Settings::to_toml`] prints. Everything else reads the validated fields.
+    config: Config,
     pub listen: SocketAddr,
     pub metrics_listen: Option<SocketAddr>,
+    pub server: ServerSettings,
+    pub cache: CacheSettings,
+    pub log: LogConfig,
+    /// `passthrough.backend`: the backend that verifies credentials naming no configured client.
+    pub passthrough: Option<String>,
     pub clients: Vec<ClientSettings>,
     pub backends: Vec<BackendSettings>,
     /// Validated `[dns.<name>]` sections, by name.
     pub dns: Vec<crate::dns::DnsSettings>,
     /// Which `[dns.<name>]` section each backend (and network) registers names with.
     pub dns_attach: BTreeMap<String, DnsAttach>,
+}
+
+/// `[server]` validated: durations as [`Duration`]s (`listen` is [`Settings::listen`]).
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub state_dir: PathBuf,
+    pub request_timeout: Duration,
+    pub body_limit_bytes: usize,
+    pub shutdown_grace: Duration,
+    pub readyz_timeout: Duration,
+    /// 0: the failed-authentication throttle is off.
+    pub auth_failure_limit: u32,
+    pub auth_failure_window: Duration,
+    pub auth_block: Duration,
+    /// `cert_file` and `key_file` are set when `mode = "files"`.
+    pub tls: TlsConfig,
+}
+
+/// `[cache]` validated.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheSettings {
+    pub networks_ttl: Duration,
+    pub auth_ttl: Duration,
 }
 
 /// The DNS sections one backend registers names with: its own (`backends.<b>.dns`) and, for
@@ -487,11 +518,51 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// Drops the configured network and block lists of embedded backends, once validated into
+    /// [`BackendSettings`], so that a large inventory is not held twice while the backends are
+    /// seeded (`print-config` runs before this).
+    pub fn release_inventories(&mut self) {
+        self.config.release_inventories();
+    }
+
+    /// The effective configuration as TOML, for `print-config`: secrets given inline are
+    /// redacted, `env:`/`file:` references shown as written, unset optional keys left out.
+    pub fn to_toml(&self) -> Result<String, String> {
+        // Through JSON so that the redacting `Serialize` of secrets applies.
+        let mut value = serde_json::to_value(&self.config).map_err(|e| e.to_string())?;
+        drop_nulls(&mut value);
+        let value: toml::Value = serde_json::from_value(value).map_err(|e| e.to_string())?;
+        toml::to_string_pretty(&value).map_err(|e| e.to_string())
+    }
+}
+
+/// TOML has no null: unset optional keys are left out.
+fn drop_nulls(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(drop_nulls);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
 impl Config {
+    /// Reads TOML text into the raw (unvalidated) configuration, without environment overrides:
+    /// for tests that change a key before [`Config::validate`].
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        Figment::new()
+            .merge(Toml::string(text))
+            .extract::<Config>()
+            .map_err(figment_error)
+    }
+
     /// Drops the configured network and block lists of embedded backends, once validated into
     /// [`BackendSettings`] (only `print-config` shows them from here), so that a large inventory
     /// is not held twice while the backends are seeded.
-    pub fn release_inventories(&mut self) {
+    fn release_inventories(&mut self) {
         for backend in self.backends.values_mut() {
             if let BackendConfig::Embedded(e) = backend {
                 e.networks = Vec::new();
@@ -687,9 +758,28 @@ impl Config {
             ));
         }
 
+        let server = ServerSettings {
+            state_dir: self.server.state_dir.clone(),
+            request_timeout: Duration::from_secs(self.server.request_timeout_secs),
+            body_limit_bytes: self.server.body_limit_bytes,
+            shutdown_grace: Duration::from_secs(self.server.shutdown_grace_secs),
+            readyz_timeout: Duration::from_secs(self.server.readyz_timeout_secs),
+            auth_failure_limit: self.server.auth_failure_limit,
+            auth_failure_window: Duration::from_secs(self.server.auth_failure_window_secs),
+            auth_block: Duration::from_secs(self.server.auth_block_secs),
+            tls: self.server.tls.clone(),
+        };
+        let cache = CacheSettings {
+            networks_ttl: Duration::from_secs(self.cache.networks_ttl_secs),
+            auth_ttl: Duration::from_secs(self.cache.auth_ttl_secs),
+        };
         Ok(Settings {
             listen,
             metrics_listen,
+            server,
+            cache,
+            log: self.log.clone(),
+            passthrough: self.passthrough.as_ref().map(|p| p.backend.clone()),
             clients,
             backends,
             dns,
@@ -917,6 +1007,30 @@ mod tests {
         let s = Settings::from_toml(&grid("record_style = \"fixed_address\""))
             .expect("fixed addresses");
         assert_eq!(s.dns_attach["grid"].default.as_deref(), Some("lab"));
+    }
+
+    #[test]
+    fn settings_carry_the_validated_server_cache_and_passthrough_values() {
+        let text = format!(
+            "{MINIMAL}\n[server]\nrequest_timeout_secs = 7\nshutdown_grace_secs = 3\n\
+             readyz_timeout_secs = 2\nauth_failure_window_secs = 30\nauth_block_secs = 90\n\
+             [cache]\nnetworks_ttl_secs = 11\nauth_ttl_secs = 12\n\
+             [passthrough]\nbackend = \"local\"\n"
+        );
+        let s = Settings::from_toml(&text).expect("valid");
+        assert_eq!(s.server.request_timeout, Duration::from_secs(7));
+        assert_eq!(s.server.shutdown_grace, Duration::from_secs(3));
+        assert_eq!(s.server.readyz_timeout, Duration::from_secs(2));
+        assert_eq!(s.server.auth_failure_window, Duration::from_secs(30));
+        assert_eq!(s.server.auth_block, Duration::from_secs(90));
+        assert_eq!(s.server.state_dir, PathBuf::from("data"));
+        assert_eq!(s.cache.networks_ttl, Duration::from_secs(11));
+        assert_eq!(s.cache.auth_ttl, Duration::from_secs(12));
+        assert_eq!(s.passthrough.as_deref(), Some("local"));
+        // What print-config shows is the configuration as written.
+        let printed = s.to_toml().expect("print-config");
+        assert!(printed.contains("request_timeout_secs = 7"), "{printed}");
+        assert!(!printed.contains("argon2id"), "{printed}");
     }
 
     #[test]

@@ -478,7 +478,7 @@ mod tests {
         assert_eq!(p.owner_ea, "ipamgw-owner");
         assert!(matches!(&p.auth, InfobloxAuth::User(u) if u.username == "svc-ipam"));
         let s = Settings::from_toml(INFOBLOX).expect("valid");
-        let printed = format!("{s:?} {}", serde_json::to_string(&s.config).expect("json"));
+        let printed = format!("{s:?} {}", s.to_toml().expect("print-config"));
         assert!(!printed.contains("ib-literal-456"), "{printed}");
     }
 

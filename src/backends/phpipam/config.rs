@@ -367,7 +367,7 @@ mod tests {
         assert_eq!(p.timeout.as_secs(), 30);
         assert!(p.verify_tls);
         assert!(matches!(&p.auth, PhpipamAuth::User(u) if u.username == "svc"));
-        let printed = format!("{s:?} {}", serde_json::to_string(&s.config).expect("json"));
+        let printed = format!("{s:?} {}", s.to_toml().expect("print-config"));
         assert!(!printed.contains("pw-literal-123"), "{printed}");
     }
 
