@@ -25,7 +25,6 @@ use crate::backends::phpipam::config::{PhpipamConfig, PhpipamSettings, validate_
 use crate::domain::{BlockInfo, NetworkInfo};
 
 pub mod http;
-mod inventory;
 pub use http::ServiceAccount;
 
 /// The default configuration, compiled in: `ipam-gateway serve` with no `--config` runs on it.
@@ -501,20 +500,17 @@ impl Settings {
     }
 
     fn parse(text: &str, env: Option<Env>) -> Result<Settings, ConfigError> {
-        // Large `[[backends.<name>.networks]]` lists element by element (see `inventory`); the
-        // whole document through figment otherwise, and for every error.
-        let config = match inventory::extract(text, env.clone()) {
-            Some(config) => config,
-            None => {
-                let figment = Figment::new().merge(Toml::string(text));
-                let figment = match env {
-                    Some(env) => figment.merge(env),
-                    None => figment,
-                };
-                figment.extract::<Config>().map_err(figment_error)?
-            }
+        // Large network lists belong in an embedded backend's `inventory` file, read by serde
+        // without figment (see `EmbeddedConfig::read_inventory`).
+        let figment = Figment::new().merge(Toml::string(text));
+        let figment = match env {
+            Some(env) => figment.merge(env),
+            None => figment,
         };
-        config.validate()
+        figment
+            .extract::<Config>()
+            .map_err(figment_error)?
+            .validate()
     }
 }
 
@@ -565,8 +561,7 @@ impl Config {
     fn release_inventories(&mut self) {
         for backend in self.backends.values_mut() {
             if let BackendConfig::Embedded(e) = backend {
-                e.networks = Vec::new();
-                e.blocks = Vec::new();
+                e.release_inventory();
             }
         }
     }
@@ -641,7 +636,12 @@ pub(crate) fn check_name(key: &str, name: &str) -> Result<(), ConfigError> {
 }
 
 impl Config {
-    pub fn validate(self) -> Result<Settings, ConfigError> {
+    pub fn validate(mut self) -> Result<Settings, ConfigError> {
+        for (name, backend) in &mut self.backends {
+            if let BackendConfig::Embedded(e) = backend {
+                e.read_inventory(&format!("backends.{name}"))?;
+            }
+        }
         let listen = parse_socket("server.listen", &self.server.listen)?;
         let metrics_listen = if self.metrics.enabled {
             Some(parse_socket("metrics.listen", &self.metrics.listen)?)
@@ -815,9 +815,9 @@ impl Config {
         match backend {
             BackendConfig::Embedded(e) => {
                 attach.default = e.dns.as_deref().map(|d| known(key, d)).transpose()?;
-                for (i, n) in e.networks.iter().enumerate() {
+                for (item, n) in e.all_networks(&format!("backends.{name}")) {
                     if let Some(d) = &n.dns {
-                        let d = known(format!("backends.{name}.networks[{i}].dns"), d)?;
+                        let d = known(format!("{item}.dns"), d)?;
                         let id = match parse_cidr("", &n.cidr) {
                             Ok(c) => format!("{}/{}", n.address_space, c),
                             Err(_) => continue,
@@ -1161,143 +1161,5 @@ mod tests {
         assert_eq!(s.resolve("k").expect("resolve").expose_secret(), "s3cret");
         let missing = Secret::from("file:/nonexistent/pw");
         assert_eq!(missing.resolve("k").expect_err("missing").key, "k");
-    }
-
-    /// The whole document through figment: what `Settings::parse` does without `inventory`.
-    fn whole_document(text: &str) -> Result<Config, ConfigError> {
-        Figment::new()
-            .merge(Toml::string(text))
-            .extract::<Config>()
-            .map_err(figment_error)
-    }
-
-    fn same_as_whole_document(text: &str) {
-        let whole = whole_document(text).map(|c| serde_json::to_string(&c).expect("json"));
-        let parsed = match inventory::extract(text, None) {
-            Some(c) => Ok(serde_json::to_string(&c).expect("json")),
-            None => whole_document(text).map(|c| serde_json::to_string(&c).expect("json")),
-        };
-        assert_eq!(parsed, whole, "{text}");
-        match (
-            Settings::from_toml(text),
-            whole_document(text).and_then(Config::validate),
-        ) {
-            (Ok(a), Ok(b)) => assert_eq!(format!("{a:?}"), format!("{b:?}")),
-            (Err(a), Err(b)) => assert_eq!(a, b),
-            (a, b) => panic!("{a:?} vs {b:?}\n{text}"),
-        }
-    }
-
-    const INVENTORY: &str = r#"
-# A seeded embedded backend, networks and blocks as arrays of tables.
-[clients.demo]
-password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$0eDVEQ9XbOhdVpTvmUsnZdk1lBQ9hm0ONgDhkK6fwrY"
-backend = "local"
-[backends.local]
-kind = "embedded"
-path = "local.redb"
-[[backends.local.networks]]
-name = "n1"   # trailing comment [x]
-cidr = "10.0.0.0/24"
-gateway = "10.0.0.1"
-dns_servers = [
-  "10.0.0.53",
-  "10.0.0.54",
-]
-tags = { env = "lab", "owner team" = "net" }
-  [[ backends.local.networks ]]
-name = "n2"
-cidr = "10.0.1.0/24"
-description = """
-[[backends.local.networks]]
-not a header
-"""
-vlan = 12
-search_domains = ["a.example", 'b.example']
-[[backends.local.blocks]]
-name = "b1"
-cidr = "10.8.0.0/16"
-[server]
-listen = "127.0.0.1:9443"
-[[backends.local.networks]]
-name = "n3"
-cidr = "10.0.2.0/24"
-address_space = "other"
-range_start = "10.0.2.10"
-range_end = "10.0.2.20"
-"#;
-
-    #[test]
-    fn inventories_are_read_element_by_element_with_the_same_result() {
-        let config = inventory::extract(INVENTORY, None).expect("element by element");
-        let BackendConfig::Embedded(e) = &config.backends["local"] else {
-            panic!("embedded expected");
-        };
-        let names: Vec<_> = e.networks.iter().map(|n| n.name.as_str()).collect();
-        assert_eq!(names, ["n1", "n2", "n3"]);
-        assert!(
-            e.networks[1]
-                .description
-                .as_deref()
-                .unwrap_or_default()
-                .contains("not a header")
-        );
-        assert_eq!(e.blocks.len(), 1);
-        assert_eq!(config.server.listen, "127.0.0.1:9443");
-        same_as_whole_document(INVENTORY);
-        same_as_whole_document(MINIMAL);
-        same_as_whole_document(DEFAULT_CONFIG);
-        assert!(inventory::extract(MINIMAL, None).is_some());
-    }
-
-    #[test]
-    fn inventory_errors_are_the_whole_documents() {
-        let cases = [
-            // Unknown key, wrong type, missing field in an element.
-            INVENTORY.replace("vlan = 12", "vlan_id = 12"),
-            INVENTORY.replace("vlan = 12", "vlan = \"twelve\""),
-            INVENTORY.replace("name = \"n3\"\n", ""),
-            // Syntax errors inside and outside the lists.
-            INVENTORY.replace("gateway = \"10.0.0.1\"", "gateway = 10.0.0.1"),
-            INVENTORY.replace("listen = \"127", "listen = 127"),
-            INVENTORY.replace("\"\"\"\nvlan", "\nvlan"),
-            // The list also written inline, a table where the array is, a sub-table of an element.
-            INVENTORY.replace(
-                "path = \"local.redb\"",
-                "path = \"local.redb\"\nnetworks = []",
-            ),
-            format!("{INVENTORY}\n[backends.local.networks]\nname = \"x\"\n"),
-            // Lists of a backend that is not embedded, or not configured.
-            INVENTORY.replace(
-                "kind = \"embedded\"\npath = \"local.redb\"",
-                "kind = \"phpipam\"",
-            ),
-            INVENTORY.replace(
-                "[backends.local]\nkind = \"embedded\"\npath = \"local.redb\"",
-                "",
-            ),
-            // Validation after reading: overlap, bad CIDR.
-            INVENTORY
-                .replace("10.0.2.0/24", "10.0.0.0/16")
-                .replace("\"other\"", "\"default\""),
-            INVENTORY.replace("10.0.1.0/24", "10.0.1.0/33"),
-        ];
-        for text in &cases {
-            same_as_whole_document(text);
-            assert!(Settings::from_toml(text).is_err(), "{text}");
-        }
-        let e = Settings::from_toml(&cases[0]).expect_err("unknown key");
-        assert!(e.to_string().contains("vlan_id"), "{e}");
-        let e = Settings::from_toml(&cases[11]).expect_err("bad cidr");
-        assert_eq!(e.key, "backends.local.networks[1].cidr");
-        // A sub-table of the last element: valid, read by the whole-document path.
-        let text = format!("{INVENTORY}\n[backends.local.networks.tags]\nrack = \"r1\"\n");
-        assert!(inventory::extract(&text, None).is_none());
-        same_as_whole_document(&text);
-        let s = Settings::from_toml(&text).expect("sub-table");
-        let BackendSettings::Embedded { networks, .. } = &s.backends[0] else {
-            panic!("embedded expected");
-        };
-        assert_eq!(networks[2].tags[0].key, "rack");
     }
 }

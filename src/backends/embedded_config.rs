@@ -22,10 +22,82 @@ pub struct EmbeddedConfig {
     pub networks: Vec<NetworkConfig>,
     #[serde(default)]
     pub blocks: Vec<BlockConfig>,
+    /// A file of more networks and blocks (`networks = [...]`, `blocks = [...]`): JSON when its
+    /// name ends in `.json` (read element by element from the file, no document tree), TOML
+    /// otherwise. For large inventories; relative paths are relative to the working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<PathBuf>,
     /// `[dns.<name>]` section registering the names of this backend's addresses (a network's
     /// own `dns` key overrides it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<String>,
+    /// What `inventory` holds, once read by [`EmbeddedConfig::read_inventory`] (validation
+    /// does); `print-config` shows the `inventory` key, not these.
+    #[serde(skip)]
+    pub from_inventory: Inventory,
+}
+
+/// The content of an `inventory` file: the same keys as the inline lists.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inventory {
+    #[serde(default)]
+    pub networks: Vec<NetworkConfig>,
+    #[serde(default)]
+    pub blocks: Vec<BlockConfig>,
+}
+
+impl EmbeddedConfig {
+    /// Reads the `inventory` file, if any, into `from_inventory`; `key` is the section
+    /// (`backends.<name>`), errors name `{key}.inventory` and where in the file.
+    pub fn read_inventory(&mut self, key: &str) -> Result<(), ConfigError> {
+        let Some(path) = &self.inventory else {
+            return Ok(());
+        };
+        let field = format!("{key}.inventory");
+        let fail = |why: String| ConfigError::new(&field, format!("{}: {why}", path.display()));
+        let json = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+        self.from_inventory = if json {
+            let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+            let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(file));
+            let inventory: Inventory = serde_path_to_error::deserialize(&mut de)
+                .map_err(|e| fail(format!("at {}: {}", e.path(), e.inner())))?;
+            de.end().map_err(|e| fail(e.to_string()))?;
+            inventory
+        } else {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+            toml::from_str(&text).map_err(|e| fail(e.to_string()))?
+        };
+        Ok(())
+    }
+
+    /// Every configured network with the key naming it: the inline list, then the inventory's.
+    pub fn all_networks(&self, key: &str) -> impl Iterator<Item = (String, &NetworkConfig)> {
+        let inline = self.networks.iter().enumerate();
+        let file = self.from_inventory.networks.iter().enumerate();
+        inline
+            .map(move |(i, n)| (format!("{key}.networks[{i}]"), n))
+            .chain(file.map(move |(i, n)| (format!("{key}.inventory.networks[{i}]"), n)))
+    }
+
+    /// Every configured block with the key naming it: the inline list, then the inventory's.
+    pub fn all_blocks(&self, key: &str) -> impl Iterator<Item = (String, &BlockConfig)> {
+        let inline = self.blocks.iter().enumerate();
+        let file = self.from_inventory.blocks.iter().enumerate();
+        inline
+            .map(move |(i, b)| (format!("{key}.blocks[{i}]"), b))
+            .chain(file.map(move |(i, b)| (format!("{key}.inventory.blocks[{i}]"), b)))
+    }
+
+    /// Drops the lists once validated, so that a large inventory is not held twice.
+    pub fn release_inventory(&mut self) {
+        self.networks = Vec::new();
+        self.blocks = Vec::new();
+        self.from_inventory = Inventory::default();
+    }
 }
 
 fn default_embedded_path() -> PathBuf {
@@ -185,8 +257,7 @@ pub(crate) fn validate_embedded(
     // (address space, family, first address) → (last address, index): finds an
     // overlap in O(log n), so large seeded configs validate quickly.
     let mut seen: BTreeMap<(String, bool, u128), (u128, usize)> = BTreeMap::new();
-    for (i, n) in e.networks.iter().enumerate() {
-        let item = format!("{key}.networks[{i}]");
+    for (item, n) in e.all_networks(key) {
         let net = validate_network(&item, n)?;
         let (lo, hi) = bounds(&net.cidr);
         let v6 = matches!(net.cidr, IpNet::V6(_));
@@ -213,8 +284,7 @@ pub(crate) fn validate_embedded(
         networks.push(net);
     }
     let mut blocks: Vec<BlockInfo> = Vec::new();
-    for (i, b) in e.blocks.iter().enumerate() {
-        let item = format!("{key}.blocks[{i}]");
+    for (item, b) in e.all_blocks(key) {
         let block = validate_block(&item, b)?;
         if let Some(n) = networks.iter().find(|n| {
             n.address_space == block.address_space
@@ -242,4 +312,184 @@ pub(crate) fn validate_embedded(
         state_dir.join(&e.path)
     };
     Ok((path, networks, blocks))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{BackendSettings, ConfigError, Settings};
+
+    const SECTION: &str = r#"
+        [clients.demo]
+        password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$0eDVEQ9XbOhdVpTvmUsnZdk1lBQ9hm0ONgDhkK6fwrY"
+        backend = "local"
+        [backends.local]
+        kind = "embedded"
+    "#;
+
+    const INLINE: &str = r#"
+        [[backends.local.networks]]
+        name = "n1"
+        cidr = "10.0.0.0/24"
+        gateway = "10.0.0.1"
+        dns_servers = ["10.0.0.53"]
+        tags = { env = "lab" }
+        [[backends.local.networks]]
+        name = "n2"
+        cidr = "10.0.1.0/24"
+        vlan = 12
+        range_start = "10.0.1.10"
+        [[backends.local.blocks]]
+        name = "b1"
+        cidr = "10.8.0.0/16"
+    "#;
+
+    const JSON: &str = r#"{
+        "networks": [
+            {"name": "n1", "cidr": "10.0.0.0/24", "gateway": "10.0.0.1",
+             "dns_servers": ["10.0.0.53"], "tags": {"env": "lab"}},
+            {"name": "n2", "cidr": "10.0.1.0/24", "vlan": 12, "range_start": "10.0.1.10"}
+        ],
+        "blocks": [{"name": "b1", "cidr": "10.8.0.0/16"}]
+    }"#;
+
+    /// The inline lists as the TOML inventory file writes them (no `backends.local.` prefix).
+    fn toml_file() -> String {
+        INLINE
+            .replace("[[backends.local.networks]]", "[[networks]]")
+            .replace("[[backends.local.blocks]]", "[[blocks]]")
+    }
+
+    /// The config with `inventory` pointing at a file holding `content`, in `dir`.
+    fn with_file(dir: &std::path::Path, name: &str, content: &str, extra: &str) -> String {
+        let path = dir.join(name);
+        std::fs::write(&path, content).expect("write inventory");
+        format!(
+            "{}{extra}",
+            SECTION.replace(
+                "kind = \"embedded\"",
+                &format!("kind = \"embedded\"\ninventory = \"{}\"", path.display())
+            )
+        )
+    }
+
+    fn seeded(s: &Settings) -> String {
+        match &s.backends[0] {
+            BackendSettings::Embedded {
+                networks, blocks, ..
+            } => format!("{networks:?} {blocks:?}"),
+            other => panic!("embedded expected, got {other:?}"),
+        }
+    }
+
+    fn err(text: &str) -> ConfigError {
+        Settings::from_toml(text).expect_err("config should be rejected")
+    }
+
+    #[test]
+    fn an_inventory_file_in_json_or_toml_seeds_what_the_inline_lists_seed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inline = Settings::from_toml(&format!("{SECTION}{INLINE}")).expect("inline");
+        for (name, content) in [("inv.json", JSON.to_owned()), ("inv.toml", toml_file())] {
+            let s = Settings::from_toml(&with_file(dir.path(), name, &content, "")).expect(name);
+            assert_eq!(seeded(&s), seeded(&inline), "{name}");
+            // print-config shows the key, not the file's content.
+            let printed = s.to_toml().expect("print-config");
+            assert!(printed.contains(name), "{printed}");
+            assert!(!printed.contains("10.0.1.0/24"), "{printed}");
+        }
+    }
+
+    #[test]
+    fn inline_lists_and_an_inventory_add_up_and_may_not_overlap() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let more = r#"{"networks": [{"name": "n3", "cidr": "10.0.2.0/24", "dns": "lab"}]}"#;
+        let dns = r#"
+            [dns.lab]
+            servers = ["127.0.0.1:5353"]
+            key_name = "k"
+            secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"
+            forward_zones = ["lab.example.com"]
+        "#;
+        let text = with_file(dir.path(), "more.json", more, &format!("{INLINE}{dns}"));
+        let s = Settings::from_toml(&text).expect("both");
+        let BackendSettings::Embedded { networks, .. } = &s.backends[0] else {
+            panic!("embedded expected");
+        };
+        let names: Vec<_> = networks.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["n1", "n2", "n3"]);
+        // A file network's `dns` attaches as an inline one's does.
+        assert_eq!(
+            s.dns_attach["local"]
+                .networks
+                .get("default/10.0.2.0/24")
+                .map(String::as_str),
+            Some("lab")
+        );
+        let dangling = more.replace("\"dns\": \"lab\"", "\"dns\": \"nope\"");
+        let e = err(&with_file(
+            dir.path(),
+            "d.json",
+            &dangling,
+            &format!("{INLINE}{dns}"),
+        ));
+        assert_eq!(e.key, "backends.local.inventory.networks[0].dns");
+        let overlapping = more.replace("10.0.2.0/24", "10.0.0.128/25");
+        let e = err(&with_file(dir.path(), "o.json", &overlapping, INLINE));
+        assert_eq!(e.key, "backends.local.inventory.networks[0].cidr");
+        assert!(e.why.contains("overlaps network 'n1'"), "{e}");
+    }
+
+    #[test]
+    fn inventory_errors_name_the_key_the_file_and_the_element() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let e = err(&SECTION.replace(
+            "kind = \"embedded\"",
+            "kind = \"embedded\"\ninventory = \"/nonexistent/inv.json\"",
+        ));
+        assert_eq!(e.key, "backends.local.inventory");
+        assert!(e.why.contains("/nonexistent/inv.json: cannot read"), "{e}");
+        let cases = [
+            (
+                "t.json",
+                JSON.replace("\"vlan\": 12", "\"vlan\": \"twelve\""),
+                "networks[1].vlan",
+            ),
+            (
+                "u.json",
+                JSON.replace("\"vlan\": 12", "\"vlan_id\": 12"),
+                "vlan_id",
+            ),
+            (
+                "m.json",
+                JSON.replace("\"name\": \"b1\", ", ""),
+                "missing field `name`",
+            ),
+            (
+                "s.json",
+                JSON.replace("]\n    }", "]\n    } trailing"),
+                "trailing",
+            ),
+            (
+                "u.toml",
+                toml_file().replace("vlan = 12", "vlan_id = 12"),
+                "vlan_id",
+            ),
+            (
+                "s.toml",
+                toml_file().replace("vlan = 12", "vlan = 12 12"),
+                "s.toml",
+            ),
+        ];
+        for (name, content, why) in cases {
+            let e = err(&with_file(dir.path(), name, &content, ""));
+            assert_eq!(e.key, "backends.local.inventory", "{name}: {e}");
+            assert!(e.why.contains(why), "{name}: {e}");
+        }
+        let bad = JSON.replace("10.0.1.0/24", "10.0.1.0/33");
+        let e = err(&with_file(dir.path(), "c.json", &bad, ""));
+        assert_eq!(e.key, "backends.local.inventory.networks[1].cidr");
+        let bad = JSON.replace("10.8.0.0/16", "10.8.0.1/16");
+        let e = err(&with_file(dir.path(), "b.json", &bad, ""));
+        assert_eq!(e.key, "backends.local.inventory.blocks[0].cidr");
+    }
 }
