@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::{ConfigError, Secret};
 use secrecy::{ExposeSecret, SecretString};
+use url::Url;
 
 /// A backend's own user: the gateway's service account on phpIPAM or the grid (the password never
 /// leaves a `SecretString`).
@@ -84,28 +85,66 @@ pub(crate) fn tls_pin(
     Ok(Some(pin))
 }
 
-/// The `url` key of an HTTP backend section, its API path already cut off: http(s), a host, no
-/// credentials (`credentials` says where they go instead), no query or fragment.
-pub(crate) fn http_base_url(key: &str, url: &str, credentials: &str) -> Result<(), ConfigError> {
-    let bad = |why: String| Err(ConfigError::new(format!("{key}.url"), why));
-    let Some(rest) = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-    else {
-        // Not echoed: a URL with another scheme may still carry credentials.
-        return bad("must start with https:// or http://".into());
+/// The `url` key of an HTTP backend section: http(s), a host, no credentials (`credentials`
+/// says where they go instead), no query or fragment. Path segments from the one `api_at` picks
+/// on (the API path a user may have pasted) are cut off; the path of the result ends in `/`.
+pub(crate) fn http_base_url(
+    key: &str,
+    url: &str,
+    credentials: &str,
+    api_at: impl Fn(&[&str]) -> Option<usize>,
+) -> Result<Url, ConfigError> {
+    let bad = |why: String| ConfigError::new(format!("{key}.url"), why);
+    let url = url.trim();
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(bad("must start with https:// or http://".into()));
     };
-    let authority = rest.split('/').next().unwrap_or_default();
-    if authority.is_empty() {
-        return bad("has no host".into());
+    if scheme != "https" && scheme != "http" {
+        // Not echoed: a URL with another scheme may still carry credentials.
+        return Err(bad("must start with https:// or http://".into()));
     }
-    if authority.contains('@') {
-        return bad(format!("must not contain credentials; use {credentials}"));
+    // The URL standard reads `https:///api` as host `api`: an empty authority is refused first.
+    if rest.is_empty() || rest.starts_with(['/', '?', '#']) {
+        return Err(bad("has no host".into()));
     }
-    if rest.contains('?') || rest.contains('#') {
-        return bad("must not contain a query or fragment".into());
+    // The parser's message never repeats the URL (which may hold credentials).
+    let mut parsed = Url::parse(url).map_err(|e| bad(format!("is not a URL: {e}")))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(bad(format!(
+            "must not contain credentials; use {credentials}"
+        )));
     }
-    Ok(())
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(bad("must not contain a query or fragment".into()));
+    }
+    let segments: Vec<String> = parsed
+        .path_segments()
+        .map(|s| s.filter(|s| !s.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default();
+    let names: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let keep = api_at(&names).unwrap_or(names.len()).min(names.len());
+    let mut path = String::from("/");
+    for s in &names[..keep] {
+        path.push_str(s);
+        path.push('/');
+    }
+    parsed.set_path(&path);
+    Ok(parsed)
+}
+
+/// `base` with `segments` appended, without a trailing slash: the root the backend's client
+/// puts request paths under (`…/api/{app_id}`, `…/wapi/v2.12`).
+pub fn join_segments(base: &Url, segments: &[&str]) -> String {
+    let mut url = base.clone();
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().extend(segments);
+    }
+    url.into()
+}
+
+/// How a base URL is shown in messages: without the trailing slash of its path.
+pub fn shown(base: &Url) -> String {
+    base.as_str().trim_end_matches('/').to_owned()
 }
 
 /// Reads `username` and `password` of the backend section `key` as a pair: both, or (when not
@@ -147,8 +186,11 @@ mod tests {
 
     #[test]
     fn http_base_urls_are_checked_naming_the_url_key() {
-        assert!(http_base_url("backends.x", "https://ipam.example.com:8443/sub", "y").is_ok());
-        assert!(http_base_url("backends.x", "http://10.0.0.5", "y").is_ok());
+        let none = |_: &[&str]| None;
+        assert!(
+            http_base_url("backends.x", "https://ipam.example.com:8443/sub", "y", none).is_ok()
+        );
+        assert!(http_base_url("backends.x", "http://10.0.0.5", "y", none).is_ok());
         for (url, why) in [
             ("ftp://ipam", "must start with https:// or http://"),
             ("ftp://u:p@ipam", "must start with https:// or http://"),
@@ -161,10 +203,53 @@ mod tests {
             ("https://ipam/?x=1", "must not contain a query or fragment"),
             ("https://ipam/#top", "must not contain a query or fragment"),
         ] {
-            let e = http_base_url("backends.x", url, "the keys").expect_err(url);
+            let e = http_base_url("backends.x", url, "the keys", none).expect_err(url);
             assert_eq!(e.key, "backends.x.url", "{url}");
             assert!(e.why.contains(why), "{url}: {e}");
             assert!(!e.why.contains("u:p"), "{url}: credentials echoed: {e}");
         }
+    }
+
+    #[test]
+    fn base_urls_are_parsed_and_the_api_path_cut_by_segment() {
+        let api = |path: &[&str]| (path.last() == Some(&"api")).then(|| path.len() - 1);
+        let wapi = |path: &[&str]| path.iter().position(|s| s.starts_with("wapi"));
+        for (url, cut, root) in [
+            (
+                "https://ipam.example.com/api/",
+                &api as &dyn Fn(&[&str]) -> Option<usize>,
+                "https://ipam.example.com/",
+            ),
+            ("https://host/phpipam/api", &api, "https://host/phpipam/"),
+            ("https://host/phpipam", &api, "https://host/phpipam/"),
+            ("https://host/api/x", &api, "https://host/api/x/"),
+            (
+                "https://gm.example.com/wapi/v2.12/",
+                &wapi,
+                "https://gm.example.com/",
+            ),
+            // A host that starts with "wapi" is a host, not the API path.
+            (
+                "https://wapi.example.com",
+                &wapi,
+                "https://wapi.example.com/",
+            ),
+            (" http://10.0.0.5:8080// ", &wapi, "http://10.0.0.5:8080/"),
+        ] {
+            let base = http_base_url("backends.x", url, "y", cut).expect(url);
+            assert_eq!(base.as_str(), root, "{url}");
+        }
+        let base = http_base_url("backends.x", "https://host/phpipam/", "y", api).expect("base");
+        assert_eq!(
+            join_segments(&base, &["api", "gw"]),
+            "https://host/phpipam/api/gw"
+        );
+        assert_eq!(shown(&base), "https://host/phpipam");
+        let root = http_base_url("backends.x", "https://gm", "y", wapi).expect("root");
+        assert_eq!(
+            join_segments(&root, &["wapi", "v2.12"]),
+            "https://gm/wapi/v2.12"
+        );
+        assert_eq!(shown(&root), "https://gm");
     }
 }

@@ -157,7 +157,7 @@ impl Api {
         Ok(Api {
             backend: backend.to_owned(),
             http,
-            base_url: s.base_url.clone(),
+            base_url: crate::config::http::shown(&s.base_url),
             wapi_base: s.wapi_base(),
             timeout: s.timeout,
             auth: s.auth.clone(),

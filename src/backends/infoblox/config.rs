@@ -7,8 +7,10 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use url::Url;
+
 use crate::config::http::{
-    ServiceAccount, http_base_url, http_transport, service_account, tls_pin,
+    ServiceAccount, http_base_url, http_transport, join_segments, service_account, tls_pin,
 };
 use crate::config::{ConfigError, ScalarValue, Secret, default_true, parse_cidr};
 
@@ -223,7 +225,7 @@ pub enum InfobloxAuth {
 #[derive(Debug, Clone)]
 pub struct InfobloxSettings {
     /// Grid URL without a trailing slash.
-    pub base_url: String,
+    pub base_url: Url,
     /// `2.12` (no `v`).
     pub wapi_version: String,
     pub auth: InfobloxAuth,
@@ -250,9 +252,12 @@ pub struct InfobloxSettings {
 }
 
 impl InfobloxSettings {
-    /// `{base_url}/wapi/v{version}`.
+    /// `{base_url}wapi/v{version}`, without a trailing slash: request paths go under it.
     pub fn wapi_base(&self) -> String {
-        format!("{}/wapi/v{}", self.base_url, self.wapi_version)
+        join_segments(
+            &self.base_url,
+            &["wapi", &format!("v{}", self.wapi_version)],
+        )
     }
 }
 
@@ -291,11 +296,10 @@ pub(crate) fn validate_infoblox(
     key: &str,
     p: &InfobloxConfig,
 ) -> Result<InfobloxSettings, ConfigError> {
-    let mut url = p.url.trim().trim_end_matches('/');
-    if let Some(at) = url.find("/wapi") {
-        url = &url[..at];
-    }
-    http_base_url(key, url, "username/password")?;
+    // A pasted `…/wapi/v2.12/` is not part of the root.
+    let base_url = http_base_url(key, &p.url, "username/password", |path| {
+        path.iter().position(|s| s.starts_with("wapi"))
+    })?;
     let version = p.wapi_version.trim().trim_start_matches(['v', 'V']);
     let parts: Vec<&str> = version.split('.').collect();
     if !(2..=3).contains(&parts.len())
@@ -402,7 +406,7 @@ pub(crate) fn validate_infoblox(
         (None, None) => FreeCounts::default(),
     };
     Ok(InfobloxSettings {
-        base_url: url.to_owned(),
+        base_url,
         wapi_version: version.to_owned(),
         auth,
         ca_pem,
@@ -462,7 +466,11 @@ mod tests {
     #[test]
     fn infoblox_config_validates_with_defaults() {
         let p = infoblox(INFOBLOX);
-        assert_eq!(p.base_url, "https://gm.example.com", "/wapi/… dropped");
+        assert_eq!(
+            p.base_url.as_str(),
+            "https://gm.example.com/",
+            "/wapi/… dropped"
+        );
         assert_eq!(p.wapi_version, "2.12");
         assert_eq!(p.wapi_base(), "https://gm.example.com/wapi/v2.12");
         assert_eq!(p.network_views, ["default", "prod"]);

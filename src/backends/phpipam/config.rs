@@ -2,12 +2,14 @@
 
 use std::path::PathBuf;
 
-use crate::config::http::{
-    ServiceAccount, http_base_url, http_transport, service_account, tls_pin,
-};
-use crate::config::{ConfigError, ScalarValue, Secret, default_true};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::config::http::{
+    ServiceAccount, http_base_url, http_transport, join_segments, service_account, tls_pin,
+};
+use crate::config::{ConfigError, ScalarValue, Secret, default_true};
 
 /// How the gateway authenticates to phpIPAM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -111,8 +113,8 @@ fn default_phpipam_lookup_cache() -> u64 {
 /// Validated phpIPAM settings: URL checked, secrets resolved, CA bundle read.
 #[derive(Debug, Clone)]
 pub struct PhpipamSettings {
-    /// Root URL without a trailing slash; the API lives at `{base_url}/api/{app_id}/`.
-    pub base_url: String,
+    /// Root URL (its path ends in `/`); the API lives at [`PhpipamSettings::api_base`].
+    pub base_url: Url,
     pub app_id: String,
     pub auth: PhpipamAuth,
     pub ca_pem: Option<Vec<u8>>,
@@ -128,6 +130,13 @@ pub struct PhpipamSettings {
     pub dns_domain_field: Option<String>,
     pub search_domains_field: Option<String>,
     pub lookup_cache_ttl: std::time::Duration,
+}
+
+impl PhpipamSettings {
+    /// `{base_url}api/{app_id}`, without a trailing slash: request paths go under it.
+    pub fn api_base(&self) -> String {
+        join_segments(&self.base_url, &["api", &self.app_id])
+    }
 }
 
 /// A phpIPAM user.
@@ -157,9 +166,10 @@ pub(crate) fn validate_phpipam(
     key: &str,
     p: &PhpipamConfig,
 ) -> Result<PhpipamSettings, ConfigError> {
-    let url = p.url.trim().trim_end_matches('/');
-    let url = url.strip_suffix("/api").unwrap_or(url);
-    http_base_url(key, url, "username/password or app_code")?;
+    // A pasted `…/api/` is not part of the root.
+    let base_url = http_base_url(key, &p.url, "username/password or app_code", |path| {
+        (path.last() == Some(&"api")).then(|| path.len() - 1)
+    })?;
     let app_id = p.app_id.trim();
     if app_id.is_empty()
         || !app_id
@@ -293,7 +303,7 @@ pub(crate) fn validate_phpipam(
             .transpose()
     };
     Ok(PhpipamSettings {
-        base_url: url.to_owned(),
+        base_url,
         app_id: app_id.to_owned(),
         auth,
         ca_pem,
@@ -351,7 +361,8 @@ mod tests {
         let s = Settings::from_toml(PHPIPAM).expect("phpipam config");
         let p = phpipam(&s);
         assert_eq!(
-            p.base_url, "https://ipam.example.com",
+            p.base_url.as_str(),
+            "https://ipam.example.com/",
             "trailing /api/ dropped"
         );
         assert_eq!(
