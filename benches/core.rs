@@ -166,6 +166,7 @@ async fn run() -> anyhow::Result<()> {
                     networks: vec![big.clone()],
                     address: None,
                     details: RecordDetails::default(),
+                    aliases: Vec::new(),
                 };
                 ipam.allocate(&caller, &req).await.expect("allocate");
                 done += 1;

@@ -21,6 +21,12 @@
 //!    empty IPAM (on the backend, and as vRA allocate-ip through the gateway), and the requests
 //!    and time of a cold listing of 1,000 subnets, each with a gateway and a VLAN. Alone:
 //!    `cargo bench --bench gateway -- phpipam-cost`.
+//! 6. `dns` (issue 12): vRA allocate-ip p50/p99 on the embedded default config with DNS
+//!    registration on (`[dns.lab]`, `required = true`, against a local BIND started like the
+//!    tests' one, tests/api/support/bind.rs) versus off, at 1 and 16 concurrent clients, in
+//!    alternating rounds; and the registration alone (`DnsUpdater::add`: A and PTR, sent in
+//!    parallel) for the round trip it should cost. Without `named` the section says it was
+//!    skipped. Alone: `cargo bench --bench gateway -- dns`.
 //!
 //! The phpIPAM and Infoblox fakes are the ones of the integration tests, included with `#[path]`
 //! from `tests/api/support/` (they depend on nothing but crates).
@@ -49,6 +55,10 @@ mod phpipam_fake;
 #[path = "../tests/api/support/infoblox_fake.rs"]
 #[allow(dead_code)]
 mod infoblox_fake;
+
+#[path = "../tests/api/support/bind.rs"]
+#[allow(dead_code)]
+mod bind;
 
 const PASSWORD_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$mG+Bt3ThSoG+7SkVqpyauQ$/9lV+JzeO8xIswWra3gFvERnnMYWZBWN86mkcv0xGvo";
 const PASSWORD: &str = "demo-secret";
@@ -1478,6 +1488,176 @@ async fn footprint() {
     drop(fake);
 }
 
+// ---------------------------------------------------------------------------------------------
+// dns: allocation with DNS registration on versus off (issue 12)
+
+/// The embedded default config plus `dns-bench` (10.20.128.0/17 in lab.example.com: room for
+/// every sample; lab-servers is a /24), with `[dns.lab]` (this BIND, `required = true`) attached
+/// to its `local` backend when `bind` is given.
+fn dns_config(bind: Option<&bind::Bind>) -> String {
+    let base = format!(
+        "{}\n[[backends.local.networks]]\nname = \"dns-bench\"\ncidr = \"10.20.128.0/17\"\n\
+         gateway = \"10.20.128.1\"\ndomain = \"lab.example.com\"\n",
+        ipam_gateway::config::DEFAULT_CONFIG
+    );
+    let Some(bind) = bind else {
+        return base;
+    };
+    base.replacen(
+        "kind = \"embedded\"",
+        "kind = \"embedded\"\ndns = \"lab\"",
+        1,
+    ) + &format!(
+        "\n[dns.lab]\nservers = [\"{}\"]\nkey_name = \"{}\"\nsecret = \"{}\"\n\
+             forward_zones = [\"{}\"]\nreverse_zones = [\"{}\", \"{}\"]\nrequired = true\n\
+             timeout_ms = 5000\n",
+        bind.addr,
+        bind::KEY_NAME,
+        bind::KEY_SECRET,
+        bind::FORWARD_ZONE,
+        bind::REVERSE_V4,
+        bind::REVERSE_V6
+    )
+}
+
+/// `per_client` vRA allocations from each of `clients` concurrent clients; every latency.
+async fn timed_allocations(
+    gw: &Gateway,
+    range: &str,
+    tag: &str,
+    clients: usize,
+    per_client: usize,
+) -> Vec<Duration> {
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (client, base, range, tag) = (
+            gw.client.clone(),
+            gw.base.clone(),
+            range.to_owned(),
+            tag.to_owned(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::with_capacity(per_client);
+            for i in 0..per_client {
+                let body = allocate_body(&format!("/resources/{tag}-{c}-{i}"), &range);
+                let t = Instant::now();
+                let r = client
+                    .post(format!("{base}/vra/v1/allocate-ip"))
+                    .basic_auth("demo", Some(PASSWORD))
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("send");
+                let status = r.status();
+                let bytes = r.bytes().await.expect("body");
+                out.push(t.elapsed());
+                assert!(
+                    status.is_success(),
+                    "{status} {}",
+                    String::from_utf8_lossy(&bytes)
+                );
+            }
+            out
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("task"));
+    }
+    all
+}
+
+async fn dns() {
+    println!(
+        "\n== dns: vRA allocate-ip over HTTPS, DNS registration (A + PTR, TSIG, local BIND) on vs off"
+    );
+    if bind::named_path().is_none() {
+        println!(
+            "  skipped: BIND's named is not installed (apt-get install bind9; or IPAMGW_NAMED=/path/to/named)"
+        );
+        return;
+    }
+    let bind = bind::Bind::start().await;
+    let off = gateway_on_config(&dns_config(None), None).await;
+    let on = gateway_on_config(&dns_config(Some(&bind)), None).await;
+    let range_off = find_range(&off, "dns-bench").await;
+    let range_on = find_range(&on, "dns-bench").await;
+    // Warm-up: connections, listing cache, BIND's zones.
+    timed_allocations(&off, &range_off, "warm", 4, 5).await;
+    timed_allocations(&on, &range_on, "warm", 4, 5).await;
+    // One registered allocation, checked in BIND, so the figures are for what they claim.
+    let name = "vm--resources-warm-0-0.lab.example.com";
+    let a = bind.lookup(name, hickory_proto::rr::RecordType::A).await;
+    assert_eq!(a.len(), 1, "{name} not registered: {a:?}");
+
+    println!(
+        "  {:<28} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "", "samples", "p50 off", "p50 on", "p99 off", "p99 on"
+    );
+    for (clients, per_round) in [(1usize, 100usize), (16, 10)] {
+        let (mut s_off, mut s_on) = (Vec::new(), Vec::new());
+        // Alternating rounds, so that a busy moment of the machine hits both.
+        for round in 0..3 {
+            let tag = format!("c{clients}-r{round}");
+            s_off.extend(timed_allocations(&off, &range_off, &tag, clients, per_round).await);
+            s_on.extend(timed_allocations(&on, &range_on, &tag, clients, per_round).await);
+        }
+        s_off.sort();
+        s_on.sort();
+        println!(
+            "  {:<28} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            format!("{clients} client(s)"),
+            s_on.len(),
+            ms(percentile(&s_off, 0.5)),
+            ms(percentile(&s_on, 0.5)),
+            ms(percentile(&s_off, 0.99)),
+            ms(percentile(&s_on, 0.99)),
+        );
+    }
+
+    // The registration alone: one signed update per zone (A and PTR in parallel), at 1 and 16
+    // concurrent clients, so that BIND's own queueing shows apart from the gateway's.
+    let updater = on
+        .ipam
+        .dns()
+        .sections("local")
+        .into_iter()
+        .next()
+        .expect("dns.lab attached");
+    for (clients, per_client) in [(1usize, 200usize), (16, 20)] {
+        let mut tasks = Vec::new();
+        for c in 0..clients {
+            let updater = updater.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut out = Vec::with_capacity(per_client);
+                for i in 0..per_client {
+                    // Outside dns-bench's addresses so far: only DNS sees these.
+                    let n = c * per_client + i;
+                    let addr = IpAddr::from([10, 20, 100 + (n / 250) as u8, (n % 250 + 1) as u8]);
+                    let t = Instant::now();
+                    updater
+                        .add(&format!("alone-{clients}-{n}.lab.example.com"), addr, None)
+                        .await
+                        .expect("registration");
+                    out.push(t.elapsed());
+                }
+                out
+            }));
+        }
+        let mut alone = Vec::new();
+        for t in tasks {
+            alone.extend(t.await.expect("task"));
+        }
+        alone.sort();
+        println!(
+            "  DnsUpdater::add alone (A and PTR in parallel), {clients} client(s): p50 {} p99 {}",
+            ms(percentile(&alone, 0.5)),
+            ms(percentile(&alone, 0.99))
+        );
+    }
+    println!("  (on − off at 1 client should be about one `add`: one round trip per record set)");
+}
+
 fn main() {
     // Which sections to run: all by default, or the numbers (and names) given (`-- 1 2`).
     let only: Vec<String> = std::env::args()
@@ -1513,6 +1693,9 @@ fn main() {
         }
         if want("phpipam-cost") {
             phpipam_cost().await;
+        }
+        if want("dns") {
+            dns().await;
         }
     });
 }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use moka::future::Cache;
 
 use crate::backends::{Backend, CallContext, Claim};
-use crate::dns::{DnsError, DnsUpdater};
+use crate::dns::{DnsError, DnsUpdater, OnFailure};
 use crate::domain::{
     AllocateIn, Allocation, AllocationId, AllocationInfo, BackendStatus, Block, CarveRequest,
     IpamError, IpamResult, Lookup, Network, NetworkFilter, NetworkId, Owner, RecordChanges,
@@ -59,6 +59,11 @@ pub struct AllocationRequest {
     pub networks: Vec<NetworkId>,
     pub address: Option<IpAddr>,
     pub details: RecordDetails,
+    /// More DNS names for the address besides `details.hostname`, which comes first and gets
+    /// the PTR: these get A/AAAA records only. Checked, registered and removed with the host
+    /// name when DNS is attached (Avi: every fqdn after the first); empty for vRA and the native
+    /// API.
+    pub aliases: Vec<String>,
 }
 
 type ListingKey = (String, String);
@@ -270,8 +275,164 @@ impl Ipam {
         }
     }
 
-    /// Registers `host` for the address just taken; with `required`, a failure releases it.
-    async fn register_taken(&self, caller: &Caller, a: &Allocation, host: &str) -> IpamResult<()> {
+    /// The names of an address, fully qualified (each with the network's domain when it is a
+    /// single label), the host name first: what [`DnsUpdater::set_names`] takes. Errors name
+    /// `hostname` or `aliases[i]`.
+    async fn dns_names(
+        &self,
+        caller: &Caller,
+        network: &NetworkId,
+        host: Option<&str>,
+        aliases: &[String],
+    ) -> IpamResult<(Vec<String>, Option<ipnet::IpNet>)> {
+        let mut names: Vec<String> = Vec::new();
+        let mut net = None;
+        let given = host.map(|h| ("hostname".to_owned(), h)).into_iter().chain(
+            aliases
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (format!("aliases[{i}]"), a.as_str())),
+        );
+        for (field, name) in given {
+            let name = name.trim();
+            if name.is_empty() {
+                continue;
+            }
+            let (q, n) = self.dns_name(caller, network, &field, name).await?;
+            net = n;
+            if !names.contains(&q) {
+                names.push(q);
+            }
+        }
+        Ok((names, net))
+    }
+
+    /// The CIDR of a network, for reverse zones derived from it.
+    async fn cidr_of(&self, caller: &Caller, network: &NetworkId) -> Option<ipnet::IpNet> {
+        self.network_snapshot(caller)
+            .await
+            .ok()?
+            .iter()
+            .find(|n| &n.id == network)
+            .map(|n| n.info.cidr)
+    }
+
+    /// Like [`Ipam::dns_names`] for names an address already has (to delete or replace their
+    /// records): a name that is not a DNS name or is in none of `updater`'s zones cannot have
+    /// records the gateway wrote there, so it is skipped instead of failing the operation (a
+    /// record whose host name predates DNS, or a name Avi no longer sends as it did).
+    async fn held_names(
+        &self,
+        caller: &Caller,
+        network: &NetworkId,
+        updater: &DnsUpdater,
+        host: Option<&str>,
+        aliases: &[String],
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        for name in host.into_iter().chain(aliases.iter().map(String::as_str)) {
+            match self.dns_names(caller, network, Some(name), &[]).await {
+                Ok((names, _)) => {
+                    for n in names {
+                        if updater.forward_zone("hostname", &n).is_ok() && !out.contains(&n) {
+                            out.push(n);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(name, error = %e, "a name the address had is not registrable; skipped");
+                }
+            }
+        }
+        out
+    }
+
+    /// Checks DNS names before any address is taken, for an allocation in one of `networks`:
+    /// each name (`(field, name)`) must be a valid DNS name and, qualified with a candidate
+    /// network's domain, fall in a forward zone that network's `[dns.*]` section may update —
+    /// for at least one candidate with DNS attached (the one the address ends up in is checked
+    /// again when it is registered). A 400 naming the name's field. Without DNS on any
+    /// candidate there is nothing to check.
+    pub async fn check_names(
+        &self,
+        caller: &Caller,
+        networks: &[NetworkId],
+        names: &[(String, String)],
+    ) -> IpamResult<()> {
+        let with_dns: Vec<(&NetworkId, &DnsUpdater)> = networks
+            .iter()
+            .filter_map(|n| {
+                self.dns
+                    .updater(&caller.backend, &n.backend_id())
+                    .map(|u| (n, u))
+            })
+            .collect();
+        if with_dns.is_empty() {
+            return Ok(());
+        }
+        let bad = |e: IpamError| {
+            metrics::counter!("ipamgw_dns_updates_total", "result" => "bad_name").increment(1);
+            e
+        };
+        for (field, name) in names {
+            crate::dns::names::validate(field, name.trim())
+                .map_err(|e| bad(IpamError::invalid(e.field, e.why)))?;
+            let mut first_error = None;
+            for (net, updater) in &with_dns {
+                let fits = match self.dns_name(caller, net, field, name.trim()).await {
+                    Ok((q, _)) => updater
+                        .forward_zone(field, &q)
+                        .map_err(|e| dns_error(&updater.settings().name, e)),
+                    Err(e) => Err(e),
+                };
+                match fits {
+                    Ok(_) => {
+                        first_error = None;
+                        break;
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            if let Some(e) = first_error {
+                return Err(bad(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Registers the names for an address this request got.
+    ///
+    /// With `required`, a failure is the caller's error, and what becomes of the address
+    /// depends on where it came from:
+    /// - `taken` (this request took it): the records this registration applied are undone and
+    ///   the address is released, so nothing is left allocated (issue 12 §4).
+    /// - not taken: the owner already held it, from an earlier attempt of the same request (a
+    ///   retry), possibly one still running on another replica, or one that converged on the
+    ///   address a concurrent attempt took first ([`Ipam::converge`]). It is **not** released,
+    ///   and nothing registered is undone. That earlier attempt may have answered its caller
+    ///   with this address (vRA or Avi then uses it) or may still be about to: releasing it
+    ///   here would free an address in use — the next allocation hands it out twice — and
+    ///   deleting its records would take a working machine's name away, all because a later
+    ///   retry could not reach DNS. Kept, the worst case is an address held by the owner whose
+    ///   records may be incomplete: the retry's caller sees the DNS error; a further retry
+    ///   registers the names again (adds are idempotent, RFC 2136 §2.5.1) and gets the same
+    ///   address; a deallocation releases it and deletes its records. A leak the owner can see
+    ///   and release is safe; a double assignment is not.
+    ///
+    ///   What this does not cover: an attempt that took the address itself and fails its own
+    ///   registration still releases it, even if a concurrent retry on another replica has
+    ///   converged on that address and answered with it — the same window as the rollback of
+    ///   an attempt `r1` belongs to, described at [`Ipam::converge`].
+    async fn register_taken(
+        &self,
+        caller: &Caller,
+        a: &Allocation,
+        host: Option<&str>,
+        aliases: &[String],
+        taken: bool,
+    ) -> IpamResult<()> {
         let Some(updater) = self
             .dns
             .updater(&caller.backend, &a.network_id.backend_id())
@@ -279,12 +440,17 @@ impl Ipam {
         else {
             return Ok(());
         };
+        let required = updater.settings().required;
         let outcome = async {
-            let (name, net) = self
-                .dns_name(caller, &a.network_id, "hostname", host)
-                .await?;
+            let (names, net) = self.dns_names(caller, &a.network_id, host, aliases).await?;
+            // All or nothing only for an address this request took and gives back on failure.
+            let on_failure = if required && taken {
+                OnFailure::Revert
+            } else {
+                OnFailure::Keep
+            };
             updater
-                .add(&name, a.address, net)
+                .set_names(a.address, net, &[], &names, on_failure)
                 .await
                 .map_err(|e| dns_error(&updater.settings().name, e))
         }
@@ -294,29 +460,60 @@ impl Ipam {
         }
         let outcome = Self::dns_policy(&updater, "registration", a.address, outcome);
         if let Err(e) = &outcome {
-            // The address was taken for a name DNS would not take: give it back, so nothing is
-            // left allocated (dns.<name>.required = true).
-            if let Err(r) = self.release_address(caller, &a.network_id, a.address).await {
-                tracing::error!(address = %a.address, network = %a.network_id, error = %r,
-                    dns_error = %e, "could not release the address whose DNS registration failed");
+            if taken {
+                // Give the address back, so nothing is left allocated (required = true).
+                if let Err(r) = self.release_address(caller, &a.network_id, a.address).await {
+                    tracing::error!(address = %a.address, network = %a.network_id, error = %r,
+                        dns_error = %e, "could not release the address whose DNS registration failed");
+                }
+            } else {
+                tracing::warn!(address = %a.address, network = %a.network_id, owner = ?a.owner,
+                    dns_error = %e, "DNS registration of an address the owner already held failed; \
+                    the address stays the owner's (see Ipam::register_taken)");
             }
         }
         outcome
     }
 
-    /// A host name checked before any address is taken (a 400 naming `hostname`).
-    fn check_host(&self, caller: &Caller, req: &AllocationRequest) -> IpamResult<Option<String>> {
-        let Some(h) = req.details.hostname.as_deref().map(str::trim) else {
-            return Ok(None);
-        };
-        if h.is_empty() || !self.dns.attached(&caller.backend) {
+    /// The names of a request, checked before any address is taken (a 400 naming `hostname` or
+    /// `aliases[i]`); `None` when there is nothing to register (no names, or no DNS attached).
+    async fn check_request_names(
+        &self,
+        caller: &Caller,
+        req: &AllocationRequest,
+    ) -> IpamResult<Option<(Option<String>, Vec<String>)>> {
+        if !self.dns.attached(&caller.backend) {
             return Ok(None);
         }
-        crate::dns::names::validate("hostname", h).map_err(|e| {
-            metrics::counter!("ipamgw_dns_updates_total", "result" => "bad_name").increment(1);
-            IpamError::invalid(e.field, e.why)
-        })?;
-        Ok(Some(h.to_owned()))
+        let host = req
+            .details
+            .hostname
+            .as_deref()
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned);
+        let aliases: Vec<String> = req
+            .aliases
+            .iter()
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty())
+            .collect();
+        if host.is_none() && aliases.is_empty() {
+            return Ok(None);
+        }
+        let fields: Vec<(String, String)> = host
+            .iter()
+            .map(|h| ("hostname".to_owned(), h.clone()))
+            .chain(
+                req.aliases
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, a)| !a.trim().is_empty())
+                    .map(|(i, a)| (format!("aliases[{i}]"), a.trim().to_owned())),
+            )
+            .collect();
+        self.check_names(caller, &req.networks, &fields).await?;
+        Ok(Some((host, aliases)))
     }
 
     async fn allocate_registered(
@@ -325,10 +522,11 @@ impl Ipam {
         req: &AllocationRequest,
         reuse: Reuse,
     ) -> IpamResult<Allocation> {
-        let host = self.check_host(caller, req)?;
-        let a = self.allocate_inner(caller, req, reuse).await?;
-        if let Some(h) = host {
-            self.register_taken(caller, &a, &h).await?;
+        let names = self.check_request_names(caller, req).await?;
+        let (a, taken) = self.allocate_inner(caller, req, reuse).await?;
+        if let Some((host, aliases)) = names {
+            self.register_taken(caller, &a, host.as_deref(), &aliases, taken)
+                .await?;
         }
         Ok(a)
     }
@@ -497,7 +695,30 @@ impl Ipam {
         caller: &Caller,
         req: &AllocationRequest,
     ) -> IpamResult<Allocation> {
-        self.allocate_inner(caller, req, Reuse::HeldFirst).await
+        Ok(self.allocate_inner(caller, req, Reuse::HeldFirst).await?.0)
+    }
+
+    /// [`Ipam::update`] without DNS: the record changes, its names stay out of DNS (a machine that
+    /// opted out, e.g. vRA's `ipamgw.dns = "false"`).
+    pub async fn update_unregistered(
+        &self,
+        caller: &Caller,
+        network: &NetworkId,
+        address: IpAddr,
+        changes: &RecordChanges,
+    ) -> IpamResult<Allocation> {
+        self.check_route(caller, network, "network")?;
+        let backend = self.backend(&caller.backend)?;
+        let a = {
+            let _guard = self.locks.lock(LockKey::Records(network.clone())).await;
+            timed(
+                &caller.backend,
+                "update",
+                backend.update(&caller.cx, &network.backend_id(), address, changes),
+            )
+            .await?
+        };
+        Ok(self.to_allocation(&caller.backend, a))
     }
 
     /// Takes one more address for an owner, trying candidate networks in order, even when the
@@ -512,12 +733,14 @@ impl Ipam {
         self.allocate_registered(caller, req, Reuse::Never).await
     }
 
+    /// The allocation, and whether this request took its address (`false`: the owner held it
+    /// already, from an earlier attempt of this request or a concurrent one).
     async fn allocate_inner(
         &self,
         caller: &Caller,
         req: &AllocationRequest,
         reuse: Reuse,
-    ) -> IpamResult<Allocation> {
+    ) -> IpamResult<(Allocation, bool)> {
         if req.networks.is_empty() {
             return Err(IpamError::invalid(
                 "networks",
@@ -561,7 +784,7 @@ impl Ipam {
                 )));
             }
             tracing::debug!(owner = %req.owner, address = %existing.address, "owner already holds an address; returning it");
-            Ok(self.to_allocation(&caller.backend, existing))
+            Ok((self.to_allocation(&caller.backend, existing), false))
         };
         if reuse == Reuse::HeldFirst && looks {
             for id in &req.networks {
@@ -613,12 +836,12 @@ impl Ipam {
                     self.invalidate(&caller.backend);
                     metrics::counter!("ipamgw_allocations_total", "backend" => caller.backend.clone()).increment(1);
                     if !looks {
-                        return Ok(self.to_allocation(&caller.backend, a));
+                        return Ok((self.to_allocation(&caller.backend, a), true));
                     }
                     let taken = a.address;
                     let kept = self.converge(caller, backend, &req.owner, a).await?;
                     if kept.address == taken {
-                        return Ok(self.to_allocation(&caller.backend, kept));
+                        return Ok((self.to_allocation(&caller.backend, kept), true));
                     }
                     return returning(kept, id);
                 }
@@ -817,6 +1040,7 @@ impl Ipam {
                 Ok(a) => {
                     taken.allocations.push(a);
                     taken.groups.push(item.group);
+                    taken.aliases.push(item.request.aliases.clone());
                 }
                 Err(error) => {
                     let rollback = self.roll_back(caller, taken).await;
@@ -836,8 +1060,12 @@ impl Ipam {
     /// call as a whole still takes nothing. Logs and reports what could not be released.
     pub async fn roll_back(&self, caller: &Caller, taken: Taken) -> Rollback {
         let mut failures = Vec::new();
-        for a in taken.allocations.iter().rev() {
-            if let Err(e) = self.release(caller, &a.network_id, a.address).await {
+        for (i, a) in taken.allocations.iter().enumerate().rev() {
+            let aliases = taken.aliases.get(i).map_or(&[][..], Vec::as_slice);
+            if let Err(e) = self
+                .release_with_aliases(caller, &a.network_id, a.address, aliases)
+                .await
+            {
                 tracing::error!(address = %a.address, network = %a.network_id, error = %e,
                     "rollback could not release an address");
                 failures.push(format!("{} in {}: {e}", a.address, a.network_id));
@@ -889,6 +1117,19 @@ impl Ipam {
         network: &NetworkId,
         address: IpAddr,
     ) -> IpamResult<()> {
+        self.release_with_aliases(caller, network, address, &[])
+            .await
+    }
+
+    /// [`Ipam::release`] that also deletes the records of `aliases` (more names of the address,
+    /// [`AllocationRequest::aliases`]) pointing at it, with the host name's, in one round trip.
+    pub async fn release_with_aliases(
+        &self,
+        caller: &Caller,
+        network: &NetworkId,
+        address: IpAddr,
+        aliases: &[String],
+    ) -> IpamResult<()> {
         self.check_route(caller, network, "network")?;
         if let Some(updater) = self
             .dns
@@ -900,15 +1141,15 @@ impl Ipam {
                 Err(IpamError::NotFound(_)) => None,
                 Err(e) => return Err(e),
             };
-            if let Some(h) = held {
-                let outcome = async {
-                    let (name, net) = self.dns_name(caller, network, "hostname", h.trim()).await?;
-                    updater
-                        .delete(&name, address, net)
-                        .await
-                        .map_err(|e| dns_error(&updater.settings().name, e))
-                }
+            let names = self
+                .held_names(caller, network, &updater, held.as_deref(), aliases)
                 .await;
+            if !names.is_empty() {
+                let net = self.cidr_of(caller, network).await;
+                let outcome = updater
+                    .set_names(address, net, &names, &[], OnFailure::Keep)
+                    .await
+                    .map_err(|e| dns_error(&updater.settings().name, e));
                 Self::dns_policy(&updater, "delete", address, outcome)?;
             }
         }
@@ -947,6 +1188,9 @@ impl Ipam {
         Ok(held)
     }
 
+    /// Changes an address's record (MAC, host name, description). With DNS attached, a new
+    /// host name moves the address's records to it (a cleared one deletes them), see
+    /// [`Ipam::update_with_aliases`].
     pub async fn update(
         &self,
         caller: &Caller,
@@ -954,58 +1198,110 @@ impl Ipam {
         address: IpAddr,
         changes: &RecordChanges,
     ) -> IpamResult<Allocation> {
+        self.update_with_aliases(caller, network, address, changes, &[], &[])
+            .await
+    }
+
+    /// [`Ipam::update`] for an address with more names than its host name
+    /// ([`AllocationRequest::aliases`]): `old_aliases` are the names it had, `new_aliases` those
+    /// it keeps or gets. Names that leave lose the records pointing at this address (only
+    /// those), names that come get them, the PTR follows the host name.
+    ///
+    /// DNS goes first, then the record. So when DNS fails with `required = true`, the caller
+    /// sees the DNS server's answer (a 502 naming the zone, or a 504), the record is unchanged
+    /// (old host name, old MAC) and so is DNS: the updates of the change that were applied are
+    /// undone ([`OnFailure::Revert`]); a retry does the whole change again. When DNS succeeded
+    /// and the record update then fails, DNS is moved back to the old names (best effort) and
+    /// the caller sees the backend's error. With `required = false` a DNS failure is logged and
+    /// counted and the record is updated.
+    pub async fn update_with_aliases(
+        &self,
+        caller: &Caller,
+        network: &NetworkId,
+        address: IpAddr,
+        changes: &RecordChanges,
+        old_aliases: &[String],
+        new_aliases: &[String],
+    ) -> IpamResult<Allocation> {
         self.check_route(caller, network, "network")?;
-        // A new host name moves the address's records (replace); it is checked before the record
-        // changes, and the old name is read first.
         let updater = self
             .dns
             .updater(&caller.backend, &network.backend_id())
             .cloned();
-        let new_host = match (&updater, changes.hostname.as_deref().map(str::trim)) {
-            (Some(_), Some(h)) if !h.is_empty() => {
+        // The host name it gets: `Some(None)` when cleared, `None` when unchanged. Checked
+        // before anything changes.
+        let new_host = match changes.hostname.as_deref().map(str::trim) {
+            Some(h) if updater.is_some() && !h.is_empty() => {
                 crate::dns::names::validate("hostname", h)
                     .map_err(|e| IpamError::invalid(e.field, e.why))?;
-                Some(h.to_owned())
+                Some(Some(h.to_owned()))
+            }
+            Some(_) if updater.is_some() => Some(None),
+            _ => None,
+        };
+        let aliases_change = old_aliases != new_aliases;
+        // The names before and after, when they change.
+        let moves = match &updater {
+            Some(u) if new_host.is_some() || aliases_change => {
+                let old_host = self
+                    .get(caller, network, address)
+                    .await?
+                    .hostname
+                    .filter(|h| !h.trim().is_empty());
+                let host = match &new_host {
+                    Some(h) => h.clone(),
+                    None => old_host.clone(),
+                };
+                let (new, _) = self
+                    .dns_names(caller, network, host.as_deref(), new_aliases)
+                    .await?;
+                let net = self.cidr_of(caller, network).await;
+                let old = self
+                    .held_names(caller, network, u, old_host.as_deref(), old_aliases)
+                    .await;
+                // Nothing to register for a record that had no names and gets none.
+                (!(old.is_empty() && new.is_empty())).then_some((old, new, net))
             }
             _ => None,
         };
-        let old_host = match &new_host {
-            Some(_) => self
-                .get(caller, network, address)
-                .await?
-                .hostname
-                .filter(|h| !h.trim().is_empty()),
-            None => None,
-        };
+        if let (Some(updater), Some((old, new, net))) = (&updater, &moves) {
+            let on_failure = if updater.settings().required {
+                OnFailure::Revert
+            } else {
+                OnFailure::Keep
+            };
+            let outcome = updater
+                .set_names(address, *net, old, new, on_failure)
+                .await
+                .map_err(|e| dns_error(&updater.settings().name, e));
+            Self::dns_policy(updater, "update", address, outcome)?;
+        }
         let backend = self.backend(&caller.backend)?;
-        let a = {
+        let updated = {
             let _guard = self.locks.lock(LockKey::Records(network.clone())).await;
             timed(
                 &caller.backend,
                 "update",
                 backend.update(&caller.cx, &network.backend_id(), address, changes),
             )
-            .await?
+            .await
         };
-        if let (Some(updater), Some(new)) = (&updater, &new_host) {
-            let outcome = async {
-                let (name, net) = self.dns_name(caller, network, "hostname", new).await?;
-                let section = &updater.settings().name;
-                match &old_host {
-                    Some(old) => {
-                        let (old, _) = self
-                            .dns_name(caller, network, "hostname", old.trim())
-                            .await?;
-                        updater.replace(&old, &name, address, net).await
+        match updated {
+            Ok(a) => Ok(self.to_allocation(&caller.backend, a)),
+            Err(e) => {
+                if let (Some(updater), Some((old, new, net))) = (&updater, &moves) {
+                    // The record keeps its old names: so does DNS.
+                    if let Err(d) = updater
+                        .set_names(address, *net, new, old, OnFailure::Keep)
+                        .await
+                    {
+                        tracing::error!(%address, error = %d, record_error = %e,
+                            "the record update failed and DNS could not be moved back to the old names");
                     }
-                    None => updater.add(&name, address, net).await,
                 }
-                .map_err(|e| dns_error(section, e))
+                Err(e)
             }
-            .await;
-            Self::dns_policy(updater, "update", address, outcome)?;
         }
-        Ok(self.to_allocation(&caller.backend, a))
     }
 
     /// Carves a network from a block; idempotent per owner and block.
@@ -1188,6 +1484,8 @@ impl Batch {
 pub struct Taken {
     allocations: Vec<Allocation>,
     groups: Vec<Option<usize>>,
+    /// Each item's [`AllocationRequest::aliases`]: a rollback deletes their records too.
+    aliases: Vec<Vec<String>>,
 }
 
 impl Taken {
@@ -1413,6 +1711,7 @@ mod batch_tests {
             networks: networks.iter().map(|n| net(n)).collect(),
             address: None,
             details: RecordDetails::default(),
+            aliases: Vec::new(),
         }
     }
 
@@ -1921,6 +2220,7 @@ mod tests {
             networks: vec![NetworkId::new("b", "net")],
             address: address.map(|a| a.parse().expect("address")),
             details: RecordDetails::default(),
+            aliases: Vec::new(),
         }
     }
 

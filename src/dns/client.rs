@@ -6,6 +6,11 @@
 //! - **replace** `(old, new, addr)`: `delete old A addr` + `add new A addr` in one message when
 //!   both names are in the same zone (atomic), else one message per zone; reverse zone
 //!   `delete rev PTR old` + `add rev PTR new`.
+//! - **set_names** `(addr, old names, new names)`: the general form of add, replace and
+//!   delete, for an address with several names (Avi's fqdns): one message per forward zone with
+//!   every name of that zone (deletes of the names that leave, adds of the names that stay or
+//!   come), and one to the reverse zone (the PTR names the first new name; PTRs to the other
+//!   names go).
 //! - **delete** `(name, addr)`: `delete name A addr` and `delete rev PTR name` — RR-specific
 //!   deletes (§2.5.4, CLASS NONE): only the RR with exactly that name, type and data goes; the
 //!   name's other addresses, and PTRs to other names, are never touched. An absent RR is
@@ -13,7 +18,9 @@
 //!   converge. No prerequisite is added to deletes on purpose: a prerequisite such as "RR
 //!   exists" (§2.4) would turn the retry of an applied delete into `NXRRSET`.
 //!
-//! The forward and the PTR updates go to the server in parallel. Each message is signed with the
+//! The forward and the PTR updates go to the server in parallel (every message of an operation
+//! is sent before any answer is awaited; tests/api/dns_avi.rs shows it with a server that
+//! answers only once both are there). Each message is signed with the
 //! configured TSIG key, and the answer's signature is verified. Servers are tried in order; the
 //! configured timeout bounds the whole operation.
 
@@ -60,6 +67,18 @@ impl ZoneCheck {
     pub fn updatable(&self) -> bool {
         self.serial.is_ok() && self.update.is_ok()
     }
+}
+
+/// What [`DnsUpdater::set_names`] does when some of its messages fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    /// Undo the messages that were applied (best effort): all or nothing. RFC 2136 cannot tell
+    /// an add that created a record from one that found it there (§2.5.1), so the undo deletes
+    /// both: only for changes whose records are the caller's own (an address just taken, a
+    /// rename of its record).
+    Revert,
+    /// Leave what was applied.
+    Keep,
 }
 
 /// One update RR: added, or deleted (RR-specific).
@@ -140,7 +159,8 @@ impl DnsUpdater {
         addr: IpAddr,
         network: Option<IpNet>,
     ) -> Result<(), DnsError> {
-        self.apply(name, addr, network, Change::Add).await
+        self.converge(addr, network, &[], &[("name", name)], OnFailure::Keep)
+            .await
     }
 
     /// Moves `addr` from the name `old` to the name `new` (A/AAAA and PTR).
@@ -151,58 +171,14 @@ impl DnsUpdater {
         addr: IpAddr,
         network: Option<IpNet>,
     ) -> Result<(), DnsError> {
-        let old = names::validate("old_name", old)?;
-        let new = names::validate("name", new)?;
-        if old == new {
-            return self.add(&new, addr, network).await;
-        }
-        let old_zone = self.forward_zone("old_name", &old)?;
-        let new_zone = self.forward_zone("name", &new)?;
-        let ptr_zone = self.ptr_zone(addr, network)?;
-        let old_owner = wire_name("old_name", &old)?;
-        let new_owner = wire_name("name", &new)?;
-        let forward = async {
-            if old_zone == new_zone {
-                self.update(
-                    &new_zone,
-                    vec![
-                        Change::Delete(self.address_rr(&old_owner, addr)),
-                        Change::Add(self.address_rr(&new_owner, addr)),
-                    ],
-                )
-                .await
-            } else {
-                let (a, d) = tokio::join!(
-                    self.update(
-                        &new_zone,
-                        vec![Change::Add(self.address_rr(&new_owner, addr))]
-                    ),
-                    self.update(
-                        &old_zone,
-                        vec![Change::Delete(self.address_rr(&old_owner, addr))]
-                    ),
-                );
-                a.and(d)
-            }
-        };
-        let reverse = async {
-            match &ptr_zone {
-                Some(z) => {
-                    let rev = wire_name("address", &names::reverse_name(addr))?;
-                    self.update(
-                        z,
-                        vec![
-                            Change::Delete(self.ptr_rr(&rev, &old_owner)),
-                            Change::Add(self.ptr_rr(&rev, &new_owner)),
-                        ],
-                    )
-                    .await
-                }
-                None => Ok(()),
-            }
-        };
-        let (f, r) = tokio::join!(forward, reverse);
-        f.and(r)
+        self.converge(
+            addr,
+            network,
+            &[("old_name", old)],
+            &[("name", new)],
+            OnFailure::Keep,
+        )
+        .await
     }
 
     /// Deletes exactly `name A|AAAA addr` and `rev PTR name`; absent records are success.
@@ -212,35 +188,146 @@ impl DnsUpdater {
         addr: IpAddr,
         network: Option<IpNet>,
     ) -> Result<(), DnsError> {
-        self.apply(name, addr, network, Change::Delete).await
+        self.converge(addr, network, &[("name", name)], &[], OnFailure::Keep)
+            .await
     }
 
-    /// `name A|AAAA addr` and (with `ptr = true`) `rev PTR name`, each made into the same kind of
-    /// change (add or delete) and sent to its zone, forward and reverse in parallel.
-    async fn apply(
+    /// Moves the records of `addr` from the names `old` to the names `new`: afterwards every
+    /// name of `new` has `name A|AAAA addr`, every name of `old` that is not in `new` has lost
+    /// it, and (with `ptr = true`) the PTR of `addr` names the first of `new` (PTRs to every
+    /// other name of either list are deleted). Deletes are RR-specific, as in
+    /// [`DnsUpdater::delete`]: a record of these names pointing at another address is never
+    /// touched. `old` empty registers, `new` empty removes.
+    ///
+    /// One round trip: one UPDATE message per forward zone (every name of that zone in it,
+    /// deletes before adds) and one for the reverse zone, all sent at once and awaited together.
+    ///
+    /// With [`OnFailure::Revert`], when some of those messages fail, the ones that were applied
+    /// are undone (their inverse is sent, best effort), so the names stay as they were, and the
+    /// first failure is returned. With [`OnFailure::Keep`] what was applied stays.
+    pub async fn set_names(
         &self,
-        name: &str,
         addr: IpAddr,
         network: Option<IpNet>,
-        change: fn(Record) -> Change,
+        old: &[String],
+        new: &[String],
+        on_failure: OnFailure,
     ) -> Result<(), DnsError> {
-        let name = names::validate("name", name)?;
-        let zone = self.forward_zone("name", &name)?;
-        let ptr_zone = self.ptr_zone(addr, network)?;
-        let owner = wire_name("name", &name)?;
-        let forward = self.update(&zone, vec![change(self.address_rr(&owner, addr))]);
-        let reverse = async {
-            match &ptr_zone {
-                Some(z) => {
-                    let rev = wire_name("address", &names::reverse_name(addr))?;
-                    self.update(z, vec![change(self.ptr_rr(&rev, &owner))])
-                        .await
-                }
-                None => Ok(()),
+        let old_fields: Vec<String> = (0..old.len()).map(|i| format!("old_names[{i}]")).collect();
+        let new_fields: Vec<String> = (0..new.len()).map(|i| format!("names[{i}]")).collect();
+        let old: Vec<(&str, &str)> = old_fields
+            .iter()
+            .map(String::as_str)
+            .zip(old.iter().map(String::as_str))
+            .collect();
+        let new: Vec<(&str, &str)> = new_fields
+            .iter()
+            .map(String::as_str)
+            .zip(new.iter().map(String::as_str))
+            .collect();
+        self.converge(addr, network, &old, &new, on_failure).await
+    }
+
+    /// [`DnsUpdater::set_names`] with the field each name came from (for errors).
+    async fn converge(
+        &self,
+        addr: IpAddr,
+        network: Option<IpNet>,
+        old: &[(&str, &str)],
+        new: &[(&str, &str)],
+        on_failure: OnFailure,
+    ) -> Result<(), DnsError> {
+        // Everything is checked before anything is sent.
+        let mut old_names: Vec<(Name, String)> = Vec::new();
+        for (field, name) in old {
+            let n = names::validate(field, name)?;
+            let zone = self.forward_zone(field, &n)?;
+            let owner = wire_name(field, &n)?;
+            if !old_names.iter().any(|(o, _)| *o == owner) {
+                old_names.push((owner, zone));
             }
+        }
+        let mut new_names: Vec<(Name, String)> = Vec::new();
+        for (field, name) in new {
+            let n = names::validate(field, name)?;
+            let zone = self.forward_zone(field, &n)?;
+            let owner = wire_name(field, &n)?;
+            if !new_names.iter().any(|(o, _)| *o == owner) {
+                new_names.push((owner, zone));
+            }
+        }
+        let ptr_zone = self.ptr_zone(addr, network)?;
+        // Per zone, in the order the zones first appear: (zone, deletes, adds).
+        let mut messages: Vec<(String, Vec<Record>, Vec<Record>)> = Vec::new();
+        fn slot(messages: &mut Vec<(String, Vec<Record>, Vec<Record>)>, zone: &str) -> usize {
+            match messages.iter().position(|(z, _, _)| z == zone) {
+                Some(i) => i,
+                None => {
+                    messages.push((zone.to_owned(), Vec::new(), Vec::new()));
+                    messages.len() - 1
+                }
+            }
+        }
+        for (owner, zone) in &old_names {
+            if !new_names.iter().any(|(n, _)| n == owner) {
+                let i = slot(&mut messages, zone);
+                messages[i].1.push(self.address_rr(owner, addr));
+            }
+        }
+        for (owner, zone) in &new_names {
+            let i = slot(&mut messages, zone);
+            messages[i].2.push(self.address_rr(owner, addr));
+        }
+        if let Some(z) = &ptr_zone {
+            let rev = wire_name("address", &names::reverse_name(addr))?;
+            let first = new_names.first().map(|(n, _)| n.clone());
+            let mut targets: Vec<&Name> = Vec::new();
+            for (owner, _) in old_names.iter().chain(new_names.iter()) {
+                if Some(owner) != first.as_ref() && !targets.contains(&owner) {
+                    targets.push(owner);
+                }
+            }
+            let deletes: Vec<Record> = targets.iter().map(|n| self.ptr_rr(&rev, n)).collect();
+            let adds: Vec<Record> = first.iter().map(|n| self.ptr_rr(&rev, n)).collect();
+            if !deletes.is_empty() || !adds.is_empty() {
+                messages.push((z.clone(), deletes, adds));
+            }
+        }
+        // All at once: the forward zones and the reverse zone in parallel.
+        let sent = futures_util::future::join_all(messages.iter().map(|(zone, deletes, adds)| {
+            let changes = deletes
+                .iter()
+                .cloned()
+                .map(Change::Delete)
+                .chain(adds.iter().cloned().map(Change::Add))
+                .collect();
+            self.update(zone, changes)
+        }))
+        .await;
+        let Some(first_error) = sent.iter().find_map(|r| r.as_ref().err()).cloned() else {
+            return Ok(());
         };
-        let (f, r) = tokio::join!(forward, reverse);
-        f.and(r)
+        if on_failure == OnFailure::Revert {
+            // The inverse of each applied message: its adds deleted, its deletes added back.
+            let undo = messages.iter().zip(&sent).filter(|(_, r)| r.is_ok()).map(
+                |((zone, deletes, adds), _)| {
+                    let changes = adds
+                        .iter()
+                        .cloned()
+                        .map(Change::Delete)
+                        .chain(deletes.iter().cloned().map(Change::Add))
+                        .collect();
+                    self.update(zone, changes)
+                },
+            );
+            for r in futures_util::future::join_all(undo).await {
+                if let Err(e) = r {
+                    tracing::error!(address = %addr, error = %e,
+                        "could not undo a DNS update applied before another one failed");
+                }
+            }
+        }
+        Err(first_error)
     }
 
     /// For `ipam-gateway check`: for each forward zone, each listed reverse zone and the reverse

@@ -11,7 +11,7 @@ pub mod names;
 
 use std::time::Duration;
 
-pub use client::{DnsUpdater, ZoneCheck};
+pub use client::{DnsUpdater, OnFailure, ZoneCheck};
 pub use config::{DnsConfig, DnsSettings, TsigAlgorithm};
 pub use names::NameError;
 

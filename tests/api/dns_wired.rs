@@ -24,7 +24,13 @@ async fn app_with_dns(bind: &Bind, secret: &str, required: bool) -> TestApp {
 }
 
 /// `config` with `[dns.lab]` (this BIND) attached to its backend of `kind`.
-fn with_dns(config: &str, kind: &str, bind: &Bind, secret: &str, required: bool) -> String {
+pub(crate) fn with_dns(
+    config: &str,
+    kind: &str,
+    bind: &Bind,
+    secret: &str,
+    required: bool,
+) -> String {
     let k = format!("kind = \"{kind}\"");
     config.replacen(&k, &format!("{k}\ndns = \"lab\""), 1)
         + &format!(

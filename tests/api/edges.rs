@@ -165,6 +165,7 @@ async fn concurrent_listing_misses_cost_one_backend_call_and_errors_are_not_cach
         networks: vec![ipam_gateway::domain::NetworkId::new("fake", "fake-net-1")],
         address: None,
         details: Default::default(),
+        aliases: Vec::new(),
     };
     app.ipam.allocate(&caller(), &req).await.expect("allocate");
     app.ipam.network_snapshot(&caller()).await.expect("listing");
@@ -417,6 +418,7 @@ async fn allocations_are_serialised_per_network_when_the_backend_is_not_atomic()
                 networks: vec![net],
                 address: None,
                 details: Default::default(),
+                aliases: Vec::new(),
             };
             ipam.allocate(&caller, &req)
                 .await

@@ -460,3 +460,47 @@ async fn a_second_gateway_on_the_same_data_file_names_the_one_holding_it() {
         "the first one was not disturbed: {status}"
     );
 }
+
+/// Issue 13 point 3: a data file stamped by a newer gateway (the stamp every format keeps: table
+/// `meta`, key `format`, a u64) stops `serve` and fails `check`, naming the file and its format,
+/// and is left as it was.
+#[test]
+fn a_data_file_of_a_newer_format_stops_the_gateway_naming_the_file_and_format() {
+    use redb::{ReadableDatabase, TableDefinition};
+    const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("data/local.redb");
+    std::fs::create_dir_all(dir.path().join("data")).expect("dir");
+    {
+        let db = redb::Database::create(&path).expect("create");
+        let txn = db.begin_write().expect("txn");
+        txn.open_table(META)
+            .expect("meta")
+            .insert("format", 99)
+            .expect("stamp");
+        txn.commit().expect("commit");
+    }
+    let (code, _, stderr) = run(
+        &["serve"],
+        dir.path(),
+        &[
+            ("IPAMGW_SERVER__LISTEN", "127.0.0.1:0"),
+            ("IPAMGW_METRICS__LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    assert_ne!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("data/local.redb has format 99, written by a newer ipam-gateway"),
+        "{stderr}"
+    );
+    let (code, out, _) = run(&["check"], dir.path(), &[]);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("has format 99"), "{out}");
+    let db = redb::Database::open(&path).expect("released");
+    let txn = db.begin_read().expect("read");
+    let stamp = txn.open_table(META).expect("meta");
+    assert_eq!(
+        stamp.get("format").expect("get").map(|v| v.value()),
+        Some(99)
+    );
+}

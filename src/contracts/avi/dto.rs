@@ -112,6 +112,8 @@ impl SubnetChoice {
 pub struct RecordInfo {
     pub id: Option<String>,
     pub fqdns: Vec<String>,
+    /// Where each of `fqdns` came from (`record_info.fqdns[2]`), for errors.
+    pub fqdn_fields: Vec<String>,
     pub allocation_type: Option<AllocationType>,
     pub preferred_ip: Option<IpAddr>,
     pub preferred_ip6: Option<IpAddr>,
@@ -128,6 +130,21 @@ impl RecordInfo {
 
     pub fn hostname(&self) -> Option<String> {
         self.fqdns.first().cloned()
+    }
+
+    /// The fqdns after the first: more DNS names for the record's addresses
+    /// (`AllocationRequest::aliases`).
+    pub fn aliases(&self) -> Vec<String> {
+        self.fqdns.iter().skip(1).cloned().collect()
+    }
+
+    /// Each fqdn with the field it came from.
+    pub fn named_fqdns(&self) -> Vec<(String, String)> {
+        self.fqdn_fields
+            .iter()
+            .cloned()
+            .zip(self.fqdns.iter().cloned())
+            .collect()
     }
 }
 
@@ -276,31 +293,47 @@ fn subnet_list(field: &Field<'_>, raw: Option<&Value>) -> Result<Vec<SubnetChoic
         .collect()
 }
 
-fn fqdns(field: &Field<'_>, raw: Option<&Value>) -> Result<Vec<String>, IpamError> {
-    let list = match raw {
+/// The fqdns in order (normal form, deduplicated), each with its field (`…fqdns[k]`, `k` its
+/// index in the list Avi sent).
+fn fqdns(field: &Field<'_>, raw: Option<&Value>) -> Result<Vec<(String, String)>, IpamError> {
+    // (field, text): a list keeps the index of every item, blank ones included, so the field
+    // names the item Avi sent.
+    let list: Vec<(String, String)> = match raw {
         // The validator's delete menu passes the raw input line.
         Some(Value::String(s)) => s
             .split([' ', ',', ';', '\t', '\n'])
             .map(str::trim)
             .filter(|p| !p.is_empty())
-            .map(str::to_owned)
+            .enumerate()
+            .map(|(k, p)| (format!("{}[{k}]", field.path()), p.to_owned()))
             .collect(),
-        _ => field.str_list()?,
+        Some(Value::Array(_)) => {
+            let mut out = Vec::new();
+            for item in field.items()? {
+                if let Some(s) = item.opt_str()? {
+                    out.push((item.path().to_owned(), s));
+                }
+            }
+            out
+        }
+        _ => field
+            .str_list()?
+            .into_iter()
+            .enumerate()
+            .map(|(k, p)| (format!("{}[{k}]", field.path()), p))
+            .collect(),
     };
-    let mut out: Vec<String> = Vec::new();
-    for (k, f) in list.into_iter().enumerate() {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (path, f) in list {
         let f = f.trim().trim_end_matches('.').to_ascii_lowercase();
         if f.is_empty() || blank(&f) {
             continue;
         }
         if f.len() > 253 || f.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return Err(IpamError::invalid(
-                format!("{}[{k}]", field.path()),
-                format!("'{f}' is not a DNS name"),
-            ));
+            return Err(IpamError::invalid(path, format!("'{f}' is not a DNS name")));
         }
-        if !out.contains(&f) {
-            out.push(f);
+        if !out.iter().any(|(_, o)| *o == f) {
+            out.push((path, f));
         }
     }
     Ok(out)
@@ -317,9 +350,13 @@ pub fn record_info(body: &Value, name: &str) -> Result<RecordInfo, IpamError> {
         Some(_) => return Err(IpamError::invalid(name, "expected a dict")),
     }
     let get_raw = |k: &str| raw.and_then(|v| v.get(k)).filter(|v| !v.is_null());
+    let (fqdn_fields, fqdns) = fqdns(&field.get("fqdns"), get_raw("fqdns"))?
+        .into_iter()
+        .unzip();
     Ok(RecordInfo {
         id: opt_text(&field.get("id"))?,
-        fqdns: fqdns(&field.get("fqdns"), get_raw("fqdns"))?,
+        fqdns,
+        fqdn_fields,
         allocation_type: allocation_type(&field.get("allocation_type"))?,
         preferred_ip: preferred(&field.get("preferred_ip"), Family::V4)?,
         preferred_ip6: preferred(&field.get("preferred_ip6"), Family::V6)?,
@@ -394,6 +431,11 @@ mod tests {
         let r = record_info(&body, "record_info").expect("reads");
         assert_eq!(r.id.as_deref(), Some("123"));
         assert_eq!(r.fqdns, vec!["vs.example.com", "b.example.com"]);
+        assert_eq!(
+            r.fqdn_fields,
+            ["record_info.fqdns[0]", "record_info.fqdns[2]"],
+            "each name keeps the index Avi sent it at"
+        );
         assert_eq!(r.allocation_type, Some(AllocationType::V4V6));
         assert_eq!(r.preferred_ip, None);
         assert_eq!(r.preferred_ip6, Some("2001:db8::5".parse().expect("ip")));

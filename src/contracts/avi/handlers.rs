@@ -96,6 +96,39 @@ fn description(id: &str, fqdns: &[String]) -> String {
     }
 }
 
+/// The fqdns a record's description lists ([`description`]); on a backend that shortens
+/// descriptions (phpIPAM keeps 64 characters) the list may be cut, and a cut last name is left
+/// out. Avi sends the names again where it matters (`record_info.fqdns` on Delete,
+/// `old_record_info.fqdns` on Update); these are for when it does not.
+fn described_fqdns(id: &str, description: Option<&str>) -> Vec<String> {
+    let Some(rest) = description.and_then(|d| d.strip_prefix(&format!("Avi VS VIP {id} ("))) else {
+        return Vec::new();
+    };
+    let (list, whole) = match rest.strip_suffix(')') {
+        Some(list) => (list, true),
+        None => (rest, false),
+    };
+    let mut names: Vec<String> = list.split(", ").map(str::to_owned).collect();
+    if !whole {
+        names.pop();
+    }
+    names
+}
+
+/// The names a held address of record `id` had: its host name, the fqdns of `old` (what Avi
+/// says the record had), and those its description lists; in that order, once each.
+fn held_names(id: &str, a: &Allocation, old: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let described = described_fqdns(id, a.description.as_deref());
+    for n in a.hostname.iter().chain(old).chain(described.iter()) {
+        let n = n.trim().trim_end_matches('.').to_ascii_lowercase();
+        if !n.is_empty() && !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    out
+}
+
 fn details(id: &str, r: &RecordInfo) -> RecordDetails {
     RecordDetails {
         hostname: r.hostname(),
@@ -507,6 +540,15 @@ pub async fn create_ipam_record(
             .unwrap_or_default();
         plan.push((family, ids));
     }
+    // Every fqdn gets the addresses' records: a name DNS cannot take is refused here, naming
+    // `record_info.fqdns[k]`, before any address is taken.
+    let candidates: Vec<NetworkId> = plan.iter().flat_map(|(_, ids)| ids.clone()).collect();
+    state
+        .ipam
+        .check_names(&caller, &candidates, &r.named_fqdns())
+        .await
+        .map_err(|e| AviError::from_core(F, e).with_context(ctx()))?;
+    let aliases = r.aliases();
 
     let mut batch = Batch::new(BatchMode::InOrder);
     for (family, ids) in &plan {
@@ -515,6 +557,7 @@ pub async fn create_ipam_record(
             networks: ids.clone(),
             address: r.preferred(*family),
             details: details(&id, &r),
+            aliases: aliases.clone(),
         });
     }
     let taken = match state.ipam.run_batch(&caller, &batch).await {
@@ -567,9 +610,11 @@ pub async fn delete_ipam_record(
     let owner = owner_of(&id).map_err(core(F))?;
     let held = existing_record(F, &state, &caller, &id, &owner).await?;
     for a in &held {
+        // Every name the address had loses the records pointing at it.
+        let names = held_names(&id, a, &r.fqdns);
         state
             .ipam
-            .release(&caller, &a.network_id, a.address)
+            .release_with_aliases(&caller, &a.network_id, a.address, &names)
             .await
             .map_err(|e| {
                 AviError::from_core(F, e)
@@ -697,6 +742,24 @@ pub async fn update_ipam_record(
         steps.push((family, step));
     }
 
+    // Every new fqdn gets the addresses' records: a name DNS cannot take is refused here,
+    // naming `new_record_info.fqdns[k]`, before anything changes.
+    let name_networks: Vec<NetworkId> = steps
+        .iter()
+        .flat_map(|(_, step)| match step {
+            Step::Keep(a, _) => vec![a.network_id.clone()],
+            Step::Take(ids, _, _) => ids.clone(),
+            Step::Drop(_) => Vec::new(),
+        })
+        .collect();
+    state
+        .ipam
+        .check_names(&caller, &name_networks, &new.named_fqdns())
+        .await
+        .map_err(|e| AviError::from_core(F, e).with_context(ctx()))?;
+    let aliases = new.aliases();
+    let old_fqdns: Vec<String> = old.as_ref().map(|o| o.fqdns.clone()).unwrap_or_default();
+
     // Take first: a failure leaves the record as it was.
     let new_details = details(&id, &new);
     // What the record holds after the change, in family order: kept as it is, or the batch
@@ -722,6 +785,7 @@ pub async fn update_ipam_record(
                     networks: ids.clone(),
                     address,
                     details: new_details.clone(),
+                    aliases: aliases.clone(),
                 });
                 wanted.push((family, ids));
                 slots.push(Slot::New(index));
@@ -768,12 +832,15 @@ pub async fn update_ipam_record(
                 .flatten(),
             mac: None,
         };
-        if changes == RecordChanges::default() {
+        // The names it had (host name, old fqdns, described ones) against the new fqdns: the
+        // names that leave lose this address's records, the new ones get them.
+        let had = held_names(&id, a, &old_fqdns);
+        if changes == RecordChanges::default() && had == new.fqdns {
             continue;
         }
         match state
             .ipam
-            .update(&caller, &a.network_id, a.address, &changes)
+            .update_with_aliases(&caller, &a.network_id, a.address, &changes, &had, &aliases)
             .await
         {
             Ok(updated) => *a = updated,
@@ -788,7 +855,12 @@ pub async fn update_ipam_record(
 
     // Then give back what the record no longer holds.
     for a in &release {
-        if let Err(e) = state.ipam.release(&caller, &a.network_id, a.address).await {
+        let names = held_names(&id, a, &old_fqdns);
+        if let Err(e) = state
+            .ipam
+            .release_with_aliases(&caller, &a.network_id, a.address, &names)
+            .await
+        {
             return Err(AviError::from_core(F, e).with_context(format!(
                 "{}: releasing the replaced {} (the new addresses are in place; retrying the \
                  update releases it)",

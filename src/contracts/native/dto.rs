@@ -81,6 +81,7 @@ impl CreateAllocation {
                     .map(|m| input::mac(&f("mac"), m))
                     .transpose()?,
             },
+            aliases: Vec::new(),
         })
     }
 }

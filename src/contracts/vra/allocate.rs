@@ -13,7 +13,7 @@ use super::dto::{AllocationResult, ip_version};
 use super::endpoint::endpoint_options;
 use super::errors::{VraError, op};
 use super::request::{
-    VraResult, owner, owner_base, parse_body, parse_id, parse_ip, resource_hostname,
+    VraResult, dns_wanted, owner, owner_base, parse_body, parse_id, parse_ip, resource_hostname,
 };
 use crate::contracts::input::Field;
 use crate::domain::{IpamError, NetworkId, Owner, RecordDetails};
@@ -63,26 +63,6 @@ fn nth_address(field: &str, start: IpAddr, n: u64) -> Result<IpAddr, IpamError> 
             .checked_add(u128::from(n))
             .map(|v| IpAddr::from(v.to_be_bytes()))
             .ok_or_else(overflow),
-    }
-}
-
-/// The machine's opt-out of DNS registration: `resourceInfo.properties["ipamgw.dns"]` =
-/// `"false"` (a vRA custom property; `"true"` or absent registers the host name).
-pub(crate) const DNS_OPT_OUT_PROPERTY: &str = "ipamgw.dns";
-
-fn dns_wanted(root: &Field<'_>) -> Result<bool, IpamError> {
-    let f = root
-        .get("resourceInfo")
-        .get("properties")
-        .get(DNS_OPT_OUT_PROPERTY);
-    match f.opt_str()?.as_deref().map(str::trim) {
-        None => Ok(true),
-        Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
-        Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
-        Some(v) => Err(IpamError::invalid(
-            f.path(),
-            format!("'{v}' is neither \"true\" nor \"false\""),
-        )),
     }
 }
 
@@ -266,6 +246,7 @@ pub(super) async fn allocate_ip(
                     networks: plan.candidates.clone(),
                     address,
                     details: plan.details.clone(),
+                    aliases: Vec::new(),
                 },
             );
             items.push((plan, i));

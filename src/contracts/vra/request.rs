@@ -77,6 +77,26 @@ pub(super) fn resource_hostname(resource: &Field<'_>) -> Result<Option<String>, 
     Ok(None)
 }
 
+/// The machine's opt-out of DNS registration: `resourceInfo.properties["ipamgw.dns"]` =
+/// `"false"` (a vRA custom property; `"true"` or absent registers the host name).
+pub(crate) const DNS_OPT_OUT_PROPERTY: &str = "ipamgw.dns";
+
+pub(super) fn dns_wanted(root: &Field<'_>) -> Result<bool, IpamError> {
+    let f = root
+        .get("resourceInfo")
+        .get("properties")
+        .get(DNS_OPT_OUT_PROPERTY);
+    match f.opt_str()?.as_deref().map(str::trim) {
+        None => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+        Some(v) => Err(IpamError::invalid(
+            f.path(),
+            format!("'{v}' is neither \"true\" nor \"false\""),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

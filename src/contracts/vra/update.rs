@@ -9,7 +9,9 @@ use serde_json::json;
 
 use super::endpoint::endpoint_options;
 use super::errors::{VraError, op};
-use super::request::{VraResult, owned_by, owner_base, parse_body, parse_ip, resource_hostname};
+use super::request::{
+    VraResult, dns_wanted, owned_by, owner_base, parse_body, parse_ip, resource_hostname,
+};
 use crate::contracts::input::Field;
 use crate::domain::{IpamError, Lookup, Mac, Owner, RecordChanges};
 use crate::service::Caller;
@@ -35,6 +37,8 @@ pub(super) async fn update_record(
         Some(h) => Some(h),
         None => resource_hostname(&resource).map_err(op(OP))?,
     };
+    // A machine that opted out of DNS at allocation stays out when its record changes.
+    let register_dns = dns_wanted(&root).map_err(op(OP))?;
     let list = root.get("addressInfos");
     let items = list.items().map_err(op(OP))?;
     if items.is_empty() {
@@ -108,11 +112,18 @@ pub(super) async fn update_record(
             mac,
         };
         if changes != RecordChanges::default() {
-            state
-                .ipam
-                .update(&caller, &target.network_id, address, &changes)
-                .await
-                .map_err(|e| VraError::new(OP, e).with_context(context()))?;
+            if register_dns {
+                state
+                    .ipam
+                    .update(&caller, &target.network_id, address, &changes)
+                    .await
+            } else {
+                state
+                    .ipam
+                    .update_unregistered(&caller, &target.network_id, address, &changes)
+                    .await
+            }
+            .map_err(|e| VraError::new(OP, e).with_context(context()))?;
         }
         results.push("Success");
     }

@@ -2,6 +2,8 @@
 
 pub mod avi_common;
 pub mod bind;
+pub mod dns_lab;
+pub mod dns_stub;
 pub mod exchange;
 pub mod fake;
 pub mod gateway_process;
@@ -209,6 +211,7 @@ pub async fn allocate_from_two_replicas(
                 networks: vec![net],
                 address: None,
                 details: RecordDetails::default(),
+                aliases: Vec::new(),
             };
             let caller = Caller {
                 name: "test".into(),
