@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use axum_server::tls_rustls::RustlsConfig;
 use ipam_gateway::backends::{Backend, CallContext, Claim};
-use ipam_gateway::config::{Settings, TlsMode};
+use ipam_gateway::config::{Config, Settings, TlsMode};
 use ipam_gateway::domain::{
     AllocateIn, AllocationInfo, BackendStatus, IpamError, IpamResult, Lookup, NetworkInfo, Tag,
 };
@@ -306,7 +306,7 @@ async fn gateway_on_fake(backend: Arc<SlowBackend>, nodelay: bool) -> Gateway {
          [backends.fake]\nkind = \"embedded\"\n"
     );
     let settings = Settings::from_toml(&text).expect("settings");
-    let mut tls_cfg = settings.config.server.tls.clone();
+    let mut tls_cfg = settings.server.tls.clone();
     tls_cfg.mode = TlsMode::SelfSigned;
     let material = ipam_gateway::tls::load_or_create(&tls_cfg, dir.path())
         .expect("tls")
@@ -350,7 +350,7 @@ async fn gateway_on_fake(backend: Arc<SlowBackend>, nodelay: bool) -> Gateway {
 /// The real `Application` over HTTPS on a config text.
 async fn gateway_on_config(text: &str, upstream: Option<Box<dyn std::any::Any + Send>>) -> Gateway {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut cfg = Settings::from_toml(text).expect("config").config;
+    let mut cfg = Config::from_toml(text).expect("config");
     cfg.server.listen = "127.0.0.1:0".into();
     cfg.server.state_dir = dir.path().to_owned();
     cfg.server.tls.mode = TlsMode::SelfSigned;

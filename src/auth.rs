@@ -67,20 +67,16 @@ impl Authenticator {
                     )
                 })
                 .collect(),
-            passthrough: settings
-                .config
-                .passthrough
-                .as_ref()
-                .map(|p| p.backend.clone()),
+            passthrough: settings.passthrough.clone(),
             verified: Cache::builder()
                 .name("verified_credentials")
                 .max_capacity(10_000)
-                .time_to_live(Duration::from_secs(settings.config.cache.auth_ttl_secs))
+                .time_to_live(settings.cache.auth_ttl)
                 .build(),
             limiter: FailureLimiter::new(
-                settings.config.server.auth_failure_limit,
-                Duration::from_secs(settings.config.server.auth_failure_window_secs),
-                Duration::from_secs(settings.config.server.auth_block_secs),
+                settings.server.auth_failure_limit,
+                settings.server.auth_failure_window,
+                settings.server.auth_block,
             ),
         }
     }

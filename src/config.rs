@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
@@ -16,15 +17,15 @@ use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::domain::{BlockInfo, NetworkInfo, Tag};
-
-mod infoblox;
-mod inventory;
-use infoblox::validate_infoblox;
-pub use infoblox::{
-    FreeCounts, InfobloxAuth, InfobloxAuthMode, InfobloxConfig, InfobloxSettings, InfobloxUser,
-    OwnerMarker, RecordStyle,
+use crate::backends::embedded::config::{EmbeddedConfig, validate_embedded};
+use crate::backends::infoblox::config::{
+    InfobloxConfig, InfobloxSettings, RecordStyle, validate_infoblox,
 };
+use crate::backends::phpipam::config::{PhpipamConfig, PhpipamSettings, validate_phpipam};
+use crate::domain::{BlockInfo, NetworkInfo};
+
+pub mod http;
+pub use http::ServiceAccount;
 
 /// The default configuration, compiled in: `ipam-gateway serve` with no `--config` runs on it.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/ipam-gateway.toml");
@@ -270,7 +271,7 @@ impl Default for MetricsConfig {
     }
 }
 
-fn default_true() -> bool {
+pub(crate) fn default_true() -> bool {
     true
 }
 fn default_metrics_listen() -> String {
@@ -372,27 +373,6 @@ impl BackendConfig {
     }
 }
 
-/// How the gateway authenticates to phpIPAM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PhpipamAuthMode {
-    /// `username` + `password` → token from `POST /api/{app}/user/`, kept and reused.
-    User,
-    /// The static app code of an `ssl_code` API app, sent as `phpipam-token`; no login.
-    AppCode,
-    /// Each caller's own HTTP Basic credentials are a phpIPAM user's; `username`/`password`, when
-    /// set, are used for calls without caller credentials (gateway clients, `check`).
-    Passthrough,
-}
-
-/// A section by name or numeric id.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(untagged)]
-pub enum SectionRef {
-    Id(u64),
-    Name(String),
-}
-
 /// A scalar written in TOML as a string, an integer or a boolean (`1`, `"1"`, `true`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(untagged)]
@@ -413,162 +393,48 @@ impl ScalarValue {
     }
 }
 
-/// Which phpIPAM subnets a selector picks: explicit ids, and/or every subnet whose `field` equals
-/// `value` (e.g. `custom_vRA_Range = 1`).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct SubnetSelectorConfig {
-    pub field: Option<String>,
-    pub value: Option<ScalarValue>,
-    #[serde(default)]
-    pub ids: Vec<u64>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct PhpipamConfig {
-    /// phpIPAM root URL, e.g. `https://ipam.example.com` or `https://host/phpipam` (no `/api`).
-    pub url: String,
-    /// The API app id (Administration → API).
-    pub app_id: String,
-    #[serde(default = "default_phpipam_auth")]
-    pub auth: PhpipamAuthMode,
-    pub username: Option<Secret>,
-    pub password: Option<Secret>,
-    pub app_code: Option<Secret>,
-    /// PEM bundle of extra CAs to trust (internal CA).
-    pub ca_file: Option<PathBuf>,
-    /// TLS certificate verification. Turn off only for a lab.
-    #[serde(default = "default_true")]
-    pub verify_tls: bool,
-    /// Accept exactly the certificate with this SHA-256 fingerprint (`SHA256:AB:CD:…`) instead of
-    /// a chain to a trusted root: an appliance's self-signed certificate.
-    pub tls_fingerprint: Option<String>,
-    #[serde(default = "default_phpipam_connect_timeout")]
-    pub connect_timeout_secs: u64,
-    /// Total time of one HTTP call to phpIPAM.
-    #[serde(default = "default_phpipam_timeout")]
-    pub timeout_secs: u64,
-    /// Sections whose subnets are considered (names or ids); empty = every section.
-    #[serde(default)]
-    pub sections: Vec<SectionRef>,
-    /// Subnets exposed as networks; empty = every subnet of the sections that is not a block or a
-    /// folder.
-    #[serde(default)]
-    pub networks: SubnetSelectorConfig,
-    /// Subnets used as blocks for on-demand networks; empty = none.
-    #[serde(default)]
-    pub blocks: SubnetSelectorConfig,
-    /// Address field holding the gateway's owner marker: `owner` (phpIPAM's own field, 128
-    /// characters) or a `custom_…` field.
-    #[serde(default = "default_owner_field")]
-    pub owner_field: String,
-    /// Subnet custom field holding the DNS domain (e.g. `custom_dnsDomain`).
-    pub dns_domain_field: Option<String>,
-    /// Subnet custom field holding search domains (comma, semicolon or space separated).
-    pub search_domains_field: Option<String>,
-    /// `[dns.<name>]` section registering the names of this backend's addresses.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dns: Option<String>,
-    /// How long gateway addresses and VLAN numbers (looked up by id) are remembered.
-    #[serde(default = "default_phpipam_lookup_cache")]
-    pub lookup_cache_secs: u64,
-}
-
-fn default_phpipam_auth() -> PhpipamAuthMode {
-    PhpipamAuthMode::User
-}
-fn default_phpipam_connect_timeout() -> u64 {
-    5
-}
-fn default_phpipam_timeout() -> u64 {
-    30
-}
-fn default_owner_field() -> String {
-    "owner".into()
-}
-fn default_phpipam_lookup_cache() -> u64 {
-    3600
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmbeddedConfig {
-    /// The redb data file; relative paths are inside `server.state_dir`.
-    #[serde(default = "default_embedded_path")]
-    pub path: PathBuf,
-    #[serde(default)]
-    pub networks: Vec<NetworkConfig>,
-    #[serde(default)]
-    pub blocks: Vec<BlockConfig>,
-    /// `[dns.<name>]` section registering the names of this backend's addresses (a network's
-    /// own `dns` key overrides it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dns: Option<String>,
-}
-
-fn default_embedded_path() -> PathBuf {
-    PathBuf::from("embedded.redb")
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct NetworkConfig {
-    pub name: String,
-    pub cidr: String,
-    pub description: Option<String>,
-    pub gateway: Option<String>,
-    #[serde(default)]
-    pub dns_servers: Vec<String>,
-    pub domain: Option<String>,
-    #[serde(default)]
-    pub search_domains: Vec<String>,
-    #[serde(default = "default_space")]
-    pub address_space: String,
-    pub vlan: Option<u16>,
-    /// First and last address to hand out (default: every usable host).
-    pub range_start: Option<String>,
-    pub range_end: Option<String>,
-    #[serde(default)]
-    pub tags: BTreeMap<String, String>,
-    /// `[dns.<name>]` section for this network's addresses, instead of the backend's `dns`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dns: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct BlockConfig {
-    pub name: String,
-    pub cidr: String,
-    pub description: Option<String>,
-    #[serde(default = "default_space")]
-    pub address_space: String,
-    #[serde(default)]
-    pub dns_servers: Vec<String>,
-    pub domain: Option<String>,
-    #[serde(default)]
-    pub search_domains: Vec<String>,
-    #[serde(default)]
-    pub tags: BTreeMap<String, String>,
-}
-
-fn default_space() -> String {
-    "default".into()
-}
-
 /// Settings after validation: addresses parsed, secrets resolved, references checked.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub config: Config,
+    /// The configuration as written (secrets as references or redacted): only what
+    /// [`Settings::to_toml`] prints. Everything else reads the validated fields.
+    config: Config,
     pub listen: SocketAddr,
     pub metrics_listen: Option<SocketAddr>,
+    pub server: ServerSettings,
+    pub cache: CacheSettings,
+    pub log: LogConfig,
+    /// `passthrough.backend`: the backend that verifies credentials naming no configured client.
+    pub passthrough: Option<String>,
     pub clients: Vec<ClientSettings>,
     pub backends: Vec<BackendSettings>,
     /// Validated `[dns.<name>]` sections, by name.
     pub dns: Vec<crate::dns::DnsSettings>,
     /// Which `[dns.<name>]` section each backend (and network) registers names with.
     pub dns_attach: BTreeMap<String, DnsAttach>,
+}
+
+/// `[server]` validated: durations as [`Duration`]s (`listen` is [`Settings::listen`]).
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub state_dir: PathBuf,
+    pub request_timeout: Duration,
+    pub body_limit_bytes: usize,
+    pub shutdown_grace: Duration,
+    pub readyz_timeout: Duration,
+    /// 0: the failed-authentication throttle is off.
+    pub auth_failure_limit: u32,
+    pub auth_failure_window: Duration,
+    pub auth_block: Duration,
+    /// `cert_file` and `key_file` are set when `mode = "files"`.
+    pub tls: TlsConfig,
+}
+
+/// `[cache]` validated.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheSettings {
+    pub networks_ttl: Duration,
+    pub auth_ttl: Duration,
 }
 
 /// The DNS sections one backend registers names with: its own (`backends.<b>.dns`) and, for
@@ -614,186 +480,6 @@ impl BackendSettings {
     }
 }
 
-/// Validated phpIPAM settings: URL checked, secrets resolved, CA bundle read.
-#[derive(Debug, Clone)]
-pub struct PhpipamSettings {
-    /// Root URL without a trailing slash; the API lives at `{base_url}/api/{app_id}/`.
-    pub base_url: String,
-    pub app_id: String,
-    pub auth: PhpipamAuth,
-    pub ca_pem: Option<Vec<u8>>,
-    pub verify_tls: bool,
-    /// Exactly this certificate is accepted (`tls_fingerprint`).
-    pub tls_fingerprint: Option<crate::backends::tls::CertFingerprint>,
-    pub connect_timeout: std::time::Duration,
-    pub timeout: std::time::Duration,
-    pub sections: Vec<SectionRef>,
-    pub networks: SubnetSelector,
-    pub blocks: SubnetSelector,
-    pub owner_field: String,
-    pub dns_domain_field: Option<String>,
-    pub search_domains_field: Option<String>,
-    pub lookup_cache_ttl: std::time::Duration,
-}
-
-/// A backend's own user: the gateway's service account on phpIPAM or the grid (the password never
-/// leaves a `SecretString`).
-#[derive(Debug, Clone)]
-pub struct ServiceAccount {
-    pub username: String,
-    pub password: SecretString,
-}
-
-/// The transport keys every HTTP backend section has: a readable PEM `ca_file` (returned) and
-/// non-zero `connect_timeout_secs` / `timeout_secs`.
-pub(crate) fn http_transport(
-    key: &str,
-    ca_file: Option<&Path>,
-    connect_timeout_secs: u64,
-    timeout_secs: u64,
-) -> Result<Option<Vec<u8>>, ConfigError> {
-    for (field, secs) in [
-        ("connect_timeout_secs", connect_timeout_secs),
-        ("timeout_secs", timeout_secs),
-    ] {
-        if secs == 0 {
-            return Err(ConfigError::new(
-                format!("{key}.{field}"),
-                "must be at least 1",
-            ));
-        }
-    }
-    let Some(path) = ca_file else {
-        return Ok(None);
-    };
-    let pem = std::fs::read(path).map_err(|e| {
-        ConfigError::new(
-            format!("{key}.ca_file"),
-            format!("cannot read {}: {e}", path.display()),
-        )
-    })?;
-    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
-        return Err(ConfigError::new(
-            format!("{key}.ca_file"),
-            format!("{} holds no PEM certificate", path.display()),
-        ));
-    }
-    Ok(Some(pem))
-}
-
-/// The `tls_fingerprint` key of an HTTP backend section (see [`CertFingerprint::parse`] for what
-/// it accepts). The pin replaces chain validation, so it goes with neither `ca_file` (which would
-/// be silently unused) nor `verify_tls = false` (which would contradict it).
-///
-/// [`CertFingerprint::parse`]: crate::backends::tls::CertFingerprint::parse
-pub(crate) fn tls_pin(
-    key: &str,
-    text: Option<&str>,
-    ca_file: Option<&Path>,
-    verify_tls: bool,
-) -> Result<Option<crate::backends::tls::CertFingerprint>, ConfigError> {
-    let Some(text) = text else {
-        return Ok(None);
-    };
-    let field = format!("{key}.tls_fingerprint");
-    let pin = crate::backends::tls::CertFingerprint::parse(text)
-        .map_err(|why| ConfigError::new(&field, why))?;
-    if ca_file.is_some() {
-        return Err(ConfigError::new(
-            field,
-            "accepts exactly one certificate whatever its chain; ca_file would not be used \
-             (remove one of them)",
-        ));
-    }
-    if !verify_tls {
-        return Err(ConfigError::new(
-            field,
-            "is a verification; it cannot go with verify_tls = false (remove one of them)",
-        ));
-    }
-    Ok(Some(pin))
-}
-
-/// The `url` key of an HTTP backend section, its API path already cut off: http(s), a host, no
-/// credentials (`credentials` says where they go instead), no query or fragment.
-pub(crate) fn http_base_url(key: &str, url: &str, credentials: &str) -> Result<(), ConfigError> {
-    let bad = |why: String| Err(ConfigError::new(format!("{key}.url"), why));
-    let Some(rest) = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-    else {
-        // Not echoed: a URL with another scheme may still carry credentials.
-        return bad("must start with https:// or http://".into());
-    };
-    let authority = rest.split('/').next().unwrap_or_default();
-    if authority.is_empty() {
-        return bad("has no host".into());
-    }
-    if authority.contains('@') {
-        return bad(format!("must not contain credentials; use {credentials}"));
-    }
-    if rest.contains('?') || rest.contains('#') {
-        return bad("must not contain a query or fragment".into());
-    }
-    Ok(())
-}
-
-/// A phpIPAM user.
-pub type PhpipamUser = ServiceAccount;
-
-/// Reads `username` and `password` of the backend section `key` as a pair: both, or (when not
-/// `required` by `auth = "user"`) neither; one without the other names the missing key.
-pub(crate) fn service_account(
-    key: &str,
-    username: Option<&Secret>,
-    password: Option<&Secret>,
-    required: bool,
-) -> Result<Option<ServiceAccount>, ConfigError> {
-    let missing = |field: &str, other: &str| {
-        ConfigError::new(
-            format!("{key}.{field}"),
-            if required {
-                "required when auth = \"user\"".to_owned()
-            } else {
-                format!("required when {other} is set")
-            },
-        )
-    };
-    match (username, password) {
-        (Some(u), Some(pw)) => {
-            let username = u.resolve(&format!("{key}.username"))?;
-            let password = pw.resolve(&format!("{key}.password"))?;
-            Ok(Some(ServiceAccount {
-                username: username.expose_secret().trim().to_owned(),
-                password,
-            }))
-        }
-        (None, None) if !required => Ok(None),
-        (None, _) => Err(missing("username", "password")),
-        (Some(_), None) => Err(missing("password", "username")),
-    }
-}
-
-#[derive(Debug, Clone)]
-pub enum PhpipamAuth {
-    User(PhpipamUser),
-    AppCode(SecretString),
-    Passthrough { fallback: Option<PhpipamUser> },
-}
-
-/// A validated subnet selector; `field`/`value` are both set or both unset.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SubnetSelector {
-    pub ids: Vec<u64>,
-    pub field: Option<(String, String)>,
-}
-
-impl SubnetSelector {
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty() && self.field.is_none()
-    }
-}
-
 impl Settings {
     /// Loads the file at `path` (or the embedded default), applies `IPAMGW_…` overrides, validates.
     pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
@@ -814,32 +500,68 @@ impl Settings {
     }
 
     fn parse(text: &str, env: Option<Env>) -> Result<Settings, ConfigError> {
-        // Large `[[backends.<name>.networks]]` lists element by element (see `inventory`); the
-        // whole document through figment otherwise, and for every error.
-        let config = match inventory::extract(text, env.clone()) {
-            Some(config) => config,
-            None => {
-                let figment = Figment::new().merge(Toml::string(text));
-                let figment = match env {
-                    Some(env) => figment.merge(env),
-                    None => figment,
-                };
-                figment.extract::<Config>().map_err(figment_error)?
-            }
+        // Large network lists belong in an embedded backend's `inventory` file, read by serde
+        // without figment (see `EmbeddedConfig::read_inventory`).
+        let figment = Figment::new().merge(Toml::string(text));
+        let figment = match env {
+            Some(env) => figment.merge(env),
+            None => figment,
         };
-        config.validate()
+        figment
+            .extract::<Config>()
+            .map_err(figment_error)?
+            .validate()
+    }
+}
+
+impl Settings {
+    /// Drops the configured network and block lists of embedded backends, once validated into
+    /// [`BackendSettings`], so that a large inventory is not held twice while the backends are
+    /// seeded (`print-config` runs before this).
+    pub fn release_inventories(&mut self) {
+        self.config.release_inventories();
+    }
+
+    /// The effective configuration as TOML, for `print-config`: secrets given inline are
+    /// redacted, `env:`/`file:` references shown as written, unset optional keys left out.
+    pub fn to_toml(&self) -> Result<String, String> {
+        // Through JSON so that the redacting `Serialize` of secrets applies.
+        let mut value = serde_json::to_value(&self.config).map_err(|e| e.to_string())?;
+        drop_nulls(&mut value);
+        let value: toml::Value = serde_json::from_value(value).map_err(|e| e.to_string())?;
+        toml::to_string_pretty(&value).map_err(|e| e.to_string())
+    }
+}
+
+/// TOML has no null: unset optional keys are left out.
+fn drop_nulls(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(drop_nulls);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
     }
 }
 
 impl Config {
+    /// Reads TOML text into the raw (unvalidated) configuration, without environment overrides:
+    /// for tests that change a key before [`Config::validate`].
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        Figment::new()
+            .merge(Toml::string(text))
+            .extract::<Config>()
+            .map_err(figment_error)
+    }
+
     /// Drops the configured network and block lists of embedded backends, once validated into
     /// [`BackendSettings`] (only `print-config` shows them from here), so that a large inventory
     /// is not held twice while the backends are seeded.
-    pub fn release_inventories(&mut self) {
+    fn release_inventories(&mut self) {
         for backend in self.backends.values_mut() {
             if let BackendConfig::Embedded(e) = backend {
-                e.networks = Vec::new();
-                e.blocks = Vec::new();
+                e.release_inventory();
             }
         }
     }
@@ -866,13 +588,13 @@ fn figment_error(e: figment::Error) -> ConfigError {
     }
 }
 
-fn parse_addr(key: &str, text: &str) -> Result<IpAddr, ConfigError> {
+pub(crate) fn parse_addr(key: &str, text: &str) -> Result<IpAddr, ConfigError> {
     text.trim()
         .parse()
         .map_err(|_| ConfigError::new(key, format!("'{text}' is not an IP address")))
 }
 
-fn parse_cidr(key: &str, text: &str) -> Result<IpNet, ConfigError> {
+pub(crate) fn parse_cidr(key: &str, text: &str) -> Result<IpNet, ConfigError> {
     let net: IpNet = text.trim().parse().map_err(|_| {
         ConfigError::new(
             key,
@@ -888,7 +610,7 @@ fn parse_cidr(key: &str, text: &str) -> Result<IpNet, ConfigError> {
     Ok(net)
 }
 
-fn parse_socket(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+pub(crate) fn parse_socket(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
     text.trim().parse().map_err(|_| {
         ConfigError::new(
             key,
@@ -897,7 +619,7 @@ fn parse_socket(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
     })
 }
 
-fn check_name(key: &str, name: &str) -> Result<(), ConfigError> {
+pub(crate) fn check_name(key: &str, name: &str) -> Result<(), ConfigError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -913,70 +635,13 @@ fn check_name(key: &str, name: &str) -> Result<(), ConfigError> {
     }
 }
 
-fn tags(map: &BTreeMap<String, String>) -> Vec<Tag> {
-    map.iter()
-        .map(|(k, v)| Tag {
-            key: k.clone(),
-            value: v.clone(),
-        })
-        .collect()
-}
-
-fn bounds(net: &IpNet) -> (u128, u128) {
-    match net {
-        IpNet::V4(n) => (
-            u128::from(u32::from(n.network())),
-            u128::from(u32::from(n.broadcast())),
-        ),
-        IpNet::V6(n) => (u128::from(n.network()), u128::from(n.broadcast())),
-    }
-}
-
-/// The address after `a` (saturating at the top of the family).
-fn next_addr(a: IpAddr) -> IpAddr {
-    match a {
-        IpAddr::V4(v) => IpAddr::from(u32::from(v).saturating_add(1).to_be_bytes()),
-        IpAddr::V6(v) => IpAddr::from(u128::from(v).saturating_add(1).to_be_bytes()),
-    }
-}
-
-/// First and last assignable host of a network: IPv4 skips the network and broadcast addresses
-/// (except /31 and /32), IPv6 skips the subnet-router anycast address (except /127 and /128).
-pub fn usable_range(net: &IpNet) -> (IpAddr, IpAddr) {
-    match net {
-        IpNet::V4(n) => {
-            let (lo, hi) = (u32::from(n.network()), u32::from(n.broadcast()));
-            if n.prefix_len() >= 31 {
-                (
-                    IpAddr::from(lo.to_be_bytes()),
-                    IpAddr::from(hi.to_be_bytes()),
-                )
-            } else {
-                (
-                    IpAddr::from((lo + 1).to_be_bytes()),
-                    IpAddr::from((hi - 1).to_be_bytes()),
-                )
-            }
-        }
-        IpNet::V6(n) => {
-            let (lo, hi) = (u128::from(n.network()), u128::from(n.broadcast()));
-            if n.prefix_len() >= 127 {
-                (
-                    IpAddr::from(lo.to_be_bytes()),
-                    IpAddr::from(hi.to_be_bytes()),
-                )
-            } else {
-                (
-                    IpAddr::from((lo + 1).to_be_bytes()),
-                    IpAddr::from(hi.to_be_bytes()),
-                )
-            }
-        }
-    }
-}
-
 impl Config {
-    pub fn validate(self) -> Result<Settings, ConfigError> {
+    pub fn validate(mut self) -> Result<Settings, ConfigError> {
+        for (name, backend) in &mut self.backends {
+            if let BackendConfig::Embedded(e) = backend {
+                e.read_inventory(&format!("backends.{name}"))?;
+            }
+        }
         let listen = parse_socket("server.listen", &self.server.listen)?;
         let metrics_listen = if self.metrics.enabled {
             Some(parse_socket("metrics.listen", &self.metrics.listen)?)
@@ -1093,9 +758,28 @@ impl Config {
             ));
         }
 
+        let server = ServerSettings {
+            state_dir: self.server.state_dir.clone(),
+            request_timeout: Duration::from_secs(self.server.request_timeout_secs),
+            body_limit_bytes: self.server.body_limit_bytes,
+            shutdown_grace: Duration::from_secs(self.server.shutdown_grace_secs),
+            readyz_timeout: Duration::from_secs(self.server.readyz_timeout_secs),
+            auth_failure_limit: self.server.auth_failure_limit,
+            auth_failure_window: Duration::from_secs(self.server.auth_failure_window_secs),
+            auth_block: Duration::from_secs(self.server.auth_block_secs),
+            tls: self.server.tls.clone(),
+        };
+        let cache = CacheSettings {
+            networks_ttl: Duration::from_secs(self.cache.networks_ttl_secs),
+            auth_ttl: Duration::from_secs(self.cache.auth_ttl_secs),
+        };
         Ok(Settings {
             listen,
             metrics_listen,
+            server,
+            cache,
+            log: self.log.clone(),
+            passthrough: self.passthrough.as_ref().map(|p| p.backend.clone()),
             clients,
             backends,
             dns,
@@ -1131,9 +815,9 @@ impl Config {
         match backend {
             BackendConfig::Embedded(e) => {
                 attach.default = e.dns.as_deref().map(|d| known(key, d)).transpose()?;
-                for (i, n) in e.networks.iter().enumerate() {
+                for (item, n) in e.all_networks(&format!("backends.{name}")) {
                     if let Some(d) = &n.dns {
-                        let d = known(format!("backends.{name}.networks[{i}].dns"), d)?;
+                        let d = known(format!("{item}.dns"), d)?;
                         let id = match parse_cidr("", &n.cidr) {
                             Ok(c) => format!("{}/{}", n.address_space, c),
                             Err(_) => continue,
@@ -1147,8 +831,8 @@ impl Config {
             }
             BackendConfig::Infoblox(p) => {
                 if let Some(d) = &p.dns {
-                    let registers = p.record_style == infoblox::RecordStyle::APtr
-                        || (p.record_style == infoblox::RecordStyle::Host && p.configure_for_dns);
+                    let registers = p.record_style == RecordStyle::APtr
+                        || (p.record_style == RecordStyle::Host && p.configure_for_dns);
                     if registers && !p.dns_override {
                         return Err(ConfigError::new(
                             key,
@@ -1178,66 +862,8 @@ impl Config {
     ) -> Result<BackendSettings, ConfigError> {
         match backend {
             BackendConfig::Embedded(e) => {
-                let mut networks: Vec<NetworkInfo> = Vec::new();
-                // (address space, family, first address) → (last address, index): finds an
-                // overlap in O(log n), so large seeded configs validate quickly.
-                let mut seen: BTreeMap<(String, bool, u128), (u128, usize)> = BTreeMap::new();
-                for (i, n) in e.networks.iter().enumerate() {
-                    let key = format!("backends.{name}.networks[{i}]");
-                    let net = validate_network(&key, n)?;
-                    let (lo, hi) = bounds(&net.cidr);
-                    let v6 = matches!(net.cidr, IpNet::V6(_));
-                    let space = net.address_space.clone();
-                    let before = seen
-                        .range(..=(space.clone(), v6, lo))
-                        .next_back()
-                        .filter(|((s, f, _), (end, _))| s == &space && *f == v6 && *end >= lo);
-                    let after = seen
-                        .range((space.clone(), v6, lo)..)
-                        .next()
-                        .filter(|((s, f, start), _)| s == &space && *f == v6 && *start <= hi);
-                    if let Some((_, (_, j))) = before.or(after) {
-                        let other: &NetworkInfo = &networks[*j];
-                        return Err(ConfigError::new(
-                            format!("{key}.cidr"),
-                            format!(
-                                "{} overlaps network '{}' ({}) in address space '{}'",
-                                net.cidr, other.name, other.cidr, net.address_space
-                            ),
-                        ));
-                    }
-                    seen.insert((space, v6, lo), (hi, networks.len()));
-                    networks.push(net);
-                }
-                let mut blocks: Vec<BlockInfo> = Vec::new();
-                for (i, b) in e.blocks.iter().enumerate() {
-                    let key = format!("backends.{name}.blocks[{i}]");
-                    let block = validate_block(&key, b)?;
-                    if let Some(n) = networks.iter().find(|n| {
-                        n.address_space == block.address_space
-                            && (n.cidr.contains(&block.cidr) || block.cidr.contains(&n.cidr))
-                    }) {
-                        return Err(ConfigError::new(
-                            format!("{key}.cidr"),
-                            format!(
-                                "{} overlaps network '{}' ({}); blocks must be free space",
-                                block.cidr, n.name, n.cidr
-                            ),
-                        ));
-                    }
-                    if blocks.iter().any(|o| o.backend_id == block.backend_id) {
-                        return Err(ConfigError::new(
-                            format!("{key}.name"),
-                            format!("duplicate block name '{}'", block.name),
-                        ));
-                    }
-                    blocks.push(block);
-                }
-                let path = if e.path.is_absolute() {
-                    e.path.clone()
-                } else {
-                    self.server.state_dir.join(&e.path)
-                };
+                let key = format!("backends.{name}");
+                let (path, networks, blocks) = validate_embedded(&key, e, &self.server.state_dir)?;
                 Ok(BackendSettings::Embedded {
                     name: name.to_owned(),
                     path,
@@ -1255,247 +881,6 @@ impl Config {
             }),
         }
     }
-}
-
-fn validate_phpipam(key: &str, p: &PhpipamConfig) -> Result<PhpipamSettings, ConfigError> {
-    let url = p.url.trim().trim_end_matches('/');
-    let url = url.strip_suffix("/api").unwrap_or(url);
-    http_base_url(key, url, "username/password or app_code")?;
-    let app_id = p.app_id.trim();
-    if app_id.is_empty()
-        || !app_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        return Err(ConfigError::new(
-            format!("{key}.app_id"),
-            format!("'{app_id}' must be the API app id: letters, digits, '-' or '_'"),
-        ));
-    }
-    let user =
-        |required: bool| service_account(key, p.username.as_ref(), p.password.as_ref(), required);
-    let auth = match p.auth {
-        PhpipamAuthMode::User => {
-            if p.app_code.is_some() {
-                return Err(ConfigError::new(
-                    format!("{key}.app_code"),
-                    "only used when auth = \"app_code\"",
-                ));
-            }
-            let Some(u) = user(true)? else {
-                return Err(ConfigError::new(
-                    format!("{key}.username"),
-                    "required when auth = \"user\"",
-                ));
-            };
-            PhpipamAuth::User(u)
-        }
-        PhpipamAuthMode::AppCode => {
-            if p.username.is_some() || p.password.is_some() {
-                return Err(ConfigError::new(
-                    format!("{key}.username"),
-                    "not used when auth = \"app_code\" (the app code is the credential)",
-                ));
-            }
-            let code = p.app_code.as_ref().ok_or_else(|| {
-                ConfigError::new(
-                    format!("{key}.app_code"),
-                    "required when auth = \"app_code\"",
-                )
-            })?;
-            PhpipamAuth::AppCode(code.resolve(&format!("{key}.app_code"))?)
-        }
-        PhpipamAuthMode::Passthrough => {
-            if p.app_code.is_some() {
-                return Err(ConfigError::new(
-                    format!("{key}.app_code"),
-                    "only used when auth = \"app_code\"",
-                ));
-            }
-            PhpipamAuth::Passthrough {
-                fallback: user(false)?,
-            }
-        }
-    };
-    let ca_pem = http_transport(
-        key,
-        p.ca_file.as_deref(),
-        p.connect_timeout_secs,
-        p.timeout_secs,
-    )?;
-    let tls_fingerprint = tls_pin(
-        key,
-        p.tls_fingerprint.as_deref(),
-        p.ca_file.as_deref(),
-        p.verify_tls,
-    )?;
-    for (i, s) in p.sections.iter().enumerate() {
-        if let SectionRef::Name(n) = s
-            && n.trim().is_empty()
-        {
-            return Err(ConfigError::new(
-                format!("{key}.sections[{i}]"),
-                "must not be empty",
-            ));
-        }
-    }
-    let field_name = |k: &str, f: &str| -> Result<String, ConfigError> {
-        let f = f.trim();
-        if f.is_empty() || !f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(ConfigError::new(
-                k,
-                format!("'{f}' is not a phpIPAM field name (letters, digits, '_')"),
-            ));
-        }
-        Ok(f.to_owned())
-    };
-    let selector = |which: &str, s: &SubnetSelectorConfig| -> Result<SubnetSelector, ConfigError> {
-        let field = match (&s.field, &s.value) {
-            (Some(f), Some(v)) => {
-                Some((field_name(&format!("{key}.{which}.field"), f)?, v.as_text()))
-            }
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(ConfigError::new(
-                    format!("{key}.{which}.value"),
-                    format!("required when {which}.field is set"),
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::new(
-                    format!("{key}.{which}.field"),
-                    format!("required when {which}.value is set"),
-                ));
-            }
-        };
-        Ok(SubnetSelector {
-            ids: s.ids.clone(),
-            field,
-        })
-    };
-    let networks = selector("networks", &p.networks)?;
-    let blocks = selector("blocks", &p.blocks)?;
-    if let Some(id) = networks.ids.iter().find(|id| blocks.ids.contains(id)) {
-        return Err(ConfigError::new(
-            format!("{key}.blocks.ids"),
-            format!("subnet {id} is also listed in networks.ids; a subnet is a network or a block"),
-        ));
-    }
-    let owner_field = field_name(&format!("{key}.owner_field"), &p.owner_field)?;
-    if owner_field != "owner" && !owner_field.starts_with("custom_") {
-        return Err(ConfigError::new(
-            format!("{key}.owner_field"),
-            format!("'{owner_field}' must be \"owner\" or a custom field (custom_…)"),
-        ));
-    }
-    let optional_field = |k: &str, f: &Option<String>| {
-        f.as_deref()
-            .map(|f| field_name(&format!("{key}.{k}"), f))
-            .transpose()
-    };
-    Ok(PhpipamSettings {
-        base_url: url.to_owned(),
-        app_id: app_id.to_owned(),
-        auth,
-        ca_pem,
-        verify_tls: p.verify_tls,
-        tls_fingerprint,
-        connect_timeout: std::time::Duration::from_secs(p.connect_timeout_secs),
-        timeout: std::time::Duration::from_secs(p.timeout_secs),
-        sections: p.sections.clone(),
-        networks,
-        blocks,
-        owner_field,
-        dns_domain_field: optional_field("dns_domain_field", &p.dns_domain_field)?,
-        search_domains_field: optional_field("search_domains_field", &p.search_domains_field)?,
-        lookup_cache_ttl: std::time::Duration::from_secs(p.lookup_cache_secs.max(1)),
-    })
-}
-
-fn validate_network(key: &str, n: &NetworkConfig) -> Result<NetworkInfo, ConfigError> {
-    if n.name.trim().is_empty() {
-        return Err(ConfigError::new(format!("{key}.name"), "must not be empty"));
-    }
-    let cidr = parse_cidr(&format!("{key}.cidr"), &n.cidr)?;
-    let in_net = |field: &str, text: &str| -> Result<IpAddr, ConfigError> {
-        let k = format!("{key}.{field}");
-        let a = parse_addr(&k, text)?;
-        if !cidr.contains(&a) {
-            return Err(ConfigError::new(k, format!("{a} is outside {cidr}")));
-        }
-        Ok(a)
-    };
-    let gateway = n
-        .gateway
-        .as_deref()
-        .map(|g| in_net("gateway", g))
-        .transpose()?;
-    let (mut start, mut end) = usable_range(&cidr);
-    if let Some(s) = &n.range_start {
-        start = in_net("range_start", s)?;
-    } else if gateway == Some(start) && start < end {
-        // The range starts after a gateway on the first host, as phpIPAM's and Infoblox's do
-        // and as carved networks do here (the gateway is never handed out either way).
-        start = next_addr(start);
-    }
-    if let Some(e) = &n.range_end {
-        end = in_net("range_end", e)?;
-    }
-    if start > end {
-        return Err(ConfigError::new(
-            format!("{key}.range_start"),
-            format!("{start} is after range_end {end}"),
-        ));
-    }
-    let dns_servers = n
-        .dns_servers
-        .iter()
-        .enumerate()
-        .map(|(i, d)| parse_addr(&format!("{key}.dns_servers[{i}]"), d))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(NetworkInfo {
-        backend_id: format!("{}/{}", n.address_space, cidr),
-        name: n.name.trim().to_owned(),
-        description: n.description.clone(),
-        cidr,
-        range_start: start,
-        range_end: end,
-        gateway,
-        dns_servers,
-        dns_domain: n.domain.clone(),
-        dns_search_domains: n.search_domains.clone(),
-        address_space: n.address_space.clone(),
-        vlan: n.vlan,
-        tags: tags(&n.tags),
-        free: None,
-        block: None,
-        owner: None,
-    })
-}
-
-fn validate_block(key: &str, b: &BlockConfig) -> Result<BlockInfo, ConfigError> {
-    if b.name.trim().is_empty() {
-        return Err(ConfigError::new(format!("{key}.name"), "must not be empty"));
-    }
-    let cidr = parse_cidr(&format!("{key}.cidr"), &b.cidr)?;
-    let dns_servers = b
-        .dns_servers
-        .iter()
-        .enumerate()
-        .map(|(i, d)| parse_addr(&format!("{key}.dns_servers[{i}]"), d))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(BlockInfo {
-        backend_id: format!("block:{}", b.name.trim()),
-        name: b.name.trim().to_owned(),
-        description: b.description.clone(),
-        cidr,
-        address_space: b.address_space.clone(),
-        gateway: None,
-        dns_servers,
-        dns_domain: b.domain.clone(),
-        dns_search_domains: b.search_domains.clone(),
-        tags: tags(&b.tags),
-    })
 }
 
 #[cfg(test)]
@@ -1625,6 +1010,30 @@ mod tests {
     }
 
     #[test]
+    fn settings_carry_the_validated_server_cache_and_passthrough_values() {
+        let text = format!(
+            "{MINIMAL}\n[server]\nrequest_timeout_secs = 7\nshutdown_grace_secs = 3\n\
+             readyz_timeout_secs = 2\nauth_failure_window_secs = 30\nauth_block_secs = 90\n\
+             [cache]\nnetworks_ttl_secs = 11\nauth_ttl_secs = 12\n\
+             [passthrough]\nbackend = \"local\"\n"
+        );
+        let s = Settings::from_toml(&text).expect("valid");
+        assert_eq!(s.server.request_timeout, Duration::from_secs(7));
+        assert_eq!(s.server.shutdown_grace, Duration::from_secs(3));
+        assert_eq!(s.server.readyz_timeout, Duration::from_secs(2));
+        assert_eq!(s.server.auth_failure_window, Duration::from_secs(30));
+        assert_eq!(s.server.auth_block, Duration::from_secs(90));
+        assert_eq!(s.server.state_dir, PathBuf::from("data"));
+        assert_eq!(s.cache.networks_ttl, Duration::from_secs(11));
+        assert_eq!(s.cache.auth_ttl, Duration::from_secs(12));
+        assert_eq!(s.passthrough.as_deref(), Some("local"));
+        // What print-config shows is the configuration as written.
+        let printed = s.to_toml().expect("print-config");
+        assert!(printed.contains("request_timeout_secs = 7"), "{printed}");
+        assert!(!printed.contains("argon2id"), "{printed}");
+    }
+
+    #[test]
     fn minimal_config_validates() {
         let s = Settings::from_toml(MINIMAL).expect("minimal");
         let BackendSettings::Embedded { networks, .. } = &s.backends[0] else {
@@ -1743,235 +1152,6 @@ mod tests {
         serde_json::to_string(c).expect("serialise")
     }
 
-    const PHPIPAM: &str = r#"
-        [clients.demo]
-        password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$0eDVEQ9XbOhdVpTvmUsnZdk1lBQ9hm0ONgDhkK6fwrY"
-        backend = "ipam"
-        [backends.ipam]
-        kind = "phpipam"
-        url = "https://ipam.example.com/api/"
-        app_id = "gateway"
-        username = "svc"
-        password = "pw-literal-123"
-        sections = ["Gateway", 4]
-        [backends.ipam.networks]
-        field = "custom_vRA_Range"
-        value = 1
-        [backends.ipam.blocks]
-        ids = [10]
-    "#;
-
-    fn phpipam(s: &Settings) -> &PhpipamSettings {
-        match &s.backends[0] {
-            BackendSettings::Phpipam { settings, .. } => settings,
-            other => panic!("phpipam expected, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn phpipam_config_validates_and_normalises() {
-        let s = Settings::from_toml(PHPIPAM).expect("phpipam config");
-        let p = phpipam(&s);
-        assert_eq!(
-            p.base_url, "https://ipam.example.com",
-            "trailing /api/ dropped"
-        );
-        assert_eq!(
-            p.sections,
-            [SectionRef::Name("Gateway".into()), SectionRef::Id(4)]
-        );
-        assert_eq!(
-            p.networks.field,
-            Some(("custom_vRA_Range".into(), "1".into()))
-        );
-        assert_eq!(p.blocks.ids, [10]);
-        assert_eq!(p.owner_field, "owner");
-        assert_eq!(p.timeout.as_secs(), 30);
-        assert!(p.verify_tls);
-        assert!(matches!(&p.auth, PhpipamAuth::User(u) if u.username == "svc"));
-        let printed = format!("{s:?} {}", serde_json::to_string(&s.config).expect("json"));
-        assert!(!printed.contains("pw-literal-123"), "{printed}");
-    }
-
-    #[test]
-    fn http_base_urls_are_checked_naming_the_url_key() {
-        assert!(http_base_url("backends.x", "https://ipam.example.com:8443/sub", "y").is_ok());
-        assert!(http_base_url("backends.x", "http://10.0.0.5", "y").is_ok());
-        for (url, why) in [
-            ("ftp://ipam", "must start with https:// or http://"),
-            ("ftp://u:p@ipam", "must start with https:// or http://"),
-            ("ipam.example.com", "must start with https:// or http://"),
-            ("https:///api", "has no host"),
-            (
-                "https://u:p@ipam",
-                "must not contain credentials; use the keys",
-            ),
-            ("https://ipam/?x=1", "must not contain a query or fragment"),
-            ("https://ipam/#top", "must not contain a query or fragment"),
-        ] {
-            let e = http_base_url("backends.x", url, "the keys").expect_err(url);
-            assert_eq!(e.key, "backends.x.url", "{url}");
-            assert!(e.why.contains(why), "{url}: {e}");
-            assert!(!e.why.contains("u:p"), "{url}: credentials echoed: {e}");
-        }
-    }
-
-    #[test]
-    fn phpipam_errors_name_the_key() {
-        let cases = [
-            (
-                PHPIPAM.replace("https://ipam", "ftp://ipam"),
-                "backends.ipam.url",
-            ),
-            (
-                PHPIPAM.replace("https://ipam", "https://u:p@ipam"),
-                "backends.ipam.url",
-            ),
-            (
-                PHPIPAM.replace("app_id = \"gateway\"", "app_id = \"a/b\""),
-                "backends.ipam.app_id",
-            ),
-            (
-                PHPIPAM.replace("password = \"pw-literal-123\"", ""),
-                "backends.ipam.password",
-            ),
-            (
-                PHPIPAM.replace("username = \"svc\"", ""),
-                "backends.ipam.username",
-            ),
-            (
-                PHPIPAM.replace(
-                    "username = \"svc\"",
-                    "auth = \"app_code\"\nusername = \"svc\"",
-                ),
-                "backends.ipam.username",
-            ),
-            (
-                PHPIPAM
-                    .replace("username = \"svc\"", "auth = \"app_code\"")
-                    .replace("password = \"pw-literal-123\"", ""),
-                "backends.ipam.app_code",
-            ),
-            (
-                PHPIPAM.replace("value = 1", ""),
-                "backends.ipam.networks.value",
-            ),
-            (
-                PHPIPAM.replace("ids = [10]", "ids = [10]\nfield = \"bad field\"\nvalue = 1"),
-                "backends.ipam.blocks.field",
-            ),
-            (
-                PHPIPAM.replace("sections = [", "timeout_secs = 0\nsections = ["),
-                "backends.ipam.timeout_secs",
-            ),
-            (
-                PHPIPAM.replace(
-                    "sections = [",
-                    "ca_file = \"/nonexistent/ca.pem\"\nsections = [",
-                ),
-                "backends.ipam.ca_file",
-            ),
-            (
-                PHPIPAM.replace("sections = [", "owner_field = \"hostname\"\nsections = ["),
-                "backends.ipam.owner_field",
-            ),
-            (
-                PHPIPAM.replace(
-                    "password = \"pw-literal-123\"",
-                    "password = \"env:IPAMGW_TEST_NO_SUCH_PHPIPAM_PW\"",
-                ),
-                "backends.ipam.password",
-            ),
-        ];
-        for (text, key) in cases {
-            assert_eq!(err(&text).key, key, "{text}");
-        }
-    }
-
-    #[test]
-    fn phpipam_passthrough_takes_an_optional_service_account() {
-        let text = PHPIPAM.replace(
-            "username = \"svc\"",
-            "auth = \"passthrough\"\nusername = \"svc\"",
-        );
-        let s = Settings::from_toml(&text).expect("passthrough with fallback");
-        assert!(matches!(
-            &phpipam(&s).auth,
-            PhpipamAuth::Passthrough { fallback: Some(_) }
-        ));
-        let bare = text
-            .replace("username = \"svc\"", "")
-            .replace("password = \"pw-literal-123\"", "");
-        let s = Settings::from_toml(&bare).expect("passthrough alone");
-        assert!(matches!(
-            &phpipam(&s).auth,
-            PhpipamAuth::Passthrough { fallback: None }
-        ));
-    }
-
-    /// A SHA-256 fingerprint, as `openssl x509 -noout -fingerprint -sha256` prints it.
-    const PIN: &str = "SHA256:3A:1F:0C:9B:77:E2:51:D4:08:6E:AF:12:C3:95:4B:60:\
-                       DE:21:8F:74:0A:B9:5C:E3:16:47:A8:2D:F0:93:6B:C1";
-
-    #[test]
-    fn phpipam_tls_fingerprint_is_read_leniently_and_each_mistake_names_the_key() {
-        let with = |value: &str| {
-            PHPIPAM.replace(
-                "sections = [",
-                &format!("tls_fingerprint = \"{value}\"\nsections = ["),
-            )
-        };
-        assert_eq!(
-            phpipam(&Settings::from_toml(PHPIPAM).expect("no pin")).tls_fingerprint,
-            None
-        );
-        let bare = PIN.trim_start_matches("SHA256:");
-        for value in [
-            PIN.to_owned(),
-            PIN.to_ascii_lowercase(),
-            bare.to_owned(),
-            bare.replace(':', "").to_ascii_lowercase(),
-        ] {
-            let s = Settings::from_toml(&with(&value)).expect(&value);
-            let pin = phpipam(&s).tls_fingerprint.expect("pinned");
-            assert_eq!(pin.to_string(), PIN, "{value}");
-        }
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ca = dir.path().join("ca.pem");
-        std::fs::write(
-            &ca,
-            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
-        )
-        .expect("write");
-        let cases = [
-            (with(""), "is empty"),
-            (with(&PIN.replacen("3A", "3Z", 1)), "'Z' (character 9)"),
-            (with(&PIN[..PIN.len() - 3]), "has 31 bytes"),
-            (with(&format!("{PIN}:00")), "has 33 bytes"),
-            (with(&PIN.replacen("3A:1F", "3A1:F", 1)), "found '3A1'"),
-            (
-                with("SHA1:DA:39:A3:EE:5E:6B:4B:0D:32:55:BF:EF:95:60:18:90:AF:D8:07:09"),
-                "not SHA1",
-            ),
-            (
-                with(PIN).replace(
-                    "sections = [",
-                    &format!("ca_file = \"{}\"\nsections = [", ca.display()),
-                ),
-                "ca_file would not be used",
-            ),
-            (
-                with(PIN).replace("sections = [", "verify_tls = false\nsections = ["),
-                "verify_tls = false",
-            ),
-        ];
-        for (text, why) in cases {
-            let e = Settings::from_toml(&text).expect_err(why);
-            assert_eq!(e.key, "backends.ipam.tls_fingerprint", "{why}: {e}");
-            assert!(e.to_string().contains(why), "{e}");
-        }
-    }
-
     #[test]
     fn secrets_resolve_from_files() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1981,143 +1161,5 @@ mod tests {
         assert_eq!(s.resolve("k").expect("resolve").expose_secret(), "s3cret");
         let missing = Secret::from("file:/nonexistent/pw");
         assert_eq!(missing.resolve("k").expect_err("missing").key, "k");
-    }
-
-    /// The whole document through figment: what `Settings::parse` does without `inventory`.
-    fn whole_document(text: &str) -> Result<Config, ConfigError> {
-        Figment::new()
-            .merge(Toml::string(text))
-            .extract::<Config>()
-            .map_err(figment_error)
-    }
-
-    fn same_as_whole_document(text: &str) {
-        let whole = whole_document(text).map(|c| serde_json::to_string(&c).expect("json"));
-        let parsed = match inventory::extract(text, None) {
-            Some(c) => Ok(serde_json::to_string(&c).expect("json")),
-            None => whole_document(text).map(|c| serde_json::to_string(&c).expect("json")),
-        };
-        assert_eq!(parsed, whole, "{text}");
-        match (
-            Settings::from_toml(text),
-            whole_document(text).and_then(Config::validate),
-        ) {
-            (Ok(a), Ok(b)) => assert_eq!(format!("{a:?}"), format!("{b:?}")),
-            (Err(a), Err(b)) => assert_eq!(a, b),
-            (a, b) => panic!("{a:?} vs {b:?}\n{text}"),
-        }
-    }
-
-    const INVENTORY: &str = r#"
-# A seeded embedded backend, networks and blocks as arrays of tables.
-[clients.demo]
-password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$0eDVEQ9XbOhdVpTvmUsnZdk1lBQ9hm0ONgDhkK6fwrY"
-backend = "local"
-[backends.local]
-kind = "embedded"
-path = "local.redb"
-[[backends.local.networks]]
-name = "n1"   # trailing comment [x]
-cidr = "10.0.0.0/24"
-gateway = "10.0.0.1"
-dns_servers = [
-  "10.0.0.53",
-  "10.0.0.54",
-]
-tags = { env = "lab", "owner team" = "net" }
-  [[ backends.local.networks ]]
-name = "n2"
-cidr = "10.0.1.0/24"
-description = """
-[[backends.local.networks]]
-not a header
-"""
-vlan = 12
-search_domains = ["a.example", 'b.example']
-[[backends.local.blocks]]
-name = "b1"
-cidr = "10.8.0.0/16"
-[server]
-listen = "127.0.0.1:9443"
-[[backends.local.networks]]
-name = "n3"
-cidr = "10.0.2.0/24"
-address_space = "other"
-range_start = "10.0.2.10"
-range_end = "10.0.2.20"
-"#;
-
-    #[test]
-    fn inventories_are_read_element_by_element_with_the_same_result() {
-        let config = inventory::extract(INVENTORY, None).expect("element by element");
-        let BackendConfig::Embedded(e) = &config.backends["local"] else {
-            panic!("embedded expected");
-        };
-        let names: Vec<_> = e.networks.iter().map(|n| n.name.as_str()).collect();
-        assert_eq!(names, ["n1", "n2", "n3"]);
-        assert!(
-            e.networks[1]
-                .description
-                .as_deref()
-                .unwrap_or_default()
-                .contains("not a header")
-        );
-        assert_eq!(e.blocks.len(), 1);
-        assert_eq!(config.server.listen, "127.0.0.1:9443");
-        same_as_whole_document(INVENTORY);
-        same_as_whole_document(MINIMAL);
-        same_as_whole_document(DEFAULT_CONFIG);
-        assert!(inventory::extract(MINIMAL, None).is_some());
-    }
-
-    #[test]
-    fn inventory_errors_are_the_whole_documents() {
-        let cases = [
-            // Unknown key, wrong type, missing field in an element.
-            INVENTORY.replace("vlan = 12", "vlan_id = 12"),
-            INVENTORY.replace("vlan = 12", "vlan = \"twelve\""),
-            INVENTORY.replace("name = \"n3\"\n", ""),
-            // Syntax errors inside and outside the lists.
-            INVENTORY.replace("gateway = \"10.0.0.1\"", "gateway = 10.0.0.1"),
-            INVENTORY.replace("listen = \"127", "listen = 127"),
-            INVENTORY.replace("\"\"\"\nvlan", "\nvlan"),
-            // The list also written inline, a table where the array is, a sub-table of an element.
-            INVENTORY.replace(
-                "path = \"local.redb\"",
-                "path = \"local.redb\"\nnetworks = []",
-            ),
-            format!("{INVENTORY}\n[backends.local.networks]\nname = \"x\"\n"),
-            // Lists of a backend that is not embedded, or not configured.
-            INVENTORY.replace(
-                "kind = \"embedded\"\npath = \"local.redb\"",
-                "kind = \"phpipam\"",
-            ),
-            INVENTORY.replace(
-                "[backends.local]\nkind = \"embedded\"\npath = \"local.redb\"",
-                "",
-            ),
-            // Validation after reading: overlap, bad CIDR.
-            INVENTORY
-                .replace("10.0.2.0/24", "10.0.0.0/16")
-                .replace("\"other\"", "\"default\""),
-            INVENTORY.replace("10.0.1.0/24", "10.0.1.0/33"),
-        ];
-        for text in &cases {
-            same_as_whole_document(text);
-            assert!(Settings::from_toml(text).is_err(), "{text}");
-        }
-        let e = Settings::from_toml(&cases[0]).expect_err("unknown key");
-        assert!(e.to_string().contains("vlan_id"), "{e}");
-        let e = Settings::from_toml(&cases[11]).expect_err("bad cidr");
-        assert_eq!(e.key, "backends.local.networks[1].cidr");
-        // A sub-table of the last element: valid, read by the whole-document path.
-        let text = format!("{INVENTORY}\n[backends.local.networks.tags]\nrack = \"r1\"\n");
-        assert!(inventory::extract(&text, None).is_none());
-        same_as_whole_document(&text);
-        let s = Settings::from_toml(&text).expect("sub-table");
-        let BackendSettings::Embedded { networks, .. } = &s.backends[0] else {
-            panic!("embedded expected");
-        };
-        assert_eq!(networks[2].tags[0].key, "rack");
     }
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod contracts;
 pub mod dns;
 pub mod domain;
+pub mod ipmath;
 pub mod package;
 pub mod server;
 pub mod service;
@@ -59,7 +60,7 @@ impl Application {
     pub async fn build(mut settings: Settings) -> anyhow::Result<Self> {
         // A configured inventory is held once at a time: the config's lists are validated into
         // `settings.backends`, and each backend's validated list goes once it has been seeded.
-        settings.config.release_inventories();
+        settings.release_inventories();
         let avi_dns = Arc::new(crate::contracts::avi_dns::AviDnsTargets::from_settings(
             &settings,
         ));
@@ -69,9 +70,9 @@ impl Application {
                 .with_context(|| format!("cannot start backend `{}`", b.name()))?;
             backends.push(backend);
         }
-        let cfg = &settings.config;
-        if let Some(p) = &cfg.passthrough
-            && let Some(b) = backends.iter().find(|b| b.name() == p.backend)
+        let server = &settings.server;
+        if let Some(p) = &settings.passthrough
+            && let Some(b) = backends.iter().find(|b| b.name() == *p)
             && !b.supports_passthrough()
         {
             anyhow::bail!(
@@ -80,25 +81,18 @@ impl Application {
                 b.kind()
             );
         }
-        let ipam = Arc::new(
-            Ipam::new(backends, Duration::from_secs(cfg.cache.networks_ttl_secs)).with_dns(
-                service::DnsRegistry::from_settings(&settings.dns, &settings.dns_attach),
-            ),
-        );
+        let ipam = Arc::new(Ipam::new(backends, settings.cache.networks_ttl).with_dns(
+            service::DnsRegistry::from_settings(&settings.dns, &settings.dns_attach),
+        ));
         let state = AppState {
             ipam: ipam.clone(),
             auth: Arc::new(Authenticator::new(&settings)),
-            backend_timeout: Duration::from_secs(cfg.server.readyz_timeout_secs),
+            backend_timeout: server.readyz_timeout,
         };
-        let router = server::router(
-            state,
-            Duration::from_secs(cfg.server.request_timeout_secs),
-            cfg.server.body_limit_bytes,
-        )
-        .layer(axum::Extension(avi_dns));
+        let router = server::router(state, server.request_timeout, server.body_limit_bytes)
+            .layer(axum::Extension(avi_dns));
 
-        let material =
-            tls::load_or_create(&cfg.server.tls, &cfg.server.state_dir).context("server.tls")?;
+        let material = tls::load_or_create(&server.tls, &server.state_dir).context("server.tls")?;
         let (tls, fingerprint) = match material {
             Some(m) => {
                 let config = tls::server_config(&m).context("server.tls")?;
@@ -128,7 +122,7 @@ impl Application {
             shutdown: ShutdownHandle {
                 server: axum_server::Handle::new(),
                 metrics: metrics_tx,
-                grace: Duration::from_secs(cfg.server.shutdown_grace_secs),
+                grace: server.shutdown_grace,
             },
         })
     }

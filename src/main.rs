@@ -104,7 +104,7 @@ fn main() -> ExitCode {
         }
     };
     match command {
-        Command::PrintConfig => match toml_string(&settings) {
+        Command::PrintConfig => match settings.to_toml() {
             Ok(text) => {
                 print!("{text}");
                 ExitCode::SUCCESS
@@ -118,26 +118,6 @@ fn main() -> ExitCode {
         Command::Serve | Command::HashPassword { .. } | Command::Package { .. } => {
             runtime.block_on(serve(settings))
         }
-    }
-}
-
-fn toml_string(settings: &Settings) -> Result<String, String> {
-    // Through JSON so that the redacting `Serialize` of secrets applies.
-    let mut value = serde_json::to_value(&settings.config).map_err(|e| e.to_string())?;
-    drop_nulls(&mut value);
-    let value: toml::Value = serde_json::from_value(value).map_err(|e| e.to_string())?;
-    toml::to_string_pretty(&value).map_err(|e| e.to_string())
-}
-
-/// TOML has no null: unset optional keys are left out.
-fn drop_nulls(v: &mut serde_json::Value) {
-    match v {
-        serde_json::Value::Object(map) => {
-            map.retain(|_, v| !v.is_null());
-            map.values_mut().for_each(drop_nulls);
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_nulls),
-        _ => {}
     }
 }
 
@@ -356,7 +336,7 @@ async fn check(settings: Settings) -> ExitCode {
 }
 
 async fn serve(settings: Settings) -> ExitCode {
-    telemetry::init_logging(&settings.config.log);
+    telemetry::init_logging(&settings.log);
     let app = match Application::build(settings).await {
         Ok(app) => app,
         Err(e) => {

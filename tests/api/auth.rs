@@ -166,9 +166,7 @@ async fn a_configured_certificate_pair_is_used() {
             key.display()
         ),
     );
-    let mut cfg = ipam_gateway::config::Settings::from_toml(&config)
-        .expect("config")
-        .config;
+    let mut cfg = ipam_gateway::config::Config::from_toml(&config).expect("config");
     cfg.server.listen = "127.0.0.1:0".into();
     cfg.metrics.enabled = false;
     let other_state = tempfile::tempdir().expect("state");

@@ -116,13 +116,6 @@ fn of_kind<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
     found[0]
 }
 
-fn port_of(addr: &str) -> u64 {
-    addr.rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {addr}"))
-}
-
 /// The demo client's argon2 hash: a valid value for the hash variables.
 fn a_valid_hash() -> String {
     ipam_gateway::config::DEFAULT_CONFIG
@@ -256,7 +249,7 @@ async fn kubernetes_manifests_are_consistent_and_their_config_validates() {
         inline = inline.replace(&format!("\"env:{name}\""), &format!("\"{value}\""));
     }
     let settings = ipam_gateway::config::Settings::from_toml(&inline).expect("validates");
-    let server = &settings.config.server;
+    let server = &settings.server;
     assert!(server.auth_failure_limit > 0, "the auth throttle is on");
 
     // Ports: the named container ports are the config's listeners; the Service and the
@@ -271,8 +264,9 @@ async fn kubernetes_manifests_are_consistent_and_their_config_validates() {
             .as_u64()
             .expect("number")
     };
-    assert_eq!(port("https"), port_of(&server.listen));
-    assert_eq!(port("metrics"), port_of(&settings.config.metrics.listen));
+    assert_eq!(port("https"), u64::from(settings.listen.port()));
+    let metrics = settings.metrics_listen.expect("metrics on");
+    assert_eq!(port("metrics"), u64::from(metrics.port()));
     let annotations = &pod["metadata"]["annotations"];
     assert_eq!(annotations["prometheus.io/scrape"], "true");
     assert_eq!(
@@ -317,7 +311,7 @@ async fn kubernetes_manifests_are_consistent_and_their_config_validates() {
         .as_u64()
         .expect("timeout");
     assert!(
-        readiness_timeout > server.readyz_timeout_secs,
+        readiness_timeout > server.readyz_timeout.as_secs(),
         "/readyz answers (ready or not) before the probe gives up"
     );
 

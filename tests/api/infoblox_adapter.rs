@@ -769,7 +769,7 @@ async fn secrets_stay_out_of_debug_and_errors() {
         &m.uri(),
         "username = \"admin\"\npassword = \"s3cret-Infoblox-pw\"",
     ));
-    let printed = format!("{s:?} {}", serde_json::to_string(&s.config).expect("json"));
+    let printed = format!("{s:?} {}", s.to_toml().expect("print-config"));
     assert!(!printed.contains("s3cret-Infoblox-pw"), "{printed}");
 }
 

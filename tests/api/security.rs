@@ -253,10 +253,13 @@ fn throttle_settings_are_validated_naming_the_key() {
         "auth_failure_limit = 0\nauth_block_secs = 0",
     ))
     .expect("throttle off");
-    assert_eq!(ok.config.server.auth_failure_limit, 0);
+    assert_eq!(ok.server.auth_failure_limit, 0);
     let defaults = ipam_gateway::config::Settings::from_toml(&BASE_CONFIG).expect("defaults");
-    assert_eq!(defaults.config.server.auth_failure_limit, 10);
-    assert_eq!(defaults.config.server.auth_failure_window_secs, 60);
+    assert_eq!(defaults.server.auth_failure_limit, 10);
+    assert_eq!(
+        defaults.server.auth_failure_window,
+        std::time::Duration::from_secs(60)
+    );
 }
 
 /// Tries one TLS handshake per protocol version with Python's `ssl` (OpenSSL), and a control

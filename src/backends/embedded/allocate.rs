@@ -9,11 +9,11 @@ use super::records::{self, StoredAllocationV1};
 use super::store::{ADDRESSES, NETWORKS, OWNERS, from_u128, to_u128};
 use super::{EmbeddedBackend, NetworkRow};
 use crate::backends::Claim;
-use crate::config::usable_range;
 use crate::domain::{
     AllocateIn, AllocationInfo, Family, IpamError, IpamResult, Lookup, NetworkInfo, Owner,
     RecordChanges,
 };
+use crate::ipmath::usable_range;
 
 impl EmbeddedBackend {
     pub(super) fn load_network(

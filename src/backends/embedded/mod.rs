@@ -19,13 +19,14 @@ use ipnet::IpNet;
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::{Backend, CallContext, Claim};
-use crate::config::usable_range;
 use crate::domain::{
     AllocateIn, AllocationInfo, BackendStatus, BlockInfo, CarveRequest, Family, IpamError,
     IpamResult, Lookup, NetworkInfo, Owner, RecordChanges, RecordDetails,
 };
+use crate::ipmath::{WholeBlock, check_carve_prefix, usable_range};
 
 mod allocate;
+pub mod config;
 mod records;
 mod store;
 
@@ -156,23 +157,13 @@ impl EmbeddedBackend {
             .iter()
             .find(|b| b.backend_id == req.block)
             .ok_or_else(|| IpamError::NotFound(format!("block {}", req.block)))?;
-        let max = match block.cidr {
-            IpNet::V4(_) => 32,
-            IpNet::V6(_) => 128,
-        };
-        if req.prefix_len < block.cidr.prefix_len() || req.prefix_len > max {
-            return Err(IpamError::invalid(
-                "prefix_len",
-                format!(
-                    "/{} does not fit in block {} ({}); use /{}../{}",
-                    req.prefix_len,
-                    block.name,
-                    block.cidr,
-                    block.cidr.prefix_len(),
-                    max
-                ),
-            ));
-        }
+        check_carve_prefix(
+            req.prefix_len,
+            &block.name,
+            &block.cidr,
+            WholeBlock::Allowed,
+        )?;
+        let max = block.cidr.max_prefix_len();
         let txn = self.db.begin_write().map_err(|e| self.store_err(e))?;
         let info = {
             let mut networks = txn.open_table(NETWORKS).map_err(|e| self.store_err(e))?;

@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::config::OwnerMarker;
 use super::ids::parse_id;
 use super::wire::{DhcpOption, Network};
 use super::{FIXED4_FIELDS, InfobloxBackend, NETWORK_FIELDS, NO_MAC, q};
@@ -11,8 +12,8 @@ use crate::backends::CallContext;
 use crate::backends::common::{
     carved_name, not_carved, owner_marker, still_holds, subnet_in_block,
 };
-use crate::config::{OwnerMarker, usable_range};
 use crate::domain::{CarveRequest, Family, IpamError, IpamResult, NetworkInfo};
+use crate::ipmath::{WholeBlock, check_carve_prefix, usable_range};
 
 impl InfobloxBackend {
     pub(super) async fn carve_network(
@@ -25,19 +26,7 @@ impl InfobloxBackend {
             .block(&req.block)
             .cloned()
             .ok_or_else(|| IpamError::NotFound(format!("block {}", req.block)))?;
-        let max = block.cidr.max_prefix_len();
-        if req.prefix_len <= block.cidr.prefix_len() || req.prefix_len > max {
-            return Err(IpamError::invalid(
-                "prefix_len",
-                format!(
-                    "/{} does not fit in block {} ({}); use /{}../{max}",
-                    req.prefix_len,
-                    req.block,
-                    block.cidr,
-                    block.cidr.prefix_len() + 1
-                ),
-            ));
-        }
+        check_carve_prefix(req.prefix_len, &req.block, &block.cidr, WholeBlock::Refused)?;
         let v4 = Family::of(&block.cidr) == Family::V4;
         let object = if v4 { "network" } else { "ipv6network" };
         let target = match req.subnet {

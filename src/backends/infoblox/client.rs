@@ -20,10 +20,10 @@ use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
+use super::config::{InfobloxAuth, InfobloxSettings};
 use super::wire::{Page, WapiError};
 use crate::backends::http::Sessions;
 use crate::backends::{CallContext, retry};
-use crate::config::{InfobloxAuth, InfobloxSettings};
 use crate::domain::{IpamError, IpamResult};
 
 /// Page size of every search (WAPI's own limit for unpaged searches is 1000).
@@ -157,7 +157,7 @@ impl Api {
         Ok(Api {
             backend: backend.to_owned(),
             http,
-            base_url: s.base_url.clone(),
+            base_url: crate::config::http::shown(&s.base_url),
             wapi_base: s.wapi_base(),
             timeout: s.timeout,
             auth: s.auth.clone(),

@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use ipnet::IpNet;
 use serde_json::{Value, json};
 
+use super::config::{FreeCounts, OwnerMarker};
 use super::ids::{net_id, parse_id};
 use super::mapping::{free_from_utilization, range_size};
 use super::wire::{self, DhcpOption, IpAddressEntry, Network, ea_text};
@@ -19,7 +20,6 @@ use super::{
 };
 use crate::backends::CallContext;
 use crate::backends::common::{not_exposed, split_owner};
-use crate::config::{FreeCounts, OwnerMarker};
 use crate::domain::{BlockInfo, Family, IpamError, IpamResult, NetworkInfo, Owner, Tag};
 
 /// A network or container of an exposed view: what the gateway reads of the WAPI object, not

@@ -6,12 +6,13 @@ use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
+use super::config::OwnerMarker;
 use super::inventory::{Inventory, Net};
 use super::wire::{Network, Record, ea_text};
 use super::{InfobloxBackend, NO_MAC};
 use crate::backends::common::{split_list, split_owner};
-use crate::config::{OwnerMarker, usable_range};
 use crate::domain::{AllocationInfo, BlockInfo, Mac, NetworkInfo, Owner, RecordDetails, Tag};
+use crate::ipmath::usable_range;
 
 /// Addresses from `lo` to `hi`, saturating at `u128::MAX`.
 pub(super) fn span(lo: IpAddr, hi: IpAddr) -> u128 {

@@ -40,6 +40,7 @@
 
 mod carve;
 mod client;
+pub mod config;
 mod ids;
 mod inventory;
 mod mapping;
@@ -57,11 +58,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use self::client::{Api, Reply};
+use self::config::InfobloxSettings;
 use self::inventory::Inventory;
 use super::common;
 use super::http::Inventories;
 use super::{Backend, CallContext};
-use crate::config::InfobloxSettings;
 use crate::domain::{
     AllocateIn, AllocationInfo, BackendStatus, BlockInfo, CarveRequest, IpamError, IpamResult,
     Lookup, NetworkInfo, RecordChanges,
@@ -174,10 +175,7 @@ impl Backend for InfobloxBackend {
     }
 
     fn supports_passthrough(&self) -> bool {
-        matches!(
-            self.cfg.auth,
-            crate::config::InfobloxAuth::Passthrough { .. }
-        )
+        matches!(self.cfg.auth, config::InfobloxAuth::Passthrough { .. })
     }
 
     /// One authenticated search of the network views (a handful of objects), not the listing.

@@ -6,9 +6,9 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::InfobloxBackend;
+use super::config::{OwnerMarker, RecordStyle};
 use super::inventory::Net;
 use crate::backends::common::{default_description, owner_marker};
-use crate::config::{OwnerMarker, RecordStyle};
 use crate::domain::{IpamError, IpamResult, Mac, Owner};
 
 /// A POSIX regular expression matching `text` literally.

@@ -9,6 +9,7 @@ use reqwest::Method;
 use serde_json::{Map, Value, json};
 
 use super::client::Reply;
+use super::config::{OwnerMarker, RecordStyle};
 use super::inventory::Net;
 use super::names::{duid_from_mac, regex_escape, unique_name};
 use super::wire::{self, IpAddressEntry, Record};
@@ -18,11 +19,11 @@ use super::{
 };
 use crate::backends::CallContext;
 use crate::backends::common::{check_specific, not_allocated, owner_marker};
-use crate::config::{OwnerMarker, RecordStyle, usable_range};
 use crate::domain::{
     AllocateIn, AllocationInfo, Family, IpamError, IpamResult, Lookup, Mac, RecordChanges,
     RecordDetails,
 };
+use crate::ipmath::usable_range;
 
 impl InfobloxBackend {
     /// The object types the record style creates, with the fields the gateway reads.

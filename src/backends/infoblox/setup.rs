@@ -5,9 +5,9 @@
 use serde_json::Value;
 
 use super::InfobloxBackend;
+use super::config::OwnerMarker;
 use crate::backends::CallContext;
 use crate::backends::common::SetupFindings;
-use crate::config::OwnerMarker;
 use crate::domain::{BackendStatus, IpamResult};
 
 impl InfobloxBackend {

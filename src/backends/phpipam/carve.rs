@@ -14,8 +14,8 @@ use crate::backends::CallContext;
 use crate::backends::common::{
     carved_name, not_carved, owner_marker, still_holds, subnet_in_block,
 };
-use crate::config::usable_range;
 use crate::domain::{CarveRequest, IpamError, IpamResult, NetworkInfo};
+use crate::ipmath::{WholeBlock, check_carve_prefix, usable_range};
 
 impl PhpipamBackend {
     pub(super) async fn delete_subnet(&self, cx: &CallContext, id: u64) -> IpamResult<()> {
@@ -43,21 +43,7 @@ impl PhpipamBackend {
         let block_cidr = block
             .cidr()
             .ok_or_else(|| IpamError::NotFound(format!("block {}", req.block)))?;
-        let max = match block_cidr {
-            IpNet::V4(_) => 32,
-            IpNet::V6(_) => 128,
-        };
-        if req.prefix_len <= block_cidr.prefix_len() || req.prefix_len > max {
-            return Err(IpamError::invalid(
-                "prefix_len",
-                format!(
-                    "/{} does not fit in block {} ({block_cidr}); use /{}../{max}",
-                    req.prefix_len,
-                    req.block,
-                    block_cidr.prefix_len() + 1
-                ),
-            ));
-        }
+        check_carve_prefix(req.prefix_len, &req.block, &block_cidr, WholeBlock::Refused)?;
         let name = carved_name(req);
         // The owner marker is read back to find the network again: it is kept whole, the name
         // before it is shortened if the two do not fit phpIPAM's `subnets.description`.

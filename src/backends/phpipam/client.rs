@@ -18,10 +18,10 @@ use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
+use super::config::{PhpipamAuth, PhpipamSettings};
 use super::wire::{Envelope, Login};
 use crate::backends::http::Sessions;
 use crate::backends::{CallContext, retry};
-use crate::config::{PhpipamAuth, PhpipamSettings};
 use crate::domain::{IpamError, IpamResult};
 
 /// One answer from phpIPAM that was not an authentication or availability failure; `data` as
@@ -98,8 +98,8 @@ impl Api {
         Ok(Api {
             backend: backend.to_owned(),
             http,
-            base_url: s.base_url.clone(),
-            api_base: format!("{}/api/{}", s.base_url, s.app_id),
+            base_url: crate::config::http::shown(&s.base_url),
+            api_base: s.api_base(),
             timeout: s.timeout,
             auth: s.auth.clone(),
             // phpIPAM tokens slide 6 h from the last use; an idle one is dropped well before.

@@ -6,11 +6,11 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::config::{SectionRef, SubnetSelector};
 use super::wire::{self, Address, Section, Subnet, Vlan, list};
 use super::{LOOKUPS_ONE_BY_ONE, PhpipamBackend, parse_id};
 use crate::backends::CallContext;
 use crate::backends::common::not_exposed;
-use crate::config::{SectionRef, SubnetSelector};
 use crate::domain::{BlockInfo, IpamResult, NetworkInfo};
 
 /// What the configured selectors expose, for one caller scope.

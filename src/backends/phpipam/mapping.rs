@@ -11,18 +11,12 @@ use super::inventory::Inventory;
 use super::wire::{Address, Subnet};
 use crate::backends::CallContext;
 use crate::backends::common::{split_list, split_owner};
-use crate::config::usable_range;
 use crate::domain::{
     AllocationInfo, BlockInfo, IpamResult, Mac, NetworkInfo, Owner, RecordDetails, Tag,
 };
+use crate::ipmath::usable_range;
 
-/// The address after `a` (callers keep it inside a range that has one).
-pub(super) fn next_address(a: IpAddr) -> IpAddr {
-    match a {
-        IpAddr::V4(v) => IpAddr::from(u32::from(v).wrapping_add(1).to_be_bytes()),
-        IpAddr::V6(v) => IpAddr::from(u128::from(v).wrapping_add(1).to_be_bytes()),
-    }
-}
+pub(super) use crate::ipmath::next_addr as next_address;
 
 /// First and last address phpIPAM hands out: pools include the network and broadcast
 /// addresses; IPv6 subnets skip the subnet-router anycast address (the gateway reserves it).

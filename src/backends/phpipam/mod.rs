@@ -23,6 +23,7 @@
 mod addresses;
 mod carve;
 mod client;
+pub mod config;
 mod inventory;
 mod limits;
 mod mapping;
@@ -38,11 +39,11 @@ use async_trait::async_trait;
 use moka::future::Cache;
 
 use self::client::{Api, Reply};
+use self::config::PhpipamSettings;
 use self::inventory::Inventory;
 use super::common;
 use super::http::Inventories;
 use super::{Backend, CallContext};
-use crate::config::PhpipamSettings;
 use crate::domain::{
     AllocateIn, AllocationInfo, BackendStatus, BlockInfo, CarveRequest, IpamError, IpamResult,
     Lookup, NetworkInfo, Owner, RecordChanges,
@@ -145,10 +146,7 @@ impl Backend for PhpipamBackend {
     }
 
     fn supports_passthrough(&self) -> bool {
-        matches!(
-            self.cfg.auth,
-            crate::config::PhpipamAuth::Passthrough { .. }
-        )
+        matches!(self.cfg.auth, config::PhpipamAuth::Passthrough { .. })
     }
 
     /// One authenticated `GET sections/` (a handful of rows), not the subnet listing.

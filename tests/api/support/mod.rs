@@ -20,7 +20,7 @@ pub mod vra_common;
 use std::path::PathBuf;
 use std::sync::LazyLock;
 
-use ipam_gateway::config::Settings;
+use ipam_gateway::config::Config;
 use ipam_gateway::{Application, ShutdownHandle};
 use serde_json::Value;
 
@@ -76,9 +76,7 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_with(opts: AppOptions) -> TestApp {
     LazyLock::force(&TRACING);
     let state_dir = tempfile::tempdir().expect("temp state dir");
-    let mut config = Settings::from_toml(&opts.config)
-        .expect("test config is valid")
-        .config;
+    let mut config = Config::from_toml(&opts.config).expect("test config is valid");
     config.server.listen = "127.0.0.1:0".into();
     config.server.state_dir = state_dir.path().to_owned();
     config.server.tls.mode = if opts.tls {

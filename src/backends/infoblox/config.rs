@@ -7,7 +7,12 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, ScalarValue, Secret, default_true, parse_cidr};
+use url::Url;
+
+use crate::config::http::{
+    ServiceAccount, http_base_url, http_transport, join_segments, service_account, tls_pin,
+};
+use crate::config::{ConfigError, ScalarValue, Secret, default_true, parse_cidr};
 
 /// How the gateway authenticates to the grid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -208,7 +213,7 @@ impl FreeCounts {
 }
 
 /// A grid user.
-pub type InfobloxUser = super::ServiceAccount;
+pub type InfobloxUser = ServiceAccount;
 
 #[derive(Debug, Clone)]
 pub enum InfobloxAuth {
@@ -220,7 +225,7 @@ pub enum InfobloxAuth {
 #[derive(Debug, Clone)]
 pub struct InfobloxSettings {
     /// Grid URL without a trailing slash.
-    pub base_url: String,
+    pub base_url: Url,
     /// `2.12` (no `v`).
     pub wapi_version: String,
     pub auth: InfobloxAuth,
@@ -247,9 +252,12 @@ pub struct InfobloxSettings {
 }
 
 impl InfobloxSettings {
-    /// `{base_url}/wapi/v{version}`.
+    /// `{base_url}wapi/v{version}`, without a trailing slash: request paths go under it.
     pub fn wapi_base(&self) -> String {
-        format!("{}/wapi/v{}", self.base_url, self.wapi_version)
+        join_segments(
+            &self.base_url,
+            &["wapi", &format!("v{}", self.wapi_version)],
+        )
     }
 }
 
@@ -284,15 +292,14 @@ fn ea_filter(
         .collect()
 }
 
-pub(super) fn validate_infoblox(
+pub(crate) fn validate_infoblox(
     key: &str,
     p: &InfobloxConfig,
 ) -> Result<InfobloxSettings, ConfigError> {
-    let mut url = p.url.trim().trim_end_matches('/');
-    if let Some(at) = url.find("/wapi") {
-        url = &url[..at];
-    }
-    super::http_base_url(key, url, "username/password")?;
+    // A pasted `…/wapi/v2.12/` is not part of the root.
+    let base_url = http_base_url(key, &p.url, "username/password", |path| {
+        path.iter().position(|s| s.starts_with("wapi"))
+    })?;
     let version = p.wapi_version.trim().trim_start_matches(['v', 'V']);
     let parts: Vec<&str> = version.split('.').collect();
     if !(2..=3).contains(&parts.len())
@@ -308,9 +315,8 @@ pub(super) fn validate_infoblox(
             ),
         ));
     }
-    let user = |required: bool| {
-        super::service_account(key, p.username.as_ref(), p.password.as_ref(), required)
-    };
+    let user =
+        |required: bool| service_account(key, p.username.as_ref(), p.password.as_ref(), required);
     let auth = match p.auth {
         InfobloxAuthMode::User => match user(true)? {
             Some(u) => InfobloxAuth::User(u),
@@ -325,13 +331,13 @@ pub(super) fn validate_infoblox(
             fallback: user(false)?,
         },
     };
-    let ca_pem = super::http_transport(
+    let ca_pem = http_transport(
         key,
         p.ca_file.as_deref(),
         p.connect_timeout_secs,
         p.timeout_secs,
     )?;
-    let tls_fingerprint = super::tls_pin(
+    let tls_fingerprint = tls_pin(
         key,
         p.tls_fingerprint.as_deref(),
         p.ca_file.as_deref(),
@@ -400,7 +406,7 @@ pub(super) fn validate_infoblox(
         (None, None) => FreeCounts::default(),
     };
     Ok(InfobloxSettings {
-        base_url: url.to_owned(),
+        base_url,
         wapi_version: version.to_owned(),
         auth,
         ca_pem,
@@ -460,7 +466,11 @@ mod tests {
     #[test]
     fn infoblox_config_validates_with_defaults() {
         let p = infoblox(INFOBLOX);
-        assert_eq!(p.base_url, "https://gm.example.com", "/wapi/… dropped");
+        assert_eq!(
+            p.base_url.as_str(),
+            "https://gm.example.com/",
+            "/wapi/… dropped"
+        );
         assert_eq!(p.wapi_version, "2.12");
         assert_eq!(p.wapi_base(), "https://gm.example.com/wapi/v2.12");
         assert_eq!(p.network_views, ["default", "prod"]);
@@ -476,7 +486,7 @@ mod tests {
         assert_eq!(p.owner_ea, "ipamgw-owner");
         assert!(matches!(&p.auth, InfobloxAuth::User(u) if u.username == "svc-ipam"));
         let s = Settings::from_toml(INFOBLOX).expect("valid");
-        let printed = format!("{s:?} {}", serde_json::to_string(&s.config).expect("json"));
+        let printed = format!("{s:?} {}", s.to_toml().expect("print-config"));
         assert!(!printed.contains("ib-literal-456"), "{printed}");
     }
 
