@@ -44,8 +44,7 @@ use axum_server::tls_rustls::RustlsConfig;
 use ipam_gateway::backends::{Backend, CallContext, Claim};
 use ipam_gateway::config::{Config, Settings, TlsMode};
 use ipam_gateway::domain::{
-    AllocateIn, AllocationInfo, BackendStatus, BlockInfo, CarveRequest, IpamError, IpamResult,
-    Lookup, NetworkInfo, RecordChanges, Tag,
+    AllocateIn, AllocationInfo, BackendStatus, IpamError, IpamResult, Lookup, NetworkInfo, Tag,
 };
 use serde_json::{Value, json};
 
@@ -224,9 +223,6 @@ impl Backend for SlowBackend {
         }
         Ok(out)
     }
-    async fn blocks(&self, _cx: &CallContext) -> IpamResult<Vec<BlockInfo>> {
-        Err(IpamError::Unsupported("no blocks".into()))
-    }
     async fn allocate(&self, _cx: &CallContext, req: &AllocateIn) -> IpamResult<AllocationInfo> {
         self.request().await;
         self.take(req)
@@ -274,25 +270,6 @@ impl Backend for SlowBackend {
             .expect("held")
             .retain(|_, a| a.address != address);
         Ok(())
-    }
-    async fn update(
-        &self,
-        _cx: &CallContext,
-        _network: &str,
-        _address: IpAddr,
-        _changes: &RecordChanges,
-    ) -> IpamResult<AllocationInfo> {
-        Err(IpamError::Unsupported("update".into()))
-    }
-    async fn allocate_network(
-        &self,
-        _cx: &CallContext,
-        _req: &CarveRequest,
-    ) -> IpamResult<NetworkInfo> {
-        Err(IpamError::Unsupported("on-demand networks".into()))
-    }
-    async fn release_network(&self, _cx: &CallContext, _network: &str) -> IpamResult<()> {
-        Err(IpamError::Unsupported("on-demand networks".into()))
     }
 }
 

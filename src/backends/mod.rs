@@ -3,6 +3,11 @@
 //! A backend is a translator: domain operations in, IPAM calls out. It holds no gateway policy
 //! (caching, locking, idempotency, rollback live in `service`). A backend that lacks a capability
 //! returns [`IpamError::Unsupported`]; it never panics and never silently does nothing.
+//!
+//! The optional capabilities (blocks and on-demand networks, changing a record) answer
+//! `Unsupported` by default, so a test double writes only what it uses; the three real backends
+//! override every one of them. The core (`check`, `networks`, `allocate`, `find`, `release`) has
+//! no default: a backend must say how it does each.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -12,8 +17,8 @@ use async_trait::async_trait;
 use secrecy::SecretString;
 
 use crate::domain::{
-    AllocateIn, AllocationInfo, BackendStatus, BlockInfo, CarveRequest, IpamResult, Lookup,
-    NetworkInfo, Owner, RecordChanges,
+    AllocateIn, AllocationInfo, BackendStatus, BlockInfo, CarveRequest, IpamError, IpamResult,
+    Lookup, NetworkInfo, Owner, RecordChanges,
 };
 
 mod common;
@@ -149,8 +154,11 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Every network this backend exposes.
     async fn networks(&self, cx: &CallContext) -> IpamResult<Vec<NetworkInfo>>;
 
-    /// Every block (container for on-demand networks) this backend exposes.
-    async fn blocks(&self, cx: &CallContext) -> IpamResult<Vec<BlockInfo>>;
+    /// Every block (container for on-demand networks) this backend exposes. The default: none,
+    /// [`IpamError::Unsupported`] (every real backend overrides it).
+    async fn blocks(&self, _cx: &CallContext) -> IpamResult<Vec<BlockInfo>> {
+        Err(unsupported(self, "has no blocks"))
+    }
 
     /// Takes one address in one network: the next free one, or `req.address`. Must be atomic on the
     /// backend side (two gateways may call at once). Errors: `Exhausted`, `Conflict` (a specific
@@ -163,24 +171,42 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Gives an address back. Releasing an address that is already free succeeds.
     async fn release(&self, cx: &CallContext, network: &str, address: IpAddr) -> IpamResult<()>;
 
-    /// Changes the record kept with an address (MAC, hostname, description).
+    /// Changes the record kept with an address (MAC, hostname, description). The default:
+    /// [`IpamError::Unsupported`] (every real backend overrides it).
     async fn update(
         &self,
-        cx: &CallContext,
-        network: &str,
-        address: IpAddr,
-        changes: &RecordChanges,
-    ) -> IpamResult<AllocationInfo>;
+        _cx: &CallContext,
+        _network: &str,
+        _address: IpAddr,
+        _changes: &RecordChanges,
+    ) -> IpamResult<AllocationInfo> {
+        Err(unsupported(self, "cannot change records"))
+    }
 
-    /// Carves a new network from a block.
+    /// Carves a new network from a block. The default: [`IpamError::Unsupported`] (every real
+    /// backend overrides it).
     async fn allocate_network(
         &self,
-        cx: &CallContext,
-        req: &CarveRequest,
-    ) -> IpamResult<NetworkInfo>;
+        _cx: &CallContext,
+        _req: &CarveRequest,
+    ) -> IpamResult<NetworkInfo> {
+        Err(unsupported(self, "has no on-demand networks"))
+    }
 
     /// Deletes a network that was carved from a block. Deleting one that is already gone succeeds.
-    async fn release_network(&self, cx: &CallContext, network: &str) -> IpamResult<()>;
+    /// The default: [`IpamError::Unsupported`] (every real backend overrides it).
+    async fn release_network(&self, _cx: &CallContext, _network: &str) -> IpamResult<()> {
+        Err(unsupported(self, "has no on-demand networks"))
+    }
+}
+
+/// The error of a capability a backend lacks: `backend '<name>' (<kind>) <what>`.
+fn unsupported<B: Backend + ?Sized>(backend: &B, what: &str) -> IpamError {
+    IpamError::Unsupported(format!(
+        "backend '{}' ({}) {what}",
+        backend.name(),
+        backend.kind()
+    ))
 }
 
 /// Builds a backend from its validated settings: the one place that knows every kind.
@@ -203,5 +229,81 @@ pub fn build(
         BackendSettings::Infoblox { name, settings } => Ok(std::sync::Arc::new(
             infoblox::InfobloxBackend::new(name, settings)?,
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A backend that writes only the core: what a test double needs to compile.
+    #[derive(Debug)]
+    struct CoreOnly;
+
+    #[async_trait]
+    impl Backend for CoreOnly {
+        fn name(&self) -> &str {
+            "bare"
+        }
+        fn kind(&self) -> &'static str {
+            "double"
+        }
+        async fn check(&self, _cx: &CallContext) -> IpamResult<BackendStatus> {
+            Err(IpamError::Internal("not asked".into()))
+        }
+        async fn networks(&self, _cx: &CallContext) -> IpamResult<Vec<NetworkInfo>> {
+            Ok(Vec::new())
+        }
+        async fn allocate(
+            &self,
+            _cx: &CallContext,
+            _req: &AllocateIn,
+        ) -> IpamResult<AllocationInfo> {
+            Err(IpamError::Exhausted("not asked".into()))
+        }
+        async fn find(&self, _cx: &CallContext, _l: &Lookup) -> IpamResult<Vec<AllocationInfo>> {
+            Ok(Vec::new())
+        }
+        async fn release(&self, _cx: &CallContext, _n: &str, _a: IpAddr) -> IpamResult<()> {
+            Ok(())
+        }
+    }
+
+    fn unsupported_message<T: fmt::Debug>(r: IpamResult<T>) -> String {
+        match r {
+            Err(IpamError::Unsupported(m)) => m,
+            other => panic!("not Unsupported: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn optional_capabilities_answer_unsupported_naming_the_backend() {
+        let b: &dyn Backend = &CoreOnly;
+        let cx = CallContext::default();
+        let owner = Owner::parse("o").expect("owner");
+        assert_eq!(
+            unsupported_message(b.blocks(&cx).await),
+            "backend 'bare' (double) has no blocks"
+        );
+        let address: IpAddr = "192.0.2.1".parse().expect("ip");
+        assert_eq!(
+            unsupported_message(b.update(&cx, "n", address, &RecordChanges::default()).await),
+            "backend 'bare' (double) cannot change records"
+        );
+        let carve = CarveRequest {
+            block: "b".into(),
+            prefix_len: 28,
+            owner,
+            name: None,
+            subnet: None,
+        };
+        assert_eq!(
+            unsupported_message(b.allocate_network(&cx, &carve).await),
+            "backend 'bare' (double) has no on-demand networks"
+        );
+        assert_eq!(
+            unsupported_message(b.release_network(&cx, "n").await),
+            "backend 'bare' (double) has no on-demand networks"
+        );
     }
 }

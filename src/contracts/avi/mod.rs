@@ -43,9 +43,14 @@ use axum::routing::post;
 use crate::auth::gate::Protected;
 use crate::domain::IpamError;
 
+mod create;
 pub mod dto;
 pub mod errors;
-pub mod handlers;
+mod login;
+mod networks;
+mod records;
+mod request;
+mod update;
 
 /// The six functions of the script, in Avi's order: (function name, `POST /avi/v1/<path>`).
 pub const FUNCTIONS: [(&str, &str); 6] = [
@@ -63,23 +68,23 @@ pub const FUNCTIONS: [(&str, &str); 6] = [
 /// `POST /avi/v1/<function>` for the six functions. Served through `auth::gate::protect` (it cannot be served otherwise).
 pub fn router() -> Router<Protected> {
     Router::new()
-        .route("/avi/v1/test-login", post(handlers::test_login))
+        .route("/avi/v1/test-login", post(login::test_login))
         .route(
             "/avi/v1/get-available-networks-and-subnets",
-            post(handlers::get_available_networks_and_subnets),
+            post(networks::get_available_networks_and_subnets),
         )
-        .route("/avi/v1/get-ipam-record", post(handlers::get_ipam_record))
+        .route("/avi/v1/get-ipam-record", post(records::get_ipam_record))
         .route(
             "/avi/v1/create-ipam-record",
-            post(handlers::create_ipam_record),
+            post(create::create_ipam_record),
         )
         .route(
             "/avi/v1/delete-ipam-record",
-            post(handlers::delete_ipam_record),
+            post(records::delete_ipam_record),
         )
         .route(
             "/avi/v1/update-ipam-record",
-            post(handlers::update_ipam_record),
+            post(update::update_ipam_record),
         )
         .route("/avi/v1/{function}", post(unknown_function))
 }

@@ -17,9 +17,16 @@ use moka::future::Cache;
 use crate::auth::gate::Protected;
 use crate::domain::{Block, IpamError, Network};
 
+mod allocate;
+mod discovery;
 pub mod dto;
+mod endpoint;
 pub mod errors;
-pub mod handlers;
+mod paging;
+mod ranges;
+mod release;
+mod request;
+mod update;
 
 /// The operations, in the order vRA's SDK lists them, with their action-id suffix and the file
 /// stem the SDK gives their `.abx`/`.zip` pair.
@@ -114,7 +121,7 @@ pub(crate) struct PagedSnapshot {
     pub caller: String,
     pub listing: Listing,
     /// The discovery filter of the first page (later pages keep it, so offsets stay valid).
-    pub filter: handlers::DiscoveryFilter,
+    pub filter: endpoint::DiscoveryFilter,
 }
 
 #[derive(Debug)]
@@ -154,20 +161,17 @@ pub fn router() -> Router<Protected> {
     Router::new()
         .route(
             "/vra/v1/validate-endpoint",
-            post(handlers::validate_endpoint),
+            post(endpoint::validate_endpoint),
         )
-        .route("/vra/v1/get-ip-ranges", post(handlers::get_ip_ranges))
-        .route("/vra/v1/get-ip-blocks", post(handlers::get_ip_blocks))
-        .route("/vra/v1/allocate-ip", post(handlers::allocate_ip))
-        .route("/vra/v1/deallocate-ip", post(handlers::deallocate_ip))
-        .route("/vra/v1/update-record", post(handlers::update_record))
-        .route(
-            "/vra/v1/allocate-ip-range",
-            post(handlers::allocate_ip_range),
-        )
+        .route("/vra/v1/get-ip-ranges", post(discovery::get_ip_ranges))
+        .route("/vra/v1/get-ip-blocks", post(discovery::get_ip_blocks))
+        .route("/vra/v1/allocate-ip", post(allocate::allocate_ip))
+        .route("/vra/v1/deallocate-ip", post(release::deallocate_ip))
+        .route("/vra/v1/update-record", post(update::update_record))
+        .route("/vra/v1/allocate-ip-range", post(ranges::allocate_ip_range))
         .route(
             "/vra/v1/deallocate-ip-range",
-            post(handlers::deallocate_ip_range),
+            post(ranges::deallocate_ip_range),
         )
         .route("/vra/v1/{operation}", post(unknown_operation))
         .layer(Extension(VraState::default()))

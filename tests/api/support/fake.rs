@@ -1,5 +1,7 @@
 //! A programmable in-memory backend for edge cases the embedded store cannot produce: slowness,
 //! failures, passthrough credentials. It counts calls so tests can assert caching behaviour.
+//! It has no blocks, no on-demand networks and cannot change records: the `Backend` defaults
+//! answer `Unsupported` for those.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -114,11 +116,6 @@ impl Backend for FakeBackend {
         self.behave().await?;
         Ok(vec![network()])
     }
-    async fn blocks(&self, _cx: &CallContext) -> IpamResult<Vec<BlockInfo>> {
-        Err(IpamError::Unsupported(
-            "the fake backend has no blocks".into(),
-        ))
-    }
     async fn allocate(&self, _cx: &CallContext, req: &AllocateIn) -> IpamResult<AllocationInfo> {
         self.behave().await?;
         let mut all = self.allocated.lock().expect("allocated");
@@ -152,25 +149,6 @@ impl Backend for FakeBackend {
             .expect("allocated")
             .retain(|a| a.address != address);
         Ok(())
-    }
-    async fn update(
-        &self,
-        _cx: &CallContext,
-        _network: &str,
-        _address: IpAddr,
-        _changes: &RecordChanges,
-    ) -> IpamResult<AllocationInfo> {
-        Err(IpamError::Unsupported("update".into()))
-    }
-    async fn allocate_network(
-        &self,
-        _cx: &CallContext,
-        _req: &CarveRequest,
-    ) -> IpamResult<NetworkInfo> {
-        Err(IpamError::Unsupported("on-demand networks".into()))
-    }
-    async fn release_network(&self, _cx: &CallContext, _network: &str) -> IpamResult<()> {
-        Err(IpamError::Unsupported("on-demand networks".into()))
     }
 }
 
