@@ -371,29 +371,6 @@ impl ipam_gateway::backends::Backend for CheckThenInsert {
     ) -> ipam_gateway::domain::IpamResult<()> {
         Ok(())
     }
-    async fn update(
-        &self,
-        _cx: &ipam_gateway::backends::CallContext,
-        _network: &str,
-        _address: std::net::IpAddr,
-        _changes: &ipam_gateway::domain::RecordChanges,
-    ) -> ipam_gateway::domain::IpamResult<ipam_gateway::domain::AllocationInfo> {
-        Err(IpamError::Unsupported("update".into()))
-    }
-    async fn allocate_network(
-        &self,
-        _cx: &ipam_gateway::backends::CallContext,
-        _req: &ipam_gateway::domain::CarveRequest,
-    ) -> ipam_gateway::domain::IpamResult<ipam_gateway::domain::NetworkInfo> {
-        Err(IpamError::Unsupported("carve".into()))
-    }
-    async fn release_network(
-        &self,
-        _cx: &ipam_gateway::backends::CallContext,
-        _network: &str,
-    ) -> ipam_gateway::domain::IpamResult<()> {
-        Err(IpamError::Unsupported("carve".into()))
-    }
 }
 
 #[tokio::test]
