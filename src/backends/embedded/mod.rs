@@ -737,16 +737,12 @@ mod tests {
         ));
     }
 
-    /// Writes `fixtures/embedded/v<format>-store.redb` (the scenario is in
-    /// `fixtures/embedded/README.md`): `cargo test --lib write_store_fixture -- --ignored`. Run
-    /// at commit 45fac00, the last whose store had no format version, it wrote the committed
-    /// `v0-store.redb`; run now it writes a file of [`records::FORMAT_VERSION`], the fixture the
-    /// next format's migration test needs. Ignored: committed fixtures must stay as made.
-    #[tokio::test]
-    #[ignore = "generator: writes a fixture into the source tree"]
-    async fn write_store_fixture() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/embedded");
-        std::fs::create_dir_all(&dir).expect("dir");
+    /// Writes `<dir>/v<format>-store.redb` (the scenario is in `fixtures/embedded/README.md`) and
+    /// returns its path. Run at commit 45fac00, the last whose store had no format version, it
+    /// wrote the committed `v0-store.redb`; run now it writes a file of
+    /// [`records::FORMAT_VERSION`], the fixture the next format's migration test needs.
+    async fn write_store_fixture(dir: &Path) -> std::path::PathBuf {
+        std::fs::create_dir_all(dir).expect("dir");
         let file = dir.join(format!("v{}-store.redb", records::FORMAT_VERSION));
         let _ = std::fs::remove_file(&file);
         let (networks, blocks) = config();
@@ -802,5 +798,28 @@ mod tests {
         db.compact().expect("compact");
         drop(db);
         let _ = std::fs::remove_file(pid_file(&file));
+        file
+    }
+
+    /// The generator above writes a file that reopens in the current format with its scenario's
+    /// allocations. Into a temporary directory; to write the next format's fixture into the
+    /// source tree: `IPAMGW_FIXTURE_DIR=fixtures/embedded cargo test --lib fixture_generator`.
+    #[tokio::test]
+    async fn the_fixture_generator_writes_a_file_of_the_current_format() {
+        let tmp = tempfile::tempdir().expect("dir");
+        let dir = std::env::var_os("IPAMGW_FIXTURE_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| tmp.path().to_owned());
+        let file = write_store_fixture(&dir).await;
+        let (networks, blocks) = config();
+        let b = EmbeddedBackend::open("local", &file, &networks, &blocks).expect("reopen");
+        let cx = CallContext::default();
+        let vm1 = b
+            .find(&cx, &Lookup::Owner(Owner::parse("vm-1").expect("owner")))
+            .await
+            .expect("find");
+        let mut held: Vec<String> = vm1.iter().map(|a| a.address.to_string()).collect();
+        held.sort();
+        assert_eq!(held, ["10.0.0.2", "2001:db8::2"]);
     }
 }
