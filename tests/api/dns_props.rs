@@ -721,3 +721,57 @@ fn avi_create_names_are_valid_dns_names_or_a_400() {
     tally.assert_both_sides();
     rt.block_on(app.stop());
 }
+
+/// What the property found (fixed in src/contracts/avi/dto.rs): the Avi contract dropped every
+/// trailing dot of an fqdn before DNS saw it, so `vm-1.` (absolute: a top-level name) was
+/// registered as `vm-1.lab.example.com`, and `vs.lab.example.com..` (an empty label) as
+/// `vs.lab.example.com`. Now both are a 400 naming the fqdn; one trailing dot on a name with a
+/// dot still means the same name.
+#[test]
+fn avi_fqdns_keep_the_meaning_of_their_trailing_dots() {
+    let rt = runtime();
+    let dns = rt.block_on(RefusingDns::start());
+    let app = rt.block_on(spawn_with(AppOptions {
+        config: config(dns.addr),
+        ..AppOptions::default()
+    }));
+    rt.block_on(async {
+        let v4 = crate::avi_common::net_id(&app, "10.20.0.0/24").await;
+        let record = |fqdns: &[&str]| {
+            json!({"id": "vsvip-dots", "fqdns": fqdns, "allocation_type": "V4_ONLY",
+                "nw_and_subnet_list": [[v4, "10.20.0.0/24", null]]})
+        };
+        for (fqdns, field) in [
+            (vec!["vm-1."], "record_info.fqdns[0]"),
+            (
+                vec!["ok.lab.example.com", "vs.lab.example.com.."],
+                "record_info.fqdns[1]",
+            ),
+            (vec!["."], "record_info.fqdns[0]"),
+        ] {
+            let (status, e) = crate::avi_common::create(&app, record(&fqdns)).await;
+            assert_eq!(status, 400, "{fqdns:?}: {e}");
+            assert_eq!(e["error"]["field"], field, "{e}");
+            assert!(allocation_at(&app, FIRST_V4).await.is_none(), "{fqdns:?}");
+            assert_eq!(dns.take(), [], "{fqdns:?}: nothing sent");
+        }
+        let (status, info) =
+            crate::avi_common::create(&app, record(&["VS.lab.example.com.", "vm-2"])).await;
+        assert_eq!(status, 200, "{info}");
+        let (_, added) = dns.take_with_added();
+        let a: Vec<&str> = added
+            .iter()
+            .filter(|(t, _)| *t == RecordType::A)
+            .map(|(_, n)| n.as_str())
+            .collect();
+        assert_eq!(
+            a,
+            ["vs.lab.example.com", "vm-2.lab.example.com"],
+            "{added:?}"
+        );
+        let (status, out) = crate::avi_common::delete(&app, "vsvip-dots").await;
+        assert_eq!(status, 200, "{out}");
+        assert!(allocation_at(&app, FIRST_V4).await.is_none());
+    });
+    rt.block_on(app.stop());
+}
