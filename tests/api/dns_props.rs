@@ -10,6 +10,11 @@
 //! one when the host name, qualified with lab-servers' domain, is valid and in the zone; a host
 //! name that is not a valid DNS name is always a 400 (issue 12 §2), never a silent success.
 //!
+//! Avi's CreateIpamRecord the same way: 1 to 3 fqdns from the same host names, an arbitrary
+//! record id, V4_ONLY or V4_V6 on lab-servers. A 400 names `record_info.fqdns[k]` (the first bad
+//! one) or `record_info.id` and leaves nothing allocated; a success added an A (and AAAA) record
+//! for each qualified fqdn and PTRs to the first, and the record is deleted through the contract.
+//!
 //! No BIND needed: the names are validated before any update is sent, and what was sent is what
 //! the stub saw. 64 cases per property (`PROPTEST_CASES` to change).
 
@@ -17,7 +22,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::{RData, RecordType};
+use hickory_proto::rr::{DNSClass, RData, RecordType};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Value, json};
@@ -35,7 +40,10 @@ const ZONE: &str = "lab.example.com";
 struct RefusingDns {
     addr: SocketAddr,
     /// (record type, name) of every record sent, names in text without the trailing dot.
-    seen: Arc<Mutex<Vec<(RecordType, String)>>>,
+    seen: Arc<Mutex<Vec<Sent>>>,
+    /// The same for the records sent to be added (class IN; a delete is class NONE or ANY,
+    /// RFC 2136 §2.5), in the same order.
+    added: Arc<Mutex<Vec<Sent>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -46,7 +54,9 @@ impl RefusingDns {
             .expect("bind UDP");
         let addr = socket.local_addr().expect("addr");
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let added = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
+        let adds = added.clone();
         let task = tokio::spawn(async move {
             let mut buf = vec![0u8; 65_535];
             loop {
@@ -58,11 +68,16 @@ impl RefusingDns {
                 };
                 {
                     let mut log = log.lock().expect("lock");
+                    let mut adds = adds.lock().expect("lock");
                     for r in &msg.authorities {
-                        log.push((r.record_type(), text(&r.name.to_ascii())));
+                        let mut entries = vec![(r.record_type(), text(&r.name.to_ascii()))];
                         if let RData::PTR(p) = &r.data {
-                            log.push((RecordType::PTR, text(&p.0.to_ascii())));
+                            entries.push((RecordType::PTR, text(&p.0.to_ascii())));
                         }
+                        if r.dns_class == DNSClass::IN {
+                            adds.extend(entries.iter().cloned());
+                        }
+                        log.extend(entries);
                     }
                 }
                 let mut answer = msg.clone().into_response();
@@ -76,11 +91,22 @@ impl RefusingDns {
                 }
             }
         });
-        RefusingDns { addr, seen, task }
+        RefusingDns {
+            addr,
+            seen,
+            added,
+            task,
+        }
     }
 
-    fn take(&self) -> Vec<(RecordType, String)> {
-        std::mem::take(&mut *self.seen.lock().expect("lock"))
+    fn take(&self) -> Vec<Sent> {
+        self.take_with_added().0
+    }
+
+    /// Everything sent since the last take, and the part of it sent to be added.
+    fn take_with_added(&self) -> (Vec<Sent>, Vec<Sent>) {
+        let added = std::mem::take(&mut *self.added.lock().expect("lock"));
+        (std::mem::take(&mut *self.seen.lock().expect("lock")), added)
     }
 }
 
@@ -89,6 +115,9 @@ impl Drop for RefusingDns {
         self.task.abort();
     }
 }
+
+/// One record an update carried: its type and name (a PTR's target is logged as a second one).
+type Sent = (RecordType, String);
 
 fn text(name: &str) -> String {
     name.strip_suffix('.').unwrap_or(name).to_owned()
@@ -457,5 +486,292 @@ fn native_allocate_names_are_valid_dns_names_or_a_400() {
         })
         .unwrap_or_else(|e| panic!("{e}"));
     tally.assert_both_sides();
+    rt.block_on(app.stop());
+}
+
+/// Text the Avi contract takes as "no value" (the validator's menus pass `None` through as
+/// text; src/contracts/avi/dto.rs): such an fqdn is skipped, not refused.
+fn avi_blank(text: &str) -> bool {
+    matches!(
+        text.trim().to_ascii_lowercase().as_str(),
+        "" | "none" | "null"
+    )
+}
+
+/// What the fqdns of an Avi record should become in DNS, by the same rules as a vRA host name
+/// ([`expected_name`]; issue 12 §2): blank ones skipped, the others qualified, once each, in
+/// order. `Err(k)`: `fqdns[k]` is the first that is not a valid DNS name in the zone (a 400
+/// naming `record_info.fqdns[k]`).
+fn expected_avi_names(fqdns: &[String]) -> Result<Vec<String>, usize> {
+    let mut out: Vec<String> = Vec::new();
+    for (k, f) in fqdns.iter().enumerate() {
+        if avi_blank(f) {
+            continue;
+        }
+        match expected_name(f) {
+            Some(n) if valid_dns_name(&n) && in_zone(&n) => {
+                if !out.contains(&n) {
+                    out.push(n);
+                }
+            }
+            _ => return Err(k),
+        }
+    }
+    Ok(out)
+}
+
+/// An fqdn the Avi contract refuses while reading the request, before DNS: blanks or control
+/// characters inside, or longer than a name can be (src/contracts/avi/dto.rs).
+fn no_name_at_all(fqdn: &str) -> bool {
+    let t = fqdn.trim();
+    let t = t.strip_suffix('.').unwrap_or(t);
+    !avi_blank(t) && (t.len() > 253 || t.chars().any(|c| c.is_control() || c.is_whitespace()))
+}
+
+/// The first address of each lab-servers network: where a leaked allocation would be, since
+/// every case starts with both networks empty.
+const FIRST_V4: &str = "10.20.0.2";
+const FIRST_V6: &str = "2001:db8:20::2";
+
+/// The assertions for one CreateIpamRecord answer (the Avi counterpart of [`check_answer`]).
+async fn check_avi_answer(
+    tally: &Tally,
+    app: &TestApp,
+    dns: &RefusingDns,
+    (id, fqdns, dual): (&str, &[String], bool),
+    status: u16,
+    body: &Value,
+) -> Result<(), TestCaseError> {
+    let (sent, added) = dns.take_with_added();
+    let case = format!("id {id:?}, fqdns {fqdns:?}");
+    prop_assert!(status < 500, "{case} → {status}: {body}");
+    let expected = expected_avi_names(fqdns);
+    if status == 400 {
+        prop_assert_eq!(
+            body["error"]["exception"].as_str(),
+            Some("CustomIpamGeneralException"),
+            "{}: {}",
+            &case,
+            body
+        );
+        prop_assert!(
+            !body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .is_empty(),
+            "{body}"
+        );
+        let field = body["error"]["field"].as_str().unwrap_or_default();
+        if field.starts_with("record_info.fqdns") {
+            // Refused for a name: the first one that is no DNS name in the zone, except that
+            // the request is read before DNS is asked, and reading it already refuses a text
+            // that is no name at all (blanks, control characters, over 253 characters): the
+            // first of those is named even when an earlier fqdn is only wrong for DNS.
+            let first_bad = expected.as_ref().err().copied();
+            let unreadable = fqdns.iter().position(|f| no_name_at_all(f));
+            let want = unreadable.or(first_bad);
+            prop_assert!(first_bad.is_some(), "{case}: refused: {body}");
+            prop_assert_eq!(
+                Some(field.to_owned()),
+                want.map(|k| format!("record_info.fqdns[{k}]")),
+                "{}: {}",
+                &case,
+                body
+            );
+            tally.refused_names.set(tally.refused_names.get() + 1);
+        } else {
+            // Another field of the request: only the id can be wrong here (blank).
+            prop_assert_eq!(field, "record_info.id", "{}: {}", &case, body);
+            prop_assert!(avi_blank(id), "{case}: refused the id: {body}");
+        }
+        for a in [FIRST_V4, FIRST_V6] {
+            prop_assert!(
+                allocation_at(app, a).await.is_none(),
+                "{case}: {a} left allocated after a 400: {body}"
+            );
+        }
+        prop_assert!(
+            sent.iter().all(|(_, n)| valid_dns_name(n)),
+            "{case}: sent {sent:?}"
+        );
+        return Ok(());
+    }
+    prop_assert_eq!(status, 200, "{}: {}", &case, body);
+    // Delete the record through the contract first, so that every case (and every shrunk one)
+    // starts from empty networks.
+    let v4 = body["v4_ip"].as_str().unwrap_or_default().to_owned();
+    let v6 = body["v6_ip"].as_str().unwrap_or_default().to_owned();
+    let (gone, out) = crate::avi_common::delete(app, id).await;
+    dns.take();
+    prop_assert_eq!(gone.as_u16(), 200, "{}: delete: {}", &case, out);
+    for a in [FIRST_V4, FIRST_V6] {
+        prop_assert!(
+            allocation_at(app, a).await.is_none(),
+            "{case}: {a} still allocated after the delete"
+        );
+    }
+    prop_assert_eq!(v4.as_str(), FIRST_V4, "{}: {}", &case, body);
+    prop_assert_eq!(
+        v6.as_str(),
+        if dual { FIRST_V6 } else { "" },
+        "{}: {}",
+        &case,
+        body
+    );
+    let names = match expected {
+        Ok(n) => n,
+        Err(k) => {
+            return Err(TestCaseError::fail(format!(
+                "{case}: fqdns[{k}] is no DNS name in the zone and was accepted: {body}; \
+                 sent {sent:?}"
+            )));
+        }
+    };
+    for (_, n) in &sent {
+        prop_assert!(valid_dns_name(n), "{case}: sent {n:?}");
+    }
+    // What was added (a record set's update may also delete stale records, e.g. PTRs to other
+    // names of the address; those are not registrations).
+    let of = |t: RecordType| -> Vec<String> {
+        let mut v: Vec<String> = added
+            .iter()
+            .filter(|(rt, _)| *rt == t)
+            .map(|(_, n)| n.clone())
+            .collect();
+        v.sort();
+        v
+    };
+    let mut want = names.clone();
+    want.sort();
+    // Every name gets an A record (and an AAAA one when dual-stack) ...
+    prop_assert_eq!(
+        of(RecordType::A),
+        want.clone(),
+        "{}: sent {:?}",
+        &case,
+        &sent
+    );
+    let want6 = if dual { want } else { Vec::new() };
+    prop_assert_eq!(of(RecordType::AAAA), want6, "{}: sent {:?}", &case, &sent);
+    // ... and the PTR records (one per address) name the first.
+    let ptr_targets: Vec<String> = of(RecordType::PTR)
+        .into_iter()
+        .filter(|n| in_zone(n))
+        .collect();
+    let want_ptr = match names.first() {
+        Some(first) => vec![first.clone(); if dual { 2 } else { 1 }],
+        None => Vec::new(),
+    };
+    prop_assert_eq!(ptr_targets, want_ptr, "{}: sent {:?}", &case, &sent);
+    if names.is_empty() {
+        prop_assert!(sent.is_empty(), "{case}: no names, sent {sent:?}");
+    } else {
+        tally.registered.set(tally.registered.get() + 1);
+    }
+    Ok(())
+}
+
+#[test]
+fn avi_create_names_are_valid_dns_names_or_a_400() {
+    let rt = runtime();
+    let dns = rt.block_on(RefusingDns::start());
+    let app = rt.block_on(spawn_with(AppOptions {
+        config: config(dns.addr),
+        ..AppOptions::default()
+    }));
+    let v4 = rt.block_on(crate::avi_common::net_id(&app, "10.20.0.0/24"));
+    let v6 = rt.block_on(crate::avi_common::net_id(&app, "2001:db8:20::/64"));
+    // CreateIpamRecord's record_info has no description; the gateway writes one from the id
+    // and the fqdns, so both reach the backend's description too.
+    let strategy = (
+        prop::collection::vec(host(), 1..=3),
+        free_text(),
+        any::<bool>(),
+    );
+    let tally = Tally::default();
+    runner()
+        .run(&strategy, |(fqdns, id, dual)| {
+            rt.block_on(async {
+                let (kind, subnets) = if dual {
+                    (
+                        "V4_V6",
+                        json!([[format!("{v4}+{v6}"), "10.20.0.0/24", "2001:db8:20::/64"]]),
+                    )
+                } else {
+                    ("V4_ONLY", json!([[v4, "10.20.0.0/24", null]]))
+                };
+                let (status, body) = crate::avi_common::create(
+                    &app,
+                    json!({"id": id, "fqdns": fqdns, "allocation_type": kind,
+                        "nw_and_subnet_list": subnets}),
+                )
+                .await;
+                check_avi_answer(
+                    &tally,
+                    &app,
+                    &dns,
+                    (&id, &fqdns, dual),
+                    status.as_u16(),
+                    &body,
+                )
+                .await
+            })
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    tally.assert_both_sides();
+    rt.block_on(app.stop());
+}
+
+/// What the property found (fixed in src/contracts/avi/dto.rs): the Avi contract dropped every
+/// trailing dot of an fqdn before DNS saw it, so `vm-1.` (absolute: a top-level name) was
+/// registered as `vm-1.lab.example.com`, and `vs.lab.example.com..` (an empty label) as
+/// `vs.lab.example.com`. Now both are a 400 naming the fqdn; one trailing dot on a name with a
+/// dot still means the same name.
+#[test]
+fn avi_fqdns_keep_the_meaning_of_their_trailing_dots() {
+    let rt = runtime();
+    let dns = rt.block_on(RefusingDns::start());
+    let app = rt.block_on(spawn_with(AppOptions {
+        config: config(dns.addr),
+        ..AppOptions::default()
+    }));
+    rt.block_on(async {
+        let v4 = crate::avi_common::net_id(&app, "10.20.0.0/24").await;
+        let record = |fqdns: &[&str]| {
+            json!({"id": "vsvip-dots", "fqdns": fqdns, "allocation_type": "V4_ONLY",
+                "nw_and_subnet_list": [[v4, "10.20.0.0/24", null]]})
+        };
+        for (fqdns, field) in [
+            (vec!["vm-1."], "record_info.fqdns[0]"),
+            (
+                vec!["ok.lab.example.com", "vs.lab.example.com.."],
+                "record_info.fqdns[1]",
+            ),
+            (vec!["."], "record_info.fqdns[0]"),
+        ] {
+            let (status, e) = crate::avi_common::create(&app, record(&fqdns)).await;
+            assert_eq!(status, 400, "{fqdns:?}: {e}");
+            assert_eq!(e["error"]["field"], field, "{e}");
+            assert!(allocation_at(&app, FIRST_V4).await.is_none(), "{fqdns:?}");
+            assert_eq!(dns.take(), [], "{fqdns:?}: nothing sent");
+        }
+        let (status, info) =
+            crate::avi_common::create(&app, record(&["VS.lab.example.com.", "vm-2"])).await;
+        assert_eq!(status, 200, "{info}");
+        let (_, added) = dns.take_with_added();
+        let a: Vec<&str> = added
+            .iter()
+            .filter(|(t, _)| *t == RecordType::A)
+            .map(|(_, n)| n.as_str())
+            .collect();
+        assert_eq!(
+            a,
+            ["vs.lab.example.com", "vm-2.lab.example.com"],
+            "{added:?}"
+        );
+        let (status, out) = crate::avi_common::delete(&app, "vsvip-dots").await;
+        assert_eq!(status, 200, "{out}");
+        assert!(allocation_at(&app, FIRST_V4).await.is_none());
+    });
     rt.block_on(app.stop());
 }

@@ -325,7 +325,14 @@ fn fqdns(field: &Field<'_>, raw: Option<&Value>) -> Result<Vec<(String, String)>
     };
     let mut out: Vec<(String, String)> = Vec::new();
     for (path, f) in list {
-        let f = f.trim().trim_end_matches('.').to_ascii_lowercase();
+        // One trailing dot marks an absolute name: dropped from a name with a dot (taken as
+        // fully qualified anyway); kept on a single label (`vm.` is not `vm` qualified with the
+        // domain) and on a name ending in more dots (an empty label), so DNS refuses them.
+        let t = f.trim().to_ascii_lowercase();
+        let f = match t.strip_suffix('.') {
+            Some(b) if b.contains('.') && !b.ends_with('.') => b.to_owned(),
+            _ => t,
+        };
         if f.is_empty() || blank(&f) {
             continue;
         }
