@@ -31,21 +31,7 @@ pub(crate) fn with_dns(
     secret: &str,
     required: bool,
 ) -> String {
-    let k = format!("kind = \"{kind}\"");
-    config.replacen(&k, &format!("{k}\ndns = \"lab\""), 1)
-        + &format!(
-            r#"
-[dns.lab]
-servers = ["{addr}"]
-key_name = "ipamgw-key"
-secret = "{secret}"
-forward_zones = ["lab.example.com"]
-reverse_zones = ["20.10.in-addr.arpa", "0.2.0.0.8.b.d.0.1.0.0.2.ip6.arpa"]
-required = {required}
-timeout_ms = {TIMEOUT_MS}
-"#,
-            addr = bind.addr
-        )
+    crate::support::dns_lab::with_dns(config, kind, bind.addr, secret, required, TIMEOUT_MS)
 }
 
 async fn allocate(app: &TestApp, body: Value) -> (u16, Value) {

@@ -1,5 +1,5 @@
-//! Gateway configurations with a `[dns.lab]` section, for the DNS tests outside
-//! tests/api/dns_wired.rs (same section as there: BIND's zones and key).
+//! Gateway configurations with a `[dns.lab]` section (BIND's zones and key, as
+//! tests/api/support/bind.rs configures them), for every DNS test.
 
 use std::net::SocketAddr;
 
