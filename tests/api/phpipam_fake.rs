@@ -266,6 +266,7 @@ async fn lifecycle_against_the_fake() {
         owner: owner(o),
         address: addr.map(ip),
         details: RecordDetails {
+            aliases: Vec::new(),
             hostname: Some(format!("{o}.lab.local")),
             description: None,
             mac: None,
@@ -302,6 +303,7 @@ async fn lifecycle_against_the_fake() {
     );
 
     let changes = RecordChanges {
+        aliases: None,
         mac: Some(Mac::parse("00:50:56:01:02:03").expect("mac")),
         hostname: Some("renamed".into()),
         description: None,
