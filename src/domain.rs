@@ -363,6 +363,11 @@ pub struct RecordDetails {
     pub hostname: Option<String>,
     pub description: Option<String>,
     pub mac: Option<Mac>,
+    /// More DNS names of the address besides `hostname` (an Avi record's fqdns after the
+    /// first), kept where no column limit cuts them, so a release that knows only the address
+    /// still finds every name's records. Absent from the JSON when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 /// One address to take in one network (the service loops over candidates and handles locks).
@@ -399,6 +404,9 @@ pub struct Allocation {
     pub hostname: Option<String>,
     pub description: Option<String>,
     pub mac: Option<Mac>,
+    /// The address's further DNS names ([`RecordDetails::aliases`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
     #[serde(skip)]
     pub reference: Option<String>,
 }
@@ -446,6 +454,9 @@ pub struct RecordChanges {
     pub hostname: Option<String>,
     pub description: Option<String>,
     pub mac: Option<Mac>,
+    /// The address's further DNS names ([`RecordDetails::aliases`]) when they change; an empty
+    /// list clears them.
+    pub aliases: Option<Vec<String>>,
 }
 
 /// A request to carve a network from a block.

@@ -184,6 +184,7 @@ impl Ipam {
             hostname: a.details.hostname,
             description: a.details.description,
             mac: a.details.mac,
+            aliases: a.details.aliases,
             reference: a.reference,
         }
     }

@@ -63,20 +63,27 @@ async fn avi_create_with_two_fqdns_registers_both_names_and_the_ptr_for_the_firs
  {
     let bind = Bind::start().await;
     let app = app_with_dns(&bind, true).await;
-    two_fqdns_create_update_delete(&bind, &app, "local", Delete::ById).await;
+    two_fqdns_create_update_delete(&bind, &app, "local").await;
     app.stop().await;
 }
 
-/// The same on the phpIPAM fake. Deleted with the whole `record_info` (its fqdns), as Avi's
-/// script contract passes it: phpIPAM's `description` keeps 64 characters, so the names after
-/// the first are not all in the record, and a delete by id alone (what Avi's validator sends)
-/// leaves their records — a known gap (README, "DNS registration").
+/// The same on the phpIPAM fake, deleted by id alone too (what Avi's validator sends): the
+/// description keeps 64 characters and loses the names after the first, so the gateway finds
+/// them in the address's `note` (`ipamgw-names: …`), which the fake stores and answers.
 #[tokio::test]
 #[cfg_attr(not(has_named), ignore = "needs BIND's named: .ci/run installs it")]
 async fn avi_create_with_two_fqdns_on_phpipam_registers_both_names_and_delete_removes_all() {
+    let bind = Bind::start().await;
+    let (app, _fake) = phpipam_app_with_dns(&bind).await;
+    two_fqdns_create_update_delete(&bind, &app, "ipam").await;
+    app.stop().await;
+}
+
+/// The phpIPAM fake seeded with the lab networks, and a gateway on it with `[dns.lab]`
+/// (`required = true`).
+async fn phpipam_app_with_dns(bind: &Bind) -> (TestApp, FakePhpipam) {
     use crate::support::matrix::{phpipam_config, seed_phpipam};
     use crate::support::phpipam_fake::FakeState;
-    let bind = Bind::start().await;
     let mut state = FakeState::empty();
     let lab = seed_phpipam(&mut state);
     let fake = FakePhpipam::start_with(state).await;
@@ -92,20 +99,105 @@ async fn avi_create_with_two_fqdns_on_phpipam_registers_both_names_and_delete_re
         ..AppOptions::default()
     })
     .await;
-    two_fqdns_create_update_delete(&bind, &app, "ipam", Delete::WithRecord).await;
+    (app, fake)
+}
+
+/// The `note` of the phpIPAM address of each of `ips`, in their order.
+fn notes(fake: &FakePhpipam, ips: &[&str]) -> Vec<Option<String>> {
+    fake.with(|s| {
+        ips.iter()
+            .map(|ip| {
+                let ip: std::net::IpAddr = ip.parse().expect("ip");
+                let a = s.addresses.values().find(|a| a.ip == ip).expect("record");
+                a.note.clone()
+            })
+            .collect()
+    })
+}
+
+/// On phpIPAM the names after the first are kept whole in each address's `note` (one line
+/// `ipamgw-names: …`) while the description, 64 characters, loses them; an update rewrites
+/// the line and keeps the note's other text. A record written before the gateway kept the
+/// line (its note cleared here) still loses every name when Avi's delete lists the fqdns.
+#[tokio::test]
+#[cfg_attr(not(has_named), ignore = "needs BIND's named: .ci/run installs it")]
+async fn avi_names_live_in_the_phpipam_note_and_a_record_without_it_is_deleted_by_its_fqdns() {
+    let bind = Bind::start().await;
+    let (app, fake) = phpipam_app_with_dns(&bind).await;
+    let subnets = servers_pair(&app).await;
+    let (a, b, c) = (
+        "vs-a.lab.example.com",
+        "vs-b.lab.example.com",
+        "vs-c.lab.example.com",
+    );
+    let (status, info) = create(&app, record("vsvip-dns-2", &[a, b, c], &subnets)).await;
+    assert_eq!(status, 200, "{info}");
+    let v4 = info["v4_ip"].as_str().expect("v4").to_owned();
+    let v6 = info["v6_ip"].as_str().expect("v6").to_owned();
+    let ips = [v4.as_str(), v6.as_str()];
+    let line = format!("ipamgw-names: {b} {c}");
+    assert_eq!(notes(&fake, &ips), [Some(line.clone()), Some(line)]);
+    let descriptions: Vec<Option<String>> = fake.with(|s| {
+        s.addresses
+            .values()
+            .filter(|r| r.owner.as_deref() == Some("avi:vsvip-dns-2"))
+            .map(|r| r.description.clone())
+            .collect()
+    });
+    assert_eq!(descriptions.len(), 2);
+    for d in &descriptions {
+        let d = d.as_deref().expect("description");
+        assert!(d.ends_with('…') && !d.contains(b), "{d}");
+    }
+
+    // Someone's own text in the note survives an update; the names line follows the fqdns.
+    fake.with(|s| {
+        for r in s.addresses.values_mut() {
+            if r.owner.as_deref() == Some("avi:vsvip-dns-2") {
+                r.note = Some(format!("rack 12\n{}", r.note.clone().unwrap_or_default()));
+            }
+        }
+    });
+    let (status, out) = update(
+        &app,
+        record("vsvip-dns-2", &[a, c], &subnets),
+        record("vsvip-dns-2", &[a, b, c], &subnets),
+    )
+    .await;
+    assert_eq!(status, 200, "{out}");
+    let kept = format!("rack 12\nipamgw-names: {c}");
+    assert_eq!(notes(&fake, &ips), [Some(kept.clone()), Some(kept)]);
+    assert!(bind.lookup(b, RecordType::A).await.is_empty());
+    assert_eq!(bind.lookup(c, RecordType::AAAA).await, [v6.as_str()]);
+
+    // As if written before the names line: Avi's fqdns find the names.
+    fake.with(|s| {
+        for r in s.addresses.values_mut() {
+            r.note = None;
+        }
+    });
+    let (status, out) = call(
+        &app,
+        "delete-ipam-record",
+        json!({ "record_info": record("vsvip-dns-2", &[a, c], &subnets) }),
+    )
+    .await;
+    assert_eq!(status, 200, "{out}");
+    for name in [a, c] {
+        assert!(bind.lookup(name, RecordType::A).await.is_empty(), "{name}");
+        assert!(
+            bind.lookup(name, RecordType::AAAA).await.is_empty(),
+            "{name}"
+        );
+    }
+    assert!(ptr(&bind, &v4).await.is_empty());
+    assert!(held(&app, "avi:vsvip-dns-2").await.is_empty());
     app.stop().await;
 }
 
-/// How the scenario deletes the record.
-enum Delete {
-    /// `record_info` with the id only (Avi's validator).
-    ById,
-    /// The record's whole `record_info`, fqdns included.
-    WithRecord,
-}
-
-/// Create with two fqdns (V4_V6), update dropping one, update adding one in front, delete.
-async fn two_fqdns_create_update_delete(bind: &Bind, app: &TestApp, backend: &str, how: Delete) {
+/// Create with two fqdns (V4_V6), update dropping one, update adding one in front, delete by
+/// the record's id alone (what Avi's validator sends): the gateway finds every name itself.
+async fn two_fqdns_create_update_delete(bind: &Bind, app: &TestApp, backend: &str) {
     let subnets = servers_pair(app).await;
     let (a, b, c) = (
         "vs-a.lab.example.com",
@@ -182,18 +274,7 @@ async fn two_fqdns_create_update_delete(bind: &Bind, app: &TestApp, backend: &st
     assert_eq!(ptr(bind, &v6).await, [format!("{c}.")]);
 
     // Delete: the record's own names go.
-    let (status, out) = match how {
-        Delete::ById => delete(app, "vsvip-dns-1").await,
-        Delete::WithRecord => {
-            let record_info = record("vsvip-dns-1", &[c, a], &subnets);
-            call(
-                app,
-                "delete-ipam-record",
-                json!({ "record_info": record_info }),
-            )
-            .await
-        }
-    };
+    let (status, out) = delete(app, "vsvip-dns-1").await;
     assert_eq!(status, 200, "{out}");
     for name in [a, c] {
         assert!(bind.lookup(name, RecordType::A).await.is_empty(), "{name}");

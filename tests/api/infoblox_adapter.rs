@@ -32,6 +32,7 @@ fn alloc(o: &str, net: &str) -> AllocateIn {
         owner: owner(o),
         address: None,
         details: RecordDetails {
+            aliases: Vec::new(),
             hostname: Some(format!("{o}.lab.example.com")),
             description: None,
             mac: None,

@@ -273,6 +273,7 @@ fn mk(o: &str, addr: Option<&str>, net: &str) -> AllocateIn {
         owner: owner(o),
         address: addr.map(ip),
         details: RecordDetails {
+            aliases: Vec::new(),
             hostname: Some(o.to_owned()),
             description: None,
             mac: None,
@@ -350,6 +351,7 @@ async fn lifecycle_against_the_fake_with_host_records() {
     );
 
     let changes = RecordChanges {
+        aliases: None,
         mac: Some(Mac::parse("00:50:56:01:02:03").expect("mac")),
         hostname: Some("renamed".into()),
         description: Some("web 1".into()),

@@ -65,6 +65,7 @@ fn mk(o: &str, addr: Option<&str>, net: &str) -> AllocateIn {
         owner: owner(o),
         address: addr.map(ip),
         details: RecordDetails {
+            aliases: Vec::new(),
             hostname: Some(o.to_owned()),
             description: None,
             mac: None,

@@ -148,6 +148,7 @@ async fn next_free_allocation_reserves_with_the_owner_marker() {
         owner: owner("vra:vm-001/nic0"),
         address: None,
         details: RecordDetails {
+            aliases: Vec::new(),
             hostname: Some("vm-001.lab.local".into()),
             description: None,
             mac: None,
@@ -347,6 +348,7 @@ async fn find_by_address_and_update_by_id() {
     assert_eq!(found[0].owner, None);
 
     let changes = ipam_gateway::domain::RecordChanges {
+        aliases: None,
         mac: Some(ipam_gateway::domain::Mac::parse("00-50-56-AA-BB-99").expect("mac")),
         description: Some("mac updated".into()),
         hostname: None,

@@ -59,6 +59,7 @@ fn allocate_in(net: &str, who: &str, details: RecordDetails) -> AllocateIn {
 
 fn description(d: &str) -> RecordDetails {
     RecordDetails {
+        aliases: Vec::new(),
         hostname: None,
         description: Some(d.into()),
         mac: None,
@@ -306,6 +307,7 @@ async fn hostnames_that_cannot_fit_are_refused_with_the_field() {
     assert_eq!(chars(&long), 256);
     let before = fake.addresses_in(7).len();
     let details = RecordDetails {
+        aliases: Vec::new(),
         hostname: Some(long.clone()),
         description: None,
         mac: None,
@@ -323,6 +325,7 @@ async fn hostnames_that_cannot_fit_are_refused_with_the_field() {
     // 255 characters (multi-byte) fit.
     let fits = "ü".repeat(255);
     let details = RecordDetails {
+        aliases: Vec::new(),
         hostname: Some(fits.clone()),
         description: None,
         mac: None,
@@ -337,6 +340,7 @@ async fn hostnames_that_cannot_fit_are_refused_with_the_field() {
     );
 
     let changes = RecordChanges {
+        aliases: None,
         hostname: Some(long),
         description: Some("also refused".into()),
         mac: None,
@@ -371,6 +375,7 @@ async fn a_long_description_on_update_is_shortened_and_reported_as_written() {
         .expect("allocate");
     let text = format!("moved to rack 12 — {}", "ü".repeat(80));
     let changes = RecordChanges {
+        aliases: None,
         hostname: None,
         description: Some(text.clone()),
         mac: None,

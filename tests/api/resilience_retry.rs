@@ -28,6 +28,7 @@ fn alloc(net: &str) -> AllocateIn {
         owner: Owner::parse("vra:vm-retry/nic0").expect("owner"),
         address: None,
         details: RecordDetails {
+            aliases: Vec::new(),
             hostname: Some("vm-retry.lab.example.com".into()),
             description: None,
             mac: None,

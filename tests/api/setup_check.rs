@@ -90,6 +90,7 @@ fn alloc(owner: &str, network: &str) -> AllocateIn {
         owner: Owner::parse(owner).expect("owner"),
         address: None,
         details: RecordDetails {
+            aliases: Vec::new(),
             hostname: Some(format!("{owner}.lab.example.com")),
             description: None,
             mac: None,

@@ -343,6 +343,9 @@ impl EmbeddedBackend {
             if let Some(m) = &changes.mac {
                 rec.details.mac = Some(m.clone());
             }
+            if let Some(n) = &changes.aliases {
+                rec.details.aliases = n.clone();
+            }
             let bytes = self.address_bytes(rec.owner.as_ref(), &rec.details)?;
             addrs
                 .insert((network, v), bytes.as_slice())

@@ -24,6 +24,7 @@ async fn write_store_fixture(dir: &Path) -> std::path::PathBuf {
     let cx = CallContext::default();
     let mut vm1 = req(SMALL, "vm-1", None);
     vm1.details = RecordDetails {
+        aliases: Vec::new(),
         hostname: Some("vm-1.lab.example.com".into()),
         description: Some("web server".into()),
         mac: Some(Mac::parse("00:50:56:aa:bb:01").expect("mac")),

@@ -609,6 +609,7 @@ mod tests {
             .expect("find");
         assert_eq!(found, vec![a.clone()]);
         let changes = RecordChanges {
+            aliases: None,
             mac: Some(Mac::parse("00:50:56:01:02:03").expect("mac")),
             hostname: Some("web-1".into()),
             description: None,

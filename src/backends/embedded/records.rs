@@ -87,6 +87,11 @@ pub struct StoredAllocationV1 {
     pub hostname: Option<String>,
     pub description: Option<String>,
     pub mac: Option<String>,
+    /// The address's further DNS names ([`RecordDetails::aliases`]). Added within format 1:
+    /// absent when empty, so a record without them has the bytes format 1 always had, and a
+    /// record written before the field existed reads as having none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 impl StoredNetworkV1 {
@@ -166,6 +171,7 @@ impl StoredAllocationV1 {
             hostname: details.hostname.clone(),
             description: details.description.clone(),
             mac: details.mac.as_ref().map(|m| m.as_str().to_owned()),
+            aliases: details.aliases.clone(),
         }
     }
 
@@ -183,6 +189,7 @@ impl StoredAllocationV1 {
         Ok((
             owner,
             RecordDetails {
+                aliases: self.aliases,
                 hostname: self.hostname,
                 description: self.description,
                 mac,
@@ -269,6 +276,7 @@ mod tests {
             r#"{"info":{"backend_id":"default/10.64.0.0/24","name":"pool-10.64.0.0/24","description":"carved","cidr":"10.64.0.0/24","range_start":"10.64.0.2","range_end":"10.64.0.254","gateway":"10.64.0.1","dns_servers":["10.0.0.53"],"dns_domain":"lab.example.com","dns_search_domains":["example.com"],"address_space":"default","vlan":42,"tags":[{"key":"tier","value":"web"}],"block":"block:pool","owner":"project-a"},"seeded":false}"#
         );
         let details = RecordDetails {
+            aliases: Vec::new(),
             hostname: Some("vm-1".into()),
             description: None,
             mac: Some(Mac::parse("00:50:56:AA:BB:01").expect("mac")),
@@ -291,6 +299,7 @@ mod tests {
         assert_eq!(back, NetworkInfo { free: None, ..n });
 
         let details = RecordDetails {
+            aliases: Vec::new(),
             hostname: Some("h".into()),
             description: Some("d".into()),
             mac: Some(Mac::parse("00:50:56:00:00:01").expect("mac")),
@@ -300,6 +309,41 @@ mod tests {
             .into_domain()
             .expect("domain");
         assert_eq!((o, d), (Some(owner), details));
+    }
+
+    /// An address's further names are kept whole and come back; a record without them has the
+    /// bytes format 1 always had, and those bytes read as having none.
+    #[test]
+    fn aliases_are_kept_and_absent_when_empty() {
+        let owner = Owner::parse("avi:vs-1").expect("owner");
+        let names = vec![
+            "b.lab.example.com".to_owned(),
+            "c.lab.example.com".to_owned(),
+        ];
+        let details = RecordDetails {
+            aliases: names.clone(),
+            hostname: Some("a.lab.example.com".into()),
+            ..RecordDetails::default()
+        };
+        let bytes = encode(&StoredAllocationV1::new(Some(&owner), &details)).expect("encode");
+        assert_eq!(
+            String::from_utf8(bytes.clone()).expect("utf-8"),
+            r#"{"owner":"avi:vs-1","hostname":"a.lab.example.com","description":null,"mac":null,"aliases":["b.lab.example.com","c.lab.example.com"]}"#
+        );
+        let rec: StoredAllocationV1 = decode("addresses", &bytes).expect("decode");
+        assert_eq!(rec.into_domain().expect("domain").1.aliases, names);
+
+        let without = r#"{"owner":"vm-1","hostname":"vm-1","description":null,"mac":null}"#;
+        let rec: StoredAllocationV1 = decode("addresses", without.as_bytes()).expect("decode");
+        assert!(
+            rec.clone()
+                .into_domain()
+                .expect("domain")
+                .1
+                .aliases
+                .is_empty()
+        );
+        assert_eq!(encode(&rec).expect("encode"), without.as_bytes());
     }
 
     /// Format 0 wrote the domain types as they were; this is one of its network rows (as in
@@ -417,6 +461,7 @@ mod tests {
         assert_eq!(
             vm1[0].details,
             RecordDetails {
+                aliases: Vec::new(),
                 hostname: Some("vm-1.lab.example.com".into()),
                 description: Some("web server".into()),
                 mac: Some(Mac::parse("00:50:56:aa:bb:01").expect("mac")),

@@ -240,6 +240,10 @@ impl InfobloxBackend {
             address: addr,
             owner: self.owner_of(&rec.extattrs, rec.comment.as_deref()),
             details: RecordDetails {
+                // Not kept on Infoblox: its records register DNS themselves (a `[dns]` section
+                // is refused on such a backend), so the gateway has no names to find again; the
+                // Avi description and `record_info.fqdns` still name them.
+                aliases: Vec::new(),
                 hostname: rec.name.clone().filter(|n| !n.is_empty()),
                 description: (!description.is_empty()).then_some(description),
                 mac,

@@ -644,6 +644,8 @@ impl InfobloxBackend {
         let owner = self.owner_of(&rec.extattrs, rec.comment.as_deref());
         let mut body = Map::new();
         let mut new_name = None;
+        // `changes.aliases` is not kept: Infoblox records register DNS themselves (see
+        // `mapping.rs`, where they read back as none).
         if let Some(h) = changes.hostname.as_deref().filter(|h| !h.trim().is_empty()) {
             let name = match &owner {
                 Some(o) if self.cfg.record_style != RecordStyle::FixedAddress => {

@@ -8,7 +8,9 @@ use ipnet::IpNet;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
-use super::limits::{ADDRESS_DESCRIPTION, ADDRESS_HOSTNAME, ADDRESS_MAC, ADDRESS_OWNER};
+use super::limits::{
+    ADDRESS_DESCRIPTION, ADDRESS_HOSTNAME, ADDRESS_MAC, ADDRESS_NOTE, ADDRESS_OWNER,
+};
 use super::mapping::range_of;
 use super::wire::{Address, Subnet, list, value_text};
 use super::{ANYCAST_DESCRIPTION, PhpipamBackend, RACE_RETRIES, parse_id};
@@ -17,6 +19,38 @@ use crate::backends::common::{check_specific, default_description, not_allocated
 use crate::domain::{
     AllocateIn, AllocationInfo, IpamError, IpamResult, Lookup, Owner, RecordChanges, RecordDetails,
 };
+
+/// What starts the line of an address's `note` that lists its further DNS names
+/// ([`RecordDetails::aliases`]), separated by spaces. The description would cut them (64
+/// characters); `note` is `text` ([`ADDRESS_NOTE`]).
+const NAMES_PREFIX: &str = "ipamgw-names:";
+
+/// The `note` that keeps `aliases`, or `None` when there are none.
+pub(super) fn names_note(aliases: &[String]) -> Option<String> {
+    (!aliases.is_empty()).then(|| format!("{NAMES_PREFIX} {}", aliases.join(" ")))
+}
+
+/// `note` with its names line replaced by that of `aliases` (removed when there are none);
+/// the note's other lines, someone else's text, are kept.
+fn renoted(note: Option<&str>, aliases: &[String]) -> String {
+    let others = note
+        .into_iter()
+        .flat_map(str::lines)
+        .filter(|l| !l.trim().starts_with(NAMES_PREFIX));
+    let mut lines: Vec<String> = others.map(str::to_owned).collect();
+    lines.extend(names_note(aliases));
+    lines.join("\n")
+}
+
+/// The names a `note` written by [`names_note`] lists; none when the note is someone else's.
+pub(super) fn noted_names(note: Option<&str>) -> Vec<String> {
+    note.into_iter()
+        .flat_map(str::lines)
+        .filter_map(|l| l.trim().strip_prefix(NAMES_PREFIX))
+        .flat_map(str::split_whitespace)
+        .map(str::to_owned)
+        .collect()
+}
 
 /// The details as phpIPAM will hold them (see [`limits`](super::limits)): the description
 /// shortened to its column, the hostname and the MAC as given or a 400 naming them (they are
@@ -28,7 +62,11 @@ pub(super) fn fit_details(details: &RecordDetails) -> IpamResult<RecordDetails> 
     if let Some(m) = &details.mac {
         ADDRESS_MAC.check("mac", m.as_str())?;
     }
+    if let Some(n) = names_note(&details.aliases) {
+        ADDRESS_NOTE.check("aliases", &n)?;
+    }
     Ok(RecordDetails {
+        aliases: details.aliases.clone(),
         hostname: details.hostname.clone(),
         description: details
             .description
@@ -105,6 +143,9 @@ impl PhpipamBackend {
         body.insert("description".into(), json!(description));
         if let Some(m) = &details.mac {
             body.insert("mac".into(), json!(m.as_str()));
+        }
+        if let Some(n) = names_note(&details.aliases) {
+            body.insert("note".into(), json!(n));
         }
         Ok(body)
     }
@@ -431,6 +472,7 @@ impl PhpipamBackend {
     ) -> IpamResult<AllocationInfo> {
         // What phpIPAM will hold, checked before anything is looked up.
         let fitted = fit_details(&RecordDetails {
+            aliases: changes.aliases.clone().unwrap_or_default(),
             hostname: changes.hostname.clone(),
             description: changes.description.clone(),
             mac: changes.mac.clone(),
@@ -456,6 +498,12 @@ impl PhpipamBackend {
             body.insert("mac".into(), json!(m.as_str()));
             current.details.mac = Some(m);
         }
+        if let Some(names) = &changes.aliases {
+            let note = renoted(record.text_field("note").as_deref(), names);
+            ADDRESS_NOTE.check("aliases", &note)?;
+            body.insert("note".into(), json!(note));
+            current.details.aliases = names.clone();
+        }
         if body.is_empty() {
             return Ok(current);
         }
@@ -475,5 +523,64 @@ impl PhpipamBackend {
             400 if reply.says("mac") => Err(IpamError::invalid("mac", reply.message())),
             _ => Err(self.upstream(&reply)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_names_line_of_a_note_is_read_back_and_other_text_is_not_a_name() {
+        let aliases = names(&["b.lab.example.com", "c.lab.example.com"]);
+        let note = names_note(&aliases);
+        assert_eq!(
+            note.as_deref(),
+            Some("ipamgw-names: b.lab.example.com c.lab.example.com")
+        );
+        assert_eq!(noted_names(note.as_deref()), aliases);
+        assert_eq!(names_note(&[]), None);
+        assert!(noted_names(None).is_empty());
+        assert!(noted_names(Some("rack 12, owner: team-a")).is_empty());
+    }
+
+    #[test]
+    fn a_new_names_line_replaces_the_old_one_and_keeps_the_other_lines() {
+        let old = "rack 12\nipamgw-names: b.lab.example.com\nticket 7";
+        let new = renoted(Some(old), &names(&["c.lab.example.com"]));
+        assert_eq!(new, "rack 12\nticket 7\nipamgw-names: c.lab.example.com");
+        assert_eq!(noted_names(Some(&new)), names(&["c.lab.example.com"]));
+        assert_eq!(renoted(Some(old), &[]), "rack 12\nticket 7");
+        assert_eq!(renoted(None, &[]), "");
+    }
+
+    /// `note` is `text`, 65,535 bytes: names that would not fit are a 400 naming them, before
+    /// anything is written (no DNS name is cut).
+    #[test]
+    fn names_beyond_the_note_column_are_a_400_naming_aliases() {
+        let long = format!("{}.example.com", "a".repeat(60));
+        let aliases = vec![long; 1_000];
+        let err = fit_details(&RecordDetails {
+            aliases,
+            ..RecordDetails::default()
+        })
+        .expect_err("too long");
+        match err {
+            IpamError::InvalidInput { field, why } => {
+                assert_eq!(field, "aliases");
+                assert!(why.contains("note"), "{why}");
+            }
+            other => panic!("not a 400: {other:?}"),
+        }
+        let fits = fit_details(&RecordDetails {
+            aliases: names(&["b.lab.example.com"]),
+            ..RecordDetails::default()
+        })
+        .expect("fits");
+        assert_eq!(fits.aliases, names(&["b.lab.example.com"]));
     }
 }

@@ -66,6 +66,14 @@ pub const ADDRESS_MAC: Column = Column {
     limit: Limit::Chars(20),
 };
 
+/// `ipaddresses.note text` (phpIPAM v1.8.2 `db/SCHEMA.sql`; every recorded address carries
+/// `note`, e.g. `fixtures/phpipam/74-addresses-get-by-id.json`): 65,535 bytes. The gateway keeps
+/// an address's further DNS names there ([`super::addresses::names_note`]).
+pub const ADDRESS_NOTE: Column = Column {
+    name: "note",
+    limit: Limit::Bytes(65_535),
+};
+
 /// `subnets.description text` (phpIPAM v1.8.2 `db/SCHEMA.sql`): 65,535 bytes. Not recorded:
 /// the same strict-mode error is assumed when it is exceeded.
 pub const SUBNET_DESCRIPTION: Column = Column {

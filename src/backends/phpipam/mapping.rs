@@ -136,6 +136,7 @@ impl PhpipamBackend {
                 .text_field(&self.cfg.owner_field)
                 .and_then(|o| Owner::parse(&o).ok()),
             details: RecordDetails {
+                aliases: super::addresses::noted_names(a.text_field("note").as_deref()),
                 hostname: a.hostname.clone(),
                 description: a.description.clone(),
                 mac: a.mac.as_deref().and_then(|m| Mac::parse(m).ok()),

@@ -114,12 +114,15 @@ fn described_fqdns(id: &str, description: Option<&str>) -> Vec<String> {
     names
 }
 
-/// The names a held address of record `id` had: its host name, the fqdns of `old` (what Avi
-/// says the record had), and those its description lists; in that order, once each.
+/// The names a held address of record `id` had: its host name and the further names the
+/// backend kept with it ([`Allocation::aliases`], whole on every backend), then the fqdns of
+/// `old` (what Avi says the record had) and those its description lists; in that order, once
+/// each.
 pub(super) fn held_names(id: &str, a: &Allocation, old: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let described = described_fqdns(id, a.description.as_deref());
-    for n in a.hostname.iter().chain(old).chain(described.iter()) {
+    let kept = a.hostname.iter().chain(&a.aliases);
+    for n in kept.chain(old).chain(described.iter()) {
         let n = n.trim().trim_end_matches('.').to_ascii_lowercase();
         if !n.is_empty() && !out.contains(&n) {
             out.push(n);
@@ -133,6 +136,7 @@ pub(super) fn details(id: &str, r: &RecordInfo) -> RecordDetails {
         hostname: r.hostname(),
         description: Some(description(id, &r.fqdns)),
         mac: None,
+        aliases: r.aliases(),
     }
 }
 
@@ -151,5 +155,44 @@ mod tests {
         let o = owner_of(&long).expect("owner");
         assert!(o.as_str().starts_with("avi:sha256-"), "{o}");
         assert_eq!(owner_of(&long).expect("owner"), o, "stable");
+    }
+
+    /// The names a backend kept come first and whole, even when the description lost them
+    /// (phpIPAM's 64 characters) and Avi sends none (a delete by id).
+    #[test]
+    fn held_names_read_the_kept_names_first() {
+        use crate::domain::{AllocationId, NetworkId};
+        let network_id = NetworkId::new("ipam", "7");
+        let address = "10.20.0.5".parse().expect("ip");
+        let fqdns: Vec<String> = ["vs-c.lab.example.com", "vs-a.lab.example.com"]
+            .map(str::to_owned)
+            .to_vec();
+        let cut = "Avi VS VIP vsvip-1 (vs-c.lab.example.com, vs-a.lab.exa…".to_owned();
+        let a = Allocation {
+            id: AllocationId::new(&network_id, address),
+            network_id,
+            address,
+            owner: None,
+            hostname: Some("vs-c.lab.example.com".into()),
+            description: Some(cut),
+            mac: None,
+            aliases: vec!["VS-A.lab.example.com.".into()],
+            reference: None,
+        };
+        assert_eq!(held_names("vsvip-1", &a, &[]), fqdns);
+        let no_kept = Allocation {
+            aliases: Vec::new(),
+            ..a.clone()
+        };
+        assert_eq!(
+            held_names("vsvip-1", &no_kept, &[]),
+            ["vs-c.lab.example.com"],
+            "without them the cut description loses vs-a"
+        );
+        let old = ["vs-b.lab.example.com".to_owned()];
+        assert_eq!(
+            held_names("vsvip-1", &a, &old),
+            [fqdns[0].clone(), fqdns[1].clone(), old[0].clone()]
+        );
     }
 }

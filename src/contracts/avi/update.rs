@@ -154,7 +154,7 @@ pub(super) async fn update_ipam_record(
     // What the record holds after the change, in family order: kept as it is, or the batch
     // item that takes its new address.
     enum Slot {
-        Kept(Allocation),
+        Kept(Box<Allocation>),
         New(usize),
     }
     let mut slots: Vec<Slot> = Vec::new();
@@ -165,7 +165,7 @@ pub(super) async fn update_ipam_record(
         match step {
             Step::Keep(a, rest) => {
                 release.extend(rest);
-                slots.push(Slot::Kept(a));
+                slots.push(Slot::Kept(Box::new(a)));
             }
             Step::Drop(all) => release.extend(all),
             Step::Take(ids, address, old) => {
@@ -203,7 +203,7 @@ pub(super) async fn update_ipam_record(
     let mut result: Vec<Allocation> = Vec::with_capacity(slots.len());
     for slot in slots {
         match slot {
-            Slot::Kept(a) => result.push(a),
+            Slot::Kept(a) => result.push(*a),
             Slot::New(i) => result.extend(taken.allocations().get(i).cloned()),
         }
     }
@@ -220,6 +220,7 @@ pub(super) async fn update_ipam_record(
                 .then(|| new_details.description.clone())
                 .flatten(),
             mac: None,
+            aliases: (a.aliases != aliases).then(|| aliases.clone()),
         };
         // The names it had (host name, old fqdns, described ones) against the new fqdns: the
         // names that leave lose this address's records, the new ones get them.

@@ -73,6 +73,7 @@ impl CreateAllocation {
                 .map(|a| input::ip(&f("address"), a))
                 .transpose()?,
             details: RecordDetails {
+                aliases: Vec::new(),
                 hostname: self.hostname,
                 description: self.description,
                 mac: self

@@ -199,6 +199,7 @@ pub(super) async fn update_allocation(
     let (net, addr) = parse_allocation_id(&id)?;
     let req: UpdateAllocation = parse_json(&body)?;
     let changes = RecordChanges {
+        aliases: None,
         hostname: req.hostname,
         description: req.description,
         mac: req

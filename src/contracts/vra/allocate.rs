@@ -179,6 +179,7 @@ fn plan_allocations(root: &Field<'_>) -> Result<(String, Vec<PlannedAllocation>)
             start,
             owners,
             details: RecordDetails {
+                aliases: Vec::new(),
                 hostname: hostname.clone(),
                 description: Some(description),
                 mac: None,

@@ -107,6 +107,7 @@ pub(super) async fn update_record(
         }
         .map_err(|e| VraError::new(OP, e).with_context(context()))?;
         let changes = RecordChanges {
+            aliases: None,
             hostname: hostname.clone(),
             description: None,
             mac,

@@ -86,6 +86,10 @@ pub struct FakeAddress {
     pub mac: Option<String>,
     pub owner: Option<String>,
     pub vm_id: Option<String>,
+    /// `note`, a `text` column (phpIPAM v1.8.2 `db/SCHEMA.sql`): every recorded address answer
+    /// carries it (`fixtures/phpipam/74-addresses-get-by-id.json`, `null` there), and it is a
+    /// key address writes accept (`ADDRESS_KEYS`). Stored and answered like `description`.
+    pub note: Option<String>,
 }
 
 /// Addresses that have nothing to do with the gateway, kept as a rule rather than as records so
@@ -117,6 +121,7 @@ impl Unrelated {
             mac: None,
             owner: Some(format!("other-{n}")),
             vm_id: None,
+            note: None,
         }
     }
 
@@ -327,6 +332,7 @@ impl FakeState {
                     mac: None,
                     owner: None,
                     vm_id: None,
+                    note: None,
                 },
             );
         }
@@ -447,6 +453,7 @@ impl FakeState {
                 mac: None,
                 owner: None,
                 vm_id: None,
+                note: None,
             },
         );
         id
@@ -549,7 +556,7 @@ impl FakeState {
         json!({"id": a.id, "subnetId": a.subnet, "ip": a.ip.to_string(),
             "is_gateway": u8::from(a.is_gateway), "description": a.description,
             "hostname": a.hostname, "mac": a.mac, "owner": a.owner, "tag": 2, "deviceId": null,
-            "location": null, "port": null, "note": null, "lastSeen": "1970-01-01 00:00:01",
+            "location": null, "port": null, "note": a.note, "lastSeen": "1970-01-01 00:00:01",
             "excludePing": 0, "PTRignore": 0, "PTR": 0, "firewallAddressObject": null,
             "editDate": null, "customer_id": null, "custom_vm_id": a.vm_id})
     }
@@ -654,9 +661,13 @@ const ADDRESS_COLUMN_LIMITS: &[(&str, usize)] = &[
     ("owner", 128),
 ];
 
+/// `ipaddresses.note` is `text` (phpIPAM v1.8.2 `db/SCHEMA.sql`): at most 65,535 bytes.
+/// INFERRED, not recorded: the same strict-mode 500 as for the varchar columns.
+const ADDRESS_NOTE_BYTES: usize = 65_535;
+
 /// The first column of `a` that does not fit, if any.
 fn address_too_long(a: &FakeAddress) -> Option<&'static str> {
-    ADDRESS_COLUMN_LIMITS.iter().find_map(|&(column, max)| {
+    let varchar = ADDRESS_COLUMN_LIMITS.iter().find_map(|&(column, max)| {
         let value = match column {
             "description" => &a.description,
             "hostname" => &a.hostname,
@@ -667,7 +678,15 @@ fn address_too_long(a: &FakeAddress) -> Option<&'static str> {
             .as_deref()
             .is_some_and(|v| v.chars().count() > max)
             .then_some(column)
-    })
+    });
+    // `note` comes after these in the table (db/SCHEMA.sql).
+    let note = || {
+        a.note
+            .as_deref()
+            .is_some_and(|n| n.len() > ADDRESS_NOTE_BYTES)
+            .then_some("note")
+    };
+    varchar.or_else(note)
 }
 
 /// `subnets.description` is `text` (phpIPAM v1.8.2 `db/SCHEMA.sql`): at most 65,535 bytes.
@@ -979,6 +998,7 @@ fn apply(a: &mut FakeAddress, body: &Map<String, Value>) -> Result<(), &'static 
             "hostname" => a.hostname = t,
             "owner" => a.owner = t,
             "custom_vm_id" => a.vm_id = t,
+            "note" => a.note = t,
             "is_gateway" => a.is_gateway = t.as_deref() == Some("1"),
             "mac" => match t {
                 Some(m) => match normalise_mac(&m) {
@@ -1473,6 +1493,7 @@ fn respond(
                 mac: None,
                 owner: None,
                 vm_id: None,
+                note: None,
             };
             if let Err(m) = apply(&mut a, &body) {
                 return error(400, m);
