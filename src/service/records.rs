@@ -20,6 +20,17 @@ impl Ipam {
         changes: &RecordChanges,
     ) -> IpamResult<Allocation> {
         self.check_route(caller, network, "network")?;
+        self.update_record(caller, network, address, changes).await
+    }
+
+    /// The backend's part of an update: the record changes under its network's records lock.
+    async fn update_record(
+        &self,
+        caller: &Caller,
+        network: &NetworkId,
+        address: IpAddr,
+        changes: &RecordChanges,
+    ) -> IpamResult<Allocation> {
         let backend = self.backend(&caller.backend)?;
         let a = {
             let _guard = self.locks.lock(LockKey::Records(network.clone())).await;
@@ -232,18 +243,8 @@ impl Ipam {
                 .map_err(|e| dns_error(&updater.settings().name, e));
             Self::dns_policy(updater, "update", address, outcome)?;
         }
-        let backend = self.backend(&caller.backend)?;
-        let updated = {
-            let _guard = self.locks.lock(LockKey::Records(network.clone())).await;
-            timed(
-                &caller.backend,
-                "update",
-                backend.update(&caller.cx, &network.backend_id(), address, changes),
-            )
-            .await
-        };
-        match updated {
-            Ok(a) => Ok(self.to_allocation(&caller.backend, a)),
+        match self.update_record(caller, network, address, changes).await {
+            Ok(a) => Ok(a),
             Err(e) => {
                 if let (Some(updater), Some((old, new, net))) = (&updater, &moves) {
                     // The record keeps its old names: so does DNS.
