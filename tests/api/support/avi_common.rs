@@ -85,35 +85,16 @@ pub async fn net_id(app: &TestApp, cidr: &str) -> String {
 
 /// Addresses the native API says an owner holds, sorted.
 pub async fn held(app: &TestApp, owner: &str) -> Vec<String> {
-    let body: Value = app
-        .get(&format!("/api/v1/allocations?owner={owner}"))
-        .send()
-        .await
-        .expect("find")
-        .json()
-        .await
-        .expect("json");
-    let mut out: Vec<String> = body["allocations"]
-        .as_array()
-        .expect("allocations")
-        .iter()
-        .map(|a| a["address"].as_str().expect("address").to_owned())
-        .collect();
+    let mut out = crate::support::vra_common::held_by(app, owner).await;
     out.sort();
     out
 }
 
-/// The native API's view of one allocation by address (hostname, description).
+/// The native API's view of one allocation by address (hostname, description); `null` if none.
 pub async fn allocation_at(app: &TestApp, address: &str) -> Value {
-    let body: Value = app
-        .get(&format!("/api/v1/allocations?address={address}"))
-        .send()
+    crate::support::vra_common::allocation_at(app, address)
         .await
-        .expect("find")
-        .json()
-        .await
-        .expect("json");
-    body["allocations"][0].clone()
+        .unwrap_or(Value::Null)
 }
 
 pub fn fresh_id() -> String {
