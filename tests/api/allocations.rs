@@ -2,17 +2,7 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
-use crate::support::{AppOptions, TestApp, spawn_app, spawn_with};
-
-async fn allocate(app: &TestApp, body: Value) -> (u16, Value) {
-    let r = app
-        .post("/api/v1/allocations", &body)
-        .send()
-        .await
-        .expect("post");
-    let status = r.status().as_u16();
-    (status, r.json().await.expect("json"))
-}
+use crate::support::{AppOptions, allocate, spawn_app, spawn_with};
 
 #[tokio::test]
 async fn allocates_the_next_free_address_and_returns_it_again_for_the_same_owner() {

@@ -117,12 +117,6 @@ async fn lookup(bind: &Bind, name: &str, t: RecordType) -> Vec<String> {
     bind.lookup(name, t).await
 }
 
-async fn ptr(bind: &Bind, addr: &str) -> Vec<String> {
-    let ip: std::net::IpAddr = addr.parse().expect("ip");
-    bind.lookup(&ipam_gateway::dns::names::reverse_name(ip), RecordType::PTR)
-        .await
-}
-
 const VS: &str = "vs1.lab.example.com";
 const ALIAS: &str = "vs1-alias.lab.example.com";
 
@@ -162,8 +156,8 @@ async fn generated_avi_dns_script_registers_changes_and_deletes_names_in_bind() 
             "{name}"
         );
     }
-    assert_eq!(ptr(&bind, "10.20.0.61").await, [format!("{VS}.")]);
-    assert_eq!(ptr(&bind, "2001:db8:20::61").await, [format!("{VS}.")]);
+    assert_eq!(bind.ptr("10.20.0.61").await, [format!("{VS}.")]);
+    assert_eq!(bind.ptr("2001:db8:20::61").await, [format!("{VS}.")]);
 
     // The same call again (a controller retry) converges: nothing doubles.
     let r = s
@@ -171,7 +165,7 @@ async fn generated_avi_dns_script_registers_changes_and_deletes_names_in_bind() 
         .await;
     assert_eq!(r, json!({"result": true}));
     assert_eq!(lookup(&bind, ALIAS, A).await, ["10.20.0.61"]);
-    assert_eq!(ptr(&bind, "10.20.0.61").await, [format!("{VS}.")]);
+    assert_eq!(bind.ptr("10.20.0.61").await, [format!("{VS}.")]);
 
     // Change the IPv4 address: both names move to it, the PTR follows, IPv6 is untouched.
     let v2 = records(&["10.20.0.62"], &["2001:db8:20::61"], &[VS, ALIAS]);
@@ -187,8 +181,8 @@ async fn generated_avi_dns_script_registers_changes_and_deletes_names_in_bind() 
             "{name}"
         );
     }
-    assert!(ptr(&bind, "10.20.0.61").await.is_empty());
-    assert_eq!(ptr(&bind, "10.20.0.62").await, [format!("{VS}.")]);
+    assert!(bind.ptr("10.20.0.61").await.is_empty());
+    assert_eq!(bind.ptr("10.20.0.62").await, [format!("{VS}.")]);
 
     // Drop an fqdn: its records go, the other name keeps its own.
     let v3 = records(&["10.20.0.62"], &["2001:db8:20::61"], &[VS]);
@@ -199,7 +193,7 @@ async fn generated_avi_dns_script_registers_changes_and_deletes_names_in_bind() 
     assert!(lookup(&bind, ALIAS, A).await.is_empty());
     assert!(lookup(&bind, ALIAS, AAAA).await.is_empty());
     assert_eq!(lookup(&bind, VS, A).await, ["10.20.0.62"]);
-    assert_eq!(ptr(&bind, "10.20.0.62").await, [format!("{VS}.")]);
+    assert_eq!(bind.ptr("10.20.0.62").await, [format!("{VS}.")]);
 
     // Delete: everything goes; deleting again (records already gone) is success.
     for _ in 0..2 {
@@ -208,8 +202,8 @@ async fn generated_avi_dns_script_registers_changes_and_deletes_names_in_bind() 
     }
     assert!(lookup(&bind, VS, A).await.is_empty());
     assert!(lookup(&bind, VS, AAAA).await.is_empty());
-    assert!(ptr(&bind, "10.20.0.62").await.is_empty());
-    assert!(ptr(&bind, "2001:db8:20::61").await.is_empty());
+    assert!(bind.ptr("10.20.0.62").await.is_empty());
+    assert!(bind.ptr("2001:db8:20::61").await.is_empty());
 
     // A name outside the zones: General, naming the field, and nothing is sent for the good
     // name of the same record either (everything is validated first).

@@ -47,14 +47,6 @@ async fn a(bind: &Bind, name: &str) -> Vec<String> {
 async fn aaaa(bind: &Bind, name: &str) -> Vec<String> {
     bind.lookup(name, RecordType::AAAA).await
 }
-async fn ptr(bind: &Bind, addr: &str) -> Vec<String> {
-    bind.lookup(
-        &ipam_gateway::dns::names::reverse_name(ip(addr)),
-        RecordType::PTR,
-    )
-    .await
-}
-
 #[test]
 fn named_is_installed_under_ci() {
     if std::env::var_os("CI").is_some() {
@@ -80,7 +72,7 @@ async fn add_v4_registers_a_and_ptr() {
         .await
         .expect("should succeed");
     assert_eq!(a(&bind, "vm-1.lab.example.com").await, vec!["10.20.0.5"]);
-    assert_eq!(ptr(&bind, "10.20.0.5").await, vec!["vm-1.lab.example.com."]);
+    assert_eq!(bind.ptr("10.20.0.5").await, vec!["vm-1.lab.example.com."]);
 }
 
 #[tokio::test]
@@ -96,7 +88,7 @@ async fn add_v6_registers_aaaa_and_ptr() {
         vec!["2001:db8:20::10"]
     );
     assert_eq!(
-        ptr(&bind, "2001:db8:20::10").await,
+        bind.ptr("2001:db8:20::10").await,
         vec!["vm-6.lab.example.com."]
     );
     assert!(a(&bind, "vm-6.lab.example.com").await.is_empty());
@@ -113,7 +105,7 @@ async fn retried_adds_and_deletes_converge() {
             .expect("should succeed");
     }
     assert_eq!(a(&bind, "vm-2.lab.example.com").await, vec!["10.20.0.6"]);
-    assert_eq!(ptr(&bind, "10.20.0.6").await, vec!["vm-2.lab.example.com."]);
+    assert_eq!(bind.ptr("10.20.0.6").await, vec!["vm-2.lab.example.com."]);
     for _ in 0..3 {
         // the second and third deletes find nothing: success
         dns.delete("vm-2.lab.example.com", ip("10.20.0.6"), None)
@@ -121,7 +113,7 @@ async fn retried_adds_and_deletes_converge() {
             .expect("should succeed");
     }
     assert!(a(&bind, "vm-2.lab.example.com").await.is_empty());
-    assert!(ptr(&bind, "10.20.0.6").await.is_empty());
+    assert!(bind.ptr("10.20.0.6").await.is_empty());
 }
 
 #[tokio::test]
@@ -152,13 +144,13 @@ async fn replace_renames_forward_and_reverse() {
             .expect("should succeed");
         assert!(bind.lookup(old, rtype).await.is_empty(), "{old}");
         assert_eq!(bind.lookup(new, rtype).await, vec![addr]);
-        assert_eq!(ptr(&bind, addr).await, vec![format!("{new}.")]);
+        assert_eq!(bind.ptr(addr).await, vec![format!("{new}.")]);
         // a retried replace converges on the same records
         dns.replace(old, new, ip(addr), None)
             .await
             .expect("should succeed");
         assert_eq!(bind.lookup(new, rtype).await, vec![addr]);
-        assert_eq!(ptr(&bind, addr).await, vec![format!("{new}.")]);
+        assert_eq!(bind.ptr(addr).await, vec![format!("{new}.")]);
     }
 }
 
@@ -182,7 +174,7 @@ async fn delete_leaves_the_names_other_addresses_and_others_ptrs() {
         .await
         .expect("should succeed");
     assert_eq!(
-        ptr(&bind, "10.20.0.8").await,
+        bind.ptr("10.20.0.8").await,
         vec!["other.lab.example.com.", "web.lab.example.com."]
     );
 
@@ -194,12 +186,9 @@ async fn delete_leaves_the_names_other_addresses_and_others_ptrs() {
         aaaa(&bind, "web.lab.example.com").await,
         vec!["2001:db8:20::9"]
     );
-    assert_eq!(
-        ptr(&bind, "10.20.0.8").await,
-        vec!["other.lab.example.com."]
-    );
+    assert_eq!(bind.ptr("10.20.0.8").await, vec!["other.lab.example.com."]);
     assert_eq!(a(&bind, "other.lab.example.com").await, vec!["10.20.0.8"]);
-    assert_eq!(ptr(&bind, "10.20.0.9").await, vec!["web.lab.example.com."]);
+    assert_eq!(bind.ptr("10.20.0.9").await, vec!["web.lab.example.com."]);
 }
 
 #[tokio::test]
@@ -217,7 +206,7 @@ async fn reverse_zone_derived_from_the_network() {
     )
     .await
     .expect("should succeed");
-    assert_eq!(ptr(&bind, "10.20.1.3").await, vec!["vm-3.lab.example.com."]);
+    assert_eq!(bind.ptr("10.20.1.3").await, vec!["vm-3.lab.example.com."]);
     // No network: the PTR zone cannot be derived, an error naming the field, nothing sent.
     let e = dns
         .add("vm-4.lab.example.com", ip("10.20.1.4"), None)
@@ -271,7 +260,7 @@ async fn bad_names_are_refused_before_anything_is_sent() {
     );
     // The PTR zone was wrong: the A record was not added either.
     assert!(a(&bind, "vm.lab.example.com").await.is_empty());
-    assert!(ptr(&bind, "10.20.0.10").await.is_empty());
+    assert!(bind.ptr("10.20.0.10").await.is_empty());
 }
 
 #[tokio::test]
@@ -294,7 +283,7 @@ async fn wrong_tsig_secret_names_the_zone_and_badsig() {
     );
     assert!(!text.contains(WRONG_SECRET));
     assert!(a(&bind, "vm-7.lab.example.com").await.is_empty());
-    assert!(ptr(&bind, "10.20.0.11").await.is_empty());
+    assert!(bind.ptr("10.20.0.11").await.is_empty());
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use crate::support::bind::{Bind, KEY_SECRET, WRONG_SECRET};
 use crate::support::dns_lab::with_dns;
 use crate::support::dns_stub::DnsStub;
 use crate::support::phpipam_fake::FakePhpipam;
-use crate::support::{AppOptions, BASE_CONFIG, TestApp, spawn_with};
+use crate::support::{AppOptions, BASE_CONFIG, TestApp, allocate, allocations_of, spawn_with};
 
 const GENERAL: &str = "CustomIpamGeneralException";
 const SERVERS: &str = "10.20.0.0/24";
@@ -432,21 +432,6 @@ async fn two_replicas(bind: &Bind) -> (TestApp, TestApp, FakePhpipam) {
     let good = app(KEY_SECRET).await;
     let bad = app(WRONG_SECRET).await;
     (good, bad, fake)
-}
-
-async fn allocate(app: &TestApp, body: Value) -> (u16, Value) {
-    let r = app
-        .post("/api/v1/allocations", &body)
-        .send()
-        .await
-        .expect("post");
-    (r.status().as_u16(), r.json().await.expect("json"))
-}
-
-async fn allocations_of(app: &TestApp, owner: &str) -> Value {
-    app.get_json(&format!("/api/v1/allocations?owner={owner}"))
-        .await["allocations"]
-        .clone()
 }
 
 /// A new host name whose DNS update fails (required = true): the caller sees DNS's answer, and

@@ -97,12 +97,6 @@ impl Env {
     }
 }
 
-async fn ptr(bind: &Bind, addr: &str) -> Vec<String> {
-    let ip = addr.parse().expect("address");
-    bind.lookup(&ipam_gateway::dns::names::reverse_name(ip), RecordType::PTR)
-        .await
-}
-
 /// The sum of `ipamgw_dns_updates_total` over `results`. The recorder is process-wide (other
 /// tests count too), so callers compare before and after.
 async fn dns_updates(app: &TestApp, results: &[&str]) -> u64 {
@@ -148,11 +142,11 @@ async fn update_record_renames_and_deallocate_spares_others(kind: Kind) {
         "{kind:?}"
     );
     assert_eq!(bind.lookup(bond, RecordType::A).await, ["10.20.0.2"]);
-    assert_eq!(ptr(&bind, "10.20.0.2").await, [format!("{bond}.")]);
+    assert_eq!(bind.ptr("10.20.0.2").await, [format!("{bond}.")]);
     // vRA retries an update it did not see answered: the same records, once.
     vra_ok(app, "update-record", &update).await;
     assert_eq!(bind.lookup(bond, RecordType::A).await, ["10.20.0.2"]);
-    assert_eq!(ptr(&bind, "10.20.0.2").await, [format!("{bond}.")]);
+    assert_eq!(bind.ptr("10.20.0.2").await, [format!("{bond}.")]);
 
     // The contract's own `hostName`, fully qualified, wins over resourceInfo.
     let mut renamed = update.clone();
@@ -161,7 +155,7 @@ async fn update_record_renames_and_deallocate_spares_others(kind: Kind) {
     let web = "web-01.lab.example.com";
     assert!(bind.lookup(bond, RecordType::A).await.is_empty());
     assert_eq!(bind.lookup(web, RecordType::A).await, ["10.20.0.2"]);
-    assert_eq!(ptr(&bind, "10.20.0.2").await, [format!("{web}.")]);
+    assert_eq!(bind.ptr("10.20.0.2").await, [format!("{web}.")]);
 
     // Someone else's record for the same name at another address, put in BIND directly.
     let other = ipam_gateway::dns::DnsUpdater::new(
@@ -184,8 +178,8 @@ async fn update_record_renames_and_deallocate_spares_others(kind: Kind) {
     let out = vra_ok(app, "deallocate-ip", &free).await;
     assert_eq!(out["ipDeallocations"][0]["message"], "Success", "{out}");
     assert_eq!(bind.lookup(web, RecordType::A).await, ["10.20.0.99"]);
-    assert!(ptr(&bind, "10.20.0.2").await.is_empty());
-    assert_eq!(ptr(&bind, "10.20.0.99").await, [format!("{web}.")]);
+    assert!(bind.ptr("10.20.0.2").await.is_empty());
+    assert_eq!(bind.ptr("10.20.0.99").await, [format!("{web}.")]);
     assert!(env.backend_holds().await.is_empty(), "{kind:?}");
     env.app.stop().await;
 }
@@ -243,7 +237,7 @@ async fn allocate_while_dns_fails(
         assert!(env.backend_holds().await.is_empty(), "{kind:?}");
         if !stop_bind {
             assert!(bind.lookup(MACHINE, RecordType::A).await.is_empty());
-            assert!(ptr(bind, "10.20.0.2").await.is_empty());
+            assert!(bind.ptr("10.20.0.2").await.is_empty());
         }
     } else {
         assert_eq!(status, StatusCode::OK, "{kind:?}: {body}");
@@ -357,6 +351,6 @@ async fn vra_update_record_of_an_opted_out_machine_registers_nothing() {
             .is_empty(),
         "but nothing goes to DNS"
     );
-    assert!(ptr(&bind, "10.20.0.2").await.is_empty());
+    assert!(bind.ptr("10.20.0.2").await.is_empty());
     env.app.stop().await;
 }

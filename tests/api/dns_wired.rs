@@ -5,11 +5,11 @@
 use std::time::{Duration, Instant};
 
 use hickory_proto::rr::RecordType;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::support::bind::{Bind, KEY_SECRET, WRONG_SECRET};
 use crate::support::gateway_process::Run;
-use crate::support::{AppOptions, BASE_CONFIG, TestApp, spawn_with};
+use crate::support::{AppOptions, BASE_CONFIG, TestApp, allocate, allocations_of, spawn_with};
 
 const TIMEOUT_MS: u64 = 1500;
 
@@ -32,21 +32,6 @@ pub(crate) fn with_dns(
     required: bool,
 ) -> String {
     crate::support::dns_lab::with_dns(config, kind, bind.addr, secret, required, TIMEOUT_MS)
-}
-
-async fn allocate(app: &TestApp, body: Value) -> (u16, Value) {
-    let r = app
-        .post("/api/v1/allocations", &body)
-        .send()
-        .await
-        .expect("post");
-    (r.status().as_u16(), r.json().await.expect("json"))
-}
-
-async fn held_by(app: &TestApp, owner: &str) -> Value {
-    app.get_json(&format!("/api/v1/allocations?owner={owner}"))
-        .await["allocations"]
-        .clone()
 }
 
 async fn ptr(bind: &Bind, addr: &str) -> Vec<String> {
@@ -147,7 +132,7 @@ async fn allocate_registers_a_new_hostname_renames_and_release_deletes_only_its_
     );
     assert!(ptr(&bind, "10.20.0.2").await.is_empty());
     assert_eq!(ptr(&bind, "10.20.0.99").await, ["web-1.lab.example.com."]);
-    assert_eq!(held_by(&app, "vm-1").await, json!([]));
+    assert_eq!(allocations_of(&app, "vm-1").await, json!([]));
     app.stop().await;
 }
 
@@ -165,7 +150,7 @@ async fn a_bad_hostname_is_a_400_naming_the_field_and_takes_no_address() {
         .await;
         assert_eq!(status, 400, "{bad}: {e}");
         assert_eq!(e["error"]["field"], "hostname", "{e}");
-        assert_eq!(held_by(&app, "vm-bad").await, json!([]), "{bad}");
+        assert_eq!(allocations_of(&app, "vm-bad").await, json!([]), "{bad}");
     }
     // Not in a zone dns.lab may update: refused, the address taken for it given back.
     let (status, e) = allocate(
@@ -181,7 +166,7 @@ async fn a_bad_hostname_is_a_400_naming_the_field_and_takes_no_address() {
             .contains("zones"),
         "{e}"
     );
-    assert_eq!(held_by(&app, "vm-out").await, json!([]));
+    assert_eq!(allocations_of(&app, "vm-out").await, json!([]));
     app.stop().await;
 }
 
@@ -202,7 +187,7 @@ async fn a_wrong_tsig_secret_fails_a_required_allocation_and_leaves_nothing_allo
         msg.contains("lab.example.com") && msg.contains("NOTAUTH"),
         "{e}"
     );
-    assert_eq!(held_by(&app, "vm-2").await, json!([]));
+    assert_eq!(allocations_of(&app, "vm-2").await, json!([]));
     assert!(
         bind.lookup("vm-2.lab.example.com", RecordType::A)
             .await
@@ -223,7 +208,10 @@ async fn a_wrong_tsig_secret_is_counted_when_dns_is_not_required() {
     )
     .await;
     assert_eq!(status, 201, "{a}");
-    assert_eq!(held_by(&app, "vm-3").await[0]["address"], a["address"]);
+    assert_eq!(
+        allocations_of(&app, "vm-3").await[0]["address"],
+        a["address"]
+    );
     let m = metrics(&app).await;
     assert!(
         m.lines()
@@ -261,10 +249,13 @@ async fn bind_stopped_fails_a_required_allocation_within_the_timeout_or_counts_i
                     .contains("lab.example.com"),
                 "{body}"
             );
-            assert_eq!(held_by(&app, "vm-4").await, json!([]));
+            assert_eq!(allocations_of(&app, "vm-4").await, json!([]));
         } else {
             assert_eq!(status, 201, "{body}");
-            assert_eq!(held_by(&app, "vm-4").await[0]["address"], body["address"]);
+            assert_eq!(
+                allocations_of(&app, "vm-4").await[0]["address"],
+                body["address"]
+            );
             let m = metrics(&app).await;
             assert!(
                 m.lines().any(

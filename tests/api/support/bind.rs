@@ -186,6 +186,13 @@ impl Bind {
             .is_ok_and(|r| !r.is_empty())
     }
 
+    /// The PTR records of an address (`10.20.0.5`, `2001:db8::5`) as BIND serves them.
+    pub async fn ptr(&self, addr: &str) -> Vec<String> {
+        let ip: std::net::IpAddr = addr.parse().expect("an address");
+        self.lookup(&ipam_gateway::dns::names::reverse_name(ip), RecordType::PTR)
+            .await
+    }
+
     /// The records of `name` and type `rtype` as BIND serves them, in text (`10.20.0.5`,
     /// `vm-1.lab.example.com.`), sorted. An unsigned query, like any resolver's.
     pub async fn lookup(&self, name: &str, rtype: RecordType) -> Vec<String> {

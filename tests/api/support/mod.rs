@@ -178,6 +178,23 @@ impl TestApp {
     }
 }
 
+/// `POST /api/v1/allocations`: the status and the JSON answer.
+pub async fn allocate(app: &TestApp, body: Value) -> (u16, Value) {
+    let r = app
+        .post("/api/v1/allocations", &body)
+        .send()
+        .await
+        .expect("post");
+    (r.status().as_u16(), r.json().await.expect("json"))
+}
+
+/// The native API's `allocations` of an owner (a JSON array).
+pub async fn allocations_of(app: &TestApp, owner: &str) -> Value {
+    app.get_json(&format!("/api/v1/allocations?owner={owner}"))
+        .await["allocations"]
+        .clone()
+}
+
 /// Path of the built `ipam-gateway` binary (for tests that run it as a process).
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_ipam-gateway"))
